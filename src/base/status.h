@@ -1,0 +1,75 @@
+// Errors as values (STYLE §3): Status for operations without a result,
+// Result<T> for those with one. Foreign conventions are converted in one
+// place each: FromErrno here, FromSqlite in the store, FromUv in uv_util.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace orch {
+
+enum class Code {
+  kOk = 0,
+  kInvalidArgument,  // caller's input is wrong
+  kNotFound,
+  kConflict,         // state does not allow the operation (e.g. retry a running job)
+  kGuardMissed,      // a compare-and-set UPDATE matched no row
+  kBusy,             // database locked past busy_timeout
+  kFull,             // disk or database full
+  kReadOnly,
+  kCorrupt,
+  kIo,               // other I/O or OS error
+  kUnavailable,      // not ready / shutting down
+  kInternal,
+};
+
+const char* CodeName(Code code);
+
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  Status(Code code, std::string message) : code_(code), message_(std::move(message)) {}
+  static Status Ok() { return Status(); }
+
+  bool ok() const { return code_ == Code::kOk; }
+  Code code() const { return code_; }
+  const std::string& message() const { return message_; }
+  // "busy: database is locked" style text for logs and API errors.
+  std::string ToString() const;
+
+ private:
+  Code code_ = Code::kOk;
+  std::string message_;
+};
+
+// errno (captured by the caller or read now) turned into a Status:
+// "<what>: <strerror>". ENOSPC → kFull, EROFS → kReadOnly, ENOENT → kNotFound.
+Status FromErrno(const std::string& what, int err);
+Status FromErrno(const std::string& what);
+
+template <typename T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(Status status) : v_(std::move(status)) {}  // NOLINT
+  Result(Code code, std::string message) : v_(Status(code, std::move(message))) {}
+
+  bool ok() const { return std::holds_alternative<T>(v_); }
+  const Status& status() const {
+    static const Status kOkStatus;
+    return ok() ? kOkStatus : std::get<Status>(v_);
+  }
+  T& value() & { return std::get<T>(v_); }
+  const T& value() const& { return std::get<T>(v_); }
+  T&& value() && { return std::get<T>(std::move(v_)); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+
+ private:
+  std::variant<T, Status> v_;
+};
+
+}  // namespace orch

@@ -1,0 +1,128 @@
+#include "cli/cli.h"
+
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "base/log.h"
+#include "config/config.h"
+#include "daemon/daemon.h"
+
+namespace orch {
+namespace {
+
+struct ConfigFlags {
+  std::string file;
+  std::vector<std::string> sets;
+  std::string listen, db_path, log_level;
+  int64_t max_concurrency = 0;
+};
+
+void AddConfigFlags(CLI::App* cmd, ConfigFlags* f) {
+  cmd->add_option("-c,--config", f->file, "configuration file (default: ./orchestrator.toml)");
+  cmd->add_option("--set", f->sets, "override a key: --set supervisor.max_concurrency=4")
+      ->type_name("KEY=VALUE");
+  cmd->add_option("--listen", f->listen, "same as --set server.listen=ADDR");
+  cmd->add_option("--db", f->db_path, "same as --set store.path=PATH");
+  cmd->add_option("--max-concurrency", f->max_concurrency,
+                  "same as --set supervisor.max_concurrency=N");
+  cmd->add_option("--log-level", f->log_level, "same as --set log.level=LEVEL");
+}
+
+ConfigInputs ToInputs(const ConfigFlags& f) {
+  ConfigInputs in;
+  in.file = f.file;
+  in.file_required = !f.file.empty();
+  in.env = ProcessEnvironment();
+  for (const auto& s : f.sets) {
+    size_t eq = s.find('=');
+    in.flags.emplace_back(s.substr(0, eq), eq == std::string::npos ? "" : s.substr(eq + 1));
+  }
+  if (!f.listen.empty()) in.flags.emplace_back("server.listen", f.listen);
+  if (!f.db_path.empty()) in.flags.emplace_back("store.path", f.db_path);
+  if (f.max_concurrency != 0) {
+    in.flags.emplace_back("supervisor.max_concurrency", std::to_string(f.max_concurrency));
+  }
+  if (!f.log_level.empty()) in.flags.emplace_back("log.level", f.log_level);
+  return in;
+}
+
+// Loads the config or prints every error and returns false.
+bool Load(const ConfigInputs& in, LoadedConfig* out) {
+  *out = LoadConfig(in);
+  if (out->ok()) return true;
+  for (const auto& e : out->errors) std::fprintf(stderr, "config error: %s\n", e.c_str());
+  std::fprintf(stderr, "%zu configuration error%s; nothing was changed\n", out->errors.size(),
+               out->errors.size() == 1 ? "" : "s");
+  return false;
+}
+
+int NotYet(const char* what) {
+  std::fprintf(stderr, "orchestrator %s: not yet available in this build\n", what);
+  return 2;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"orchestrator: a durable job queue and process supervisor"};
+  app.set_version_flag("-V,--version", std::string("orchestrator ") + ORCH_VERSION);
+  app.require_subcommand(1);
+
+  ConfigFlags serve_flags, check_flags, db_flags;
+  auto* serve = app.add_subcommand("serve", "run the daemon in the foreground");
+  AddConfigFlags(serve, &serve_flags);
+  auto* check = app.add_subcommand("check-config", "validate and print the effective config");
+  AddConfigFlags(check, &check_flags);
+
+  auto* db = app.add_subcommand("db", "offline database tools");
+  db->require_subcommand(1);
+  auto* db_check = db->add_subcommand("check", "integrity_check plus an invariant report");
+  auto* db_sanitize = db->add_subcommand("sanitize", "repair queued rows that carry a run");
+  for (auto* c : {db_check, db_sanitize}) AddConfigFlags(c, &db_flags);
+
+  std::vector<CLI::App*> client;
+  for (auto [name, help] : std::initializer_list<std::pair<const char*, const char*>>{
+           {"submit", "submit a job: submit [opts] -- CMD ARGS..."},
+           {"status", "show the queue"},
+           {"jobs", "list jobs"},
+           {"show", "show one job and its runs"},
+           {"cancel", "cancel a job"},
+           {"retry", "retry a failed or cancelled job"},
+           {"logs", "print a job's log"},
+           {"pause", "stop claiming jobs"},
+           {"resume", "resume claiming jobs"}}) {
+    auto* c = app.add_subcommand(name, help);
+    c->allow_extras();
+    client.push_back(c);
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+
+  if (serve->parsed()) {
+    ConfigInputs in = ToInputs(serve_flags);
+    LoadedConfig loaded;
+    if (!Load(in, &loaded)) return 2;
+    (void)log::Setup(loaded.config.log.level, loaded.config.log.format);
+    return RunDaemon(loaded, in);
+  }
+  if (check->parsed()) {
+    LoadedConfig loaded;
+    if (!Load(ToInputs(check_flags), &loaded)) return 2;
+    std::cout << DescribeConfig(loaded);
+    return 0;
+  }
+  if (db_check->parsed() || db_sanitize->parsed()) return NotYet("db");
+  for (auto* c : client) {
+    if (c->parsed()) return NotYet(c->get_name().c_str());
+  }
+  return 2;
+}
+
+}  // namespace orch

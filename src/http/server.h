@@ -1,0 +1,3 @@
+// HTTP server on libuv + llhttp. Placeholder header: the implementation lands
+// with the HTTP work.
+#pragma once

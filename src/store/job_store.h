@@ -1,0 +1,158 @@
+// The durable queue (SPEC §3, §4). An interface so that a second backend
+// (PostgreSQL) can be added without touching the supervisor or the API.
+//
+// Every status change is one guarded UPDATE (expected status, and run_id for
+// a running job). A guard that misses returns Code::kGuardMissed — never an
+// exception, never a silent success. Storage failures come back as kBusy,
+// kFull, kReadOnly, kCorrupt or kIo carrying SQLite's message; a failed call
+// leaves nothing half-written. Not thread-safe: one owner (the daemon's loop
+// thread); other processes may share the file.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "config/config.h"
+#include "store/job.h"
+
+namespace orch {
+
+struct SubmitResult {
+  Job job;
+  bool created = true;  // false: an existing job with the same idempotency_key
+};
+
+struct ClaimRequest {
+  int64_t max_concurrency = 1;
+  bool serial_gate_enabled = true;
+  std::string incarnation;
+  int64_t now_ms = 0;
+};
+
+struct Claimed {
+  Job job;  // already `running`, attempts incremented, run_id set
+  Run run;  // open, identity empty (intent first: spawn comes after)
+};
+
+// How a run ended, as the supervisor saw it. The store maps the outcome to
+// the job transition (SPEC §4):
+//   succeeded → succeeded; failed, spawn_failed → failed; cancelled → cancelled
+//   transient, timeout, lost → queued at retry_not_before, or failed when
+//     attempts >= max_attempts; interrupted → queued now, attempt not spent.
+// A job whose cancel was requested ends cancelled whatever the outcome.
+struct RunEnd {
+  int64_t job_id = 0;
+  int64_t run_id = 0;
+  RunOutcome outcome = RunOutcome::kFailed;
+  std::string reason;  // "exit 3", "signal 9", "pid_gone", "never_spawned", ...
+  std::optional<int64_t> exit_code;
+  std::optional<int64_t> signal;
+  std::string error;  // human text for jobs.error ("" = none)
+  int64_t now_ms = 0;
+  int64_t retry_not_before = 0;  // for requeueing outcomes
+};
+
+struct FinishResult {
+  JobStatus job_status;  // the job's status after the transition
+};
+
+enum class CancelEffect { kCancelled, kRunningSignalNeeded, kAlreadyRequested };
+struct CancelResult {
+  CancelEffect effect;
+  Job job;  // after the call
+};
+
+struct JobPage {
+  std::vector<Job> jobs;
+  std::optional<int64_t> next_after_id;
+};
+
+struct QueueCounts {
+  int64_t queued = 0, running = 0, succeeded = 0, failed = 0, cancelled = 0;
+  std::optional<int64_t> oldest_queued_created_at;
+};
+
+struct RunningEntry {
+  Job job;
+  Run run;
+};
+
+struct Violation {
+  std::string invariant;  // "I1".."I6"
+  int64_t job_id = 0;
+  std::string detail;
+};
+
+class JobStore {
+ public:
+  virtual ~JobStore() = default;
+
+  // Inserts a queued job; with an idempotency_key already present, returns
+  // that job with created=false and changes nothing.
+  virtual Result<SubmitResult> Submit(const JobSpec& spec, int64_t now_ms) = 0;
+
+  // One IMMEDIATE transaction: the best claimable job (status queued,
+  // not_before <= now, priority desc, id asc; with the gate on, keys that
+  // already run are skipped without blocking other keys) if fewer than
+  // max_concurrency jobs run. Opens its run row and flips it to running.
+  // Returns nullopt when nothing is claimable.
+  virtual Result<std::optional<Claimed>> ClaimNext(const ClaimRequest& req) = 0;
+
+  // Stamps pid, identity and log path on an open run and the job's pid.
+  // kGuardMissed when the run is closed or no longer the job's current run.
+  virtual Status RecordSpawned(int64_t job_id, int64_t run_id, const ProcessIdentity& id,
+                               const std::string& log_path) = 0;
+
+  // Closes the run and moves the job in one transaction (see RunEnd).
+  virtual Result<FinishResult> FinishRun(const RunEnd& end) = 0;
+
+  // queued → cancelled now (kCancelled); running → marks cancel_requested
+  // and returns kRunningSignalNeeded (the supervisor terminates it). kConflict
+  // for terminal jobs, kNotFound for unknown ids.
+  virtual Result<CancelResult> Cancel(int64_t job_id, int64_t now_ms) = 0;
+
+  // failed|cancelled → queued with attempts reset. kConflict otherwise.
+  virtual Result<Job> Retry(int64_t job_id, int64_t now_ms) = 0;
+
+  virtual Status SetPaused(bool paused) = 0;
+  virtual Result<bool> IsPaused() = 0;
+
+  // I1 sweep: queued rows carrying run_id, pid or started_at.
+  virtual Result<std::vector<int64_t>> FindImpossibleQueued() = 0;
+  // Clears their ownership (and closes any open run of theirs as lost,
+  // reason "impossible_queued"); returns the ids repaired.
+  virtual Result<std::vector<int64_t>> SanitizeImpossibleQueued(int64_t now_ms) = 0;
+
+  // Every running job with its current run (recovery, liveness, /queue).
+  virtual Result<std::vector<RunningEntry>> ListRunning() = 0;
+
+  virtual Result<JobPage> ListJobs(std::optional<JobStatus> status, int64_t after_id,
+                                   int64_t limit) = 0;
+  virtual Result<Job> GetJob(int64_t job_id) = 0;  // kNotFound
+  virtual Result<std::vector<Run>> GetRuns(int64_t job_id) = 0;
+  virtual Result<std::optional<Run>> GetRun(int64_t run_id) = 0;
+
+  // Cheap with millions of rows (maintained counters, no scans).
+  virtual Result<QueueCounts> Counts() = 0;
+  // Earliest not_before among queued jobs in the future of now_ms (claim timer).
+  virtual Result<std::optional<int64_t>> NextNotBefore(int64_t now_ms) = 0;
+
+  // A trivial write that proves the store is writable (readiness).
+  virtual Status ProbeWritable() = 0;
+
+  // Offline checks for `orchestrator db check`.
+  virtual Result<std::vector<std::string>> IntegrityCheck() = 0;  // {"ok"} when fine
+  virtual Result<std::vector<Violation>> CheckInvariants() = 0;
+};
+
+// Opens (creating if needed, mode 0640, parent directories 0750) the SQLite
+// store at config.path, applies migrations in one transaction, refuses a
+// newer schema. WAL, synchronous from config, busy_timeout, foreign keys on.
+Result<std::unique_ptr<JobStore>> OpenSqliteStore(const Config::Store& config);
+
+}  // namespace orch
