@@ -191,6 +191,13 @@ std::string Suggest(const std::string& section, const std::string& key) {
   return best.empty() ? "" : " (did you mean " + best + "?)";
 }
 
+std::string SuggestSection(const std::string& section) {
+  for (const char* known : {"server", "store", "supervisor", "reaper", "log"}) {
+    if (EditDistance(section, known) <= 2) return std::string(" (did you mean ") + known + "?)";
+  }
+  return "";
+}
+
 bool ValidListen(const std::string& s) {
   if (s.empty()) return true;
   size_t colon = s.rfind(':');
@@ -352,7 +359,7 @@ void ApplyFile(const std::string& file, LoadedConfig& out) {
       out.errors.push_back(Where(file, section_node.source()) + ": unknown " +
                            (section_node.is_table() ? "section [" + section + "]"
                                                     : "top-level key " + section) +
-                           Suggest("", section) +
+                           SuggestSection(section) +
                            "; expected one of [server], [store], [supervisor], [reaper], [log]");
       continue;
     }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets everything up and runs every test: the suite, the suite again under
+# ASan+UBSan, and the bounded fuzz runs. Set ORCH_QUICK=1 for the plain suite only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ORCH_SETUP_TEST_DEPS=1
+
+echo "== build (RelWithDebInfo) and test"
+scripts/setup.sh
+(cd build && ctest --output-on-failure -j2 --timeout 300)
+
+[ "${ORCH_QUICK:-0}" = 1 ] && exit 0
+
+echo "== build with ASan+UBSan and test"
+ORCH_BUILD_DIR=build-asan ORCH_BUILD_TYPE=Debug scripts/setup.sh -DORCH_SANITIZE=ON
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --output-on-failure -j2 --timeout 600)
+
+if [ -f tests/fuzz/CMakeLists.txt ]; then
+  echo "== fuzz (bounded)"
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -DORCH_FUZZ=ON -DORCH_TESTS=OFF \
+    -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build build-fuzz -j2
+  scripts/fuzz.sh build-fuzz "${ORCH_FUZZ_SECONDS:-60}"
+fi
