@@ -529,6 +529,17 @@ std::string ConfigValueText(const Config& config, const std::string& key) {
   return s.str();
 }
 
+Config ApplyReloadable(const Config& running, const Config& next) {
+  Config out = running;
+  Config source = next;
+  for (const auto& d : Defs()) {
+    if (!d.reloadable) continue;
+    std::visit([&](auto* to) { *to = *std::get<std::remove_reference_t<decltype(to)>>(d.get(source)); },
+               d.get(out));
+  }
+  return out;
+}
+
 std::string DescribeConfig(const LoadedConfig& loaded) {
   std::ostringstream out;
   out << "# effective configuration"

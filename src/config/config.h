@@ -92,6 +92,9 @@ std::string DescribeConfig(const LoadedConfig& loaded);
 // The value of one key as TOML text (for DescribeConfig and reload diffs).
 std::string ConfigValueText(const Config& config, const std::string& key);
 
+// `running` with the values of the SIGHUP-reloadable keys taken from `next`.
+Config ApplyReloadable(const Config& running, const Config& next);
+
 // Parses the boolean spellings accepted everywhere: true/false/1/0/yes/no/on/off.
 bool ParseBool(const std::string& text, bool* out);
 

@@ -1,31 +1,279 @@
 #include "daemon/daemon.h"
 
-#include <uv.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "base/clock.h"
 #include "base/log.h"
+#include "base/uv_handle.h"
+#include "http/api.h"
+#include "http/server.h"
+#include "store/job_store.h"
+#include "supervisor/identity.h"
+#include "supervisor/metrics.h"
+#include "supervisor/supervisor.h"
 
 namespace orch {
+namespace {
 
-int RunDaemon(const LoadedConfig& loaded, const ConfigInputs&) {
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  uv_signal_t sigint, sigterm;
-  uv_signal_init(&loop, &sigint);
-  uv_signal_init(&loop, &sigterm);
-  auto stop = [](uv_signal_t* h, int signum) {
-    log::Info("stopping", {{"signal", signum}});
-    uv_stop(h->loop);
+// Reads the API token; refuses a file that others can read.
+Result<std::string> ReadToken(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return FromErrno("server.token_file " + path);
+  if ((st.st_mode & S_IRWXO) != 0) {
+    return Status(Code::kInvalidArgument,
+                  "server.token_file " + path +
+                      " is accessible by other users (mode " +
+                      std::to_string(st.st_mode & 0777) + " octal " +
+                      [&] {
+                        char b[8];
+                        std::snprintf(b, sizeof b, "%03o", st.st_mode & 0777);
+                        return std::string(b);
+                      }() +
+                      "); chmod o-rwx it");
+  }
+  std::ifstream in(path);
+  if (!in) return FromErrno("server.token_file " + path);
+  std::stringstream s;
+  s << in.rdbuf();
+  std::string token = s.str();
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front()))) token.erase(0, 1);
+  if (token.empty()) return Status(Code::kInvalidArgument, "server.token_file " + path + " is empty");
+  return token;
+}
+
+class Daemon {
+ public:
+  Daemon(const LoadedConfig& loaded, const ConfigInputs& inputs)
+      : config_(loaded.config), inputs_(inputs) {}
+
+  int Run();
+
+ private:
+  void OnStopSignal(int signum);
+  void Reload();
+  void Notify(const std::string& state);
+  void UpdateStatus();
+
+  Config config_;
+  ConfigInputs inputs_;
+  uv_loop_t loop_{};
+  Clock clock_;
+  Metrics metrics_;
+  std::unique_ptr<JobStore> store_;
+  std::unique_ptr<Supervisor> supervisor_;
+  std::unique_ptr<Api> api_;
+  std::unique_ptr<HttpServer> server_;
+  UvHandle<uv_signal_t> sigterm_, sigint_, sighup_;
+  UvHandle<uv_timer_t> status_timer_, watchdog_timer_;
+  bool stopping_ = false;
+  bool ready_sent_ = false;
+  int exit_code_ = 0;
+};
+
+int Daemon::Run() {
+  signal(SIGPIPE, SIG_IGN);
+  struct rlimit rl {};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    log::Warn("cannot become a child subreaper; orphaned grandchildren go to init");
+  }
+
+  std::string token;
+  if (!config_.server.token_file.empty()) {
+    auto t = ReadToken(config_.server.token_file);
+    if (!t.ok()) {
+      log::Error("cannot start", {{"error", t.status().message()}});
+      return 2;
+    }
+    token = *t;
+  }
+  auto store = OpenSqliteStore(config_.store);
+  if (!store.ok()) {
+    log::Error("cannot open the store",
+               {{"path", config_.store.path}, {"error", store.status().ToString()}});
+    return 2;
+  }
+  store_ = std::move(store.value());
+  auto boot_id = CurrentBootId();
+  if (!boot_id.ok()) {
+    log::Error("cannot read the boot id", {{"error", boot_id.status().ToString()}});
+    return 2;
+  }
+
+  uv_loop_init(&loop_);
+  supervisor_ = std::make_unique<Supervisor>(&loop_, store_.get(), config_, &metrics_, &clock_);
+  Status init = supervisor_->Init();
+  if (!init.ok()) {
+    log::Error("cannot start", {{"error", init.message()}});
+    supervisor_.reset();
+    uv_loop_close(&loop_);
+    return 2;
+  }
+  Status recovered = supervisor_->Recover();
+  if (!recovered.ok()) {
+    log::Error("start-up recovery failed; retrying on each reaper tick",
+               {{"error", recovered.ToString()}});
+  }
+
+  api_ = std::make_unique<Api>(store_.get(), supervisor_.get(), &metrics_, &clock_, token, *boot_id);
+  HttpServer::Options opts = HttpServer::Options::FromConfig(config_.server);
+  opts.on_protocol_error = [this](int status) {
+    ++metrics_.http_requests_total[{"protocol_error", status}];
   };
-  uv_signal_start(&sigint, stop, SIGINT);
-  uv_signal_start(&sigterm, stop, SIGTERM);
-  log::Info("orchestrator started", {{"config", loaded.file}, {"db", loaded.config.store.path}});
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
-  log::Info("stopped");
-  return 0;
+  server_ = std::make_unique<HttpServer>(
+      &loop_, opts, [this](const HttpRequest& req, HttpResponse& resp) { api_->Handle(req, resp); });
+  Status listening = server_->Start();
+  if (!listening.ok()) {
+    log::Error("cannot listen", {{"listen", config_.server.listen},
+                                 {"unix_socket", config_.server.unix_socket},
+                                 {"error", listening.ToString()}});
+    exit_code_ = 2;
+    stopping_ = true;
+    server_->Close([] {});
+    supervisor_->Shutdown([] {});
+  } else {
+    if (!server_->BoundAddress().empty()) {
+      log::Info("listening", {{"address", "http://" + server_->BoundAddress()}});
+    }
+    if (!config_.server.unix_socket.empty()) {
+      log::Info("listening", {{"unix_socket", config_.server.unix_socket}});
+    }
+    log::Info("orchestrator started",
+              {{"version", ORCH_VERSION}, {"pid", static_cast<int64_t>(getpid())},
+               {"incarnation", supervisor_->incarnation()}, {"db", config_.store.path},
+               {"max_concurrency", config_.supervisor.max_concurrency}});
+    supervisor_->Start();
+
+    auto on_stop = [](uv_signal_t* h, int signum) {
+      if (h->data != nullptr) static_cast<Daemon*>(h->data)->OnStopSignal(signum);
+    };
+    sigterm_.Init(uv_signal_init, &loop_, this);
+    uv_signal_start(sigterm_.get(), on_stop, SIGTERM);
+    sigint_.Init(uv_signal_init, &loop_, this);
+    uv_signal_start(sigint_.get(), on_stop, SIGINT);
+    sighup_.Init(uv_signal_init, &loop_, this);
+    uv_signal_start(
+        sighup_.get(),
+        [](uv_signal_t* h, int) {
+          if (h->data != nullptr) static_cast<Daemon*>(h->data)->Reload();
+        },
+        SIGHUP);
+
+    status_timer_.Init(uv_timer_init, &loop_, this);
+    uv_timer_start(
+        status_timer_.get(),
+        [](uv_timer_t* h) {
+          if (h->data != nullptr) static_cast<Daemon*>(h->data)->UpdateStatus();
+        },
+        0, 1000);
+    uint64_t watchdog_usec = 0;
+    if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+      watchdog_timer_.Init(uv_timer_init, &loop_, this);
+      uint64_t every_ms = std::max<uint64_t>(watchdog_usec / 2000, 1);
+      uv_timer_start(
+          watchdog_timer_.get(),
+          [](uv_timer_t* h) {
+            if (h->data != nullptr) static_cast<Daemon*>(h->data)->Notify("WATCHDOG=1");
+          },
+          every_ms, every_ms);
+    }
+  }
+
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  supervisor_.reset();
+  server_.reset();
+  api_.reset();
+  store_.reset();
+  // Anything still open is a leak; run the loop dry so close callbacks free it.
+  uv_walk(&loop_, [](uv_handle_t* h, void*) {
+    if (!uv_is_closing(h)) uv_close(h, nullptr);
+  }, nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+  if (exit_code_ == 0) log::Info("stopped cleanly");
+  return exit_code_;
+}
+
+void Daemon::Notify(const std::string& state) { sd_notify(0, state.c_str()); }
+
+void Daemon::UpdateStatus() {
+  if (!ready_sent_ && supervisor_->recovered()) {
+    ready_sent_ = true;
+    Notify("READY=1");
+  }
+  auto counts = store_->Counts();
+  if (counts.ok()) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "STATUS=%lld running, %lld queued%s",
+                  static_cast<long long>(counts->running), static_cast<long long>(counts->queued),
+                  supervisor_->paused() ? " (paused)" : "");
+    Notify(buf);
+  }
+}
+
+void Daemon::OnStopSignal(int signum) {
+  if (stopping_) {
+    log::Info("already stopping", {{"signal", signum}});
+    return;
+  }
+  stopping_ = true;
+  log::Info("stop requested", {{"signal", signum}});
+  Notify("STOPPING=1");
+  status_timer_.Close();
+  watchdog_timer_.Close();
+  supervisor_->Shutdown([this] {
+    server_->Close([this] {
+      sigterm_.Close();
+      sigint_.Close();
+      sighup_.Close();
+    });
+  });
+}
+
+void Daemon::Reload() {
+  Notify("RELOADING=1");
+  LoadedConfig next = LoadConfig(inputs_);
+  if (!next.ok()) {
+    for (const auto& e : next.errors) log::Error("reload rejected", {{"error", e}});
+    Notify("READY=1");
+    return;
+  }
+  for (const auto& key : ConfigKeys()) {
+    std::string before = ConfigValueText(config_, key.name);
+    std::string after = ConfigValueText(next.config, key.name);
+    if (before == after) continue;
+    if (key.reloadable) {
+      log::Info("config changed", {{"key", key.name}, {"from", before}, {"to", after}});
+    } else {
+      log::Warn("config change needs a restart; ignored",
+                {{"key", key.name}, {"from", before}, {"to", after}});
+    }
+  }
+  config_ = ApplyReloadable(config_, next.config);
+  (void)log::Setup(config_.log.level, config_.log.format);
+  supervisor_->ApplyConfig(config_);
+  Notify("READY=1");
+}
+
+}  // namespace
+
+int RunDaemon(const LoadedConfig& loaded, const ConfigInputs& inputs) {
+  Daemon daemon(loaded, inputs);
+  return daemon.Run();
 }
 
 }  // namespace orch

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,16 +18,32 @@
 namespace orch {
 
 struct SpawnRequest {
-  std::vector<std::string> argv;              // argv[0] looked up in env PATH when it has no '/'
-  std::map<std::string, std::string> env;     // the complete environment of the child
-  std::string cwd;                            // "" = the daemon's
-  std::string stdout_path;                    // opened O_APPEND|O_CREAT, 0640, in the parent
+  // argv[0] is looked up in env's PATH (not the daemon's; when env has no
+  // PATH: /usr/local/bin:/usr/bin:/bin) when it has no '/'.
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;  // the complete environment of the child
+  std::string cwd;                         // "" = the daemon's
+  // Opened O_WRONLY|O_APPEND|O_CREAT, 0640, in the parent; "" = /dev/null.
+  std::string stdout_path;
   std::string stderr_path;
   // run_as: "" = keep the daemon's user; else resolved user (and groups).
   bool drop_privileges = false;
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;
+  // Intent first: the child is created and its identity read, but it waits
+  // before exec until ReleaseSpawned(). If the daemon dies first, the child
+  // sees EOF on its gate and exits without running the job, so a run whose
+  // pid was never recorded can never have run.
+  bool hold_until_released = false;
+};
+
+// A child held before exec (SpawnRequest::hold_until_released): the pipes
+// and what a failure message needs. Closing it without releasing lets the
+// child exit without ever running the job.
+struct HeldExec;
+struct HeldExecDeleter {
+  void operator()(HeldExec* h) const;
 };
 
 struct SpawnedProcess {
@@ -33,14 +51,20 @@ struct SpawnedProcess {
   pid_t pid = 0;
   ProcessIdentity identity;  // boot id, pidns, pid, start time, pidfs inode
   bool used_clone3 = true;   // false when clone3 was refused and fork+pidfd_open was used
+  std::unique_ptr<HeldExec, HeldExecDeleter> held;  // set while held before exec
 };
 
 // What went wrong when the process could not be started. exec failures come
 // back from the child through a CLOEXEC pipe.
 struct SpawnFailure {
-  int err = 0;            // errno
-  int shell_code = 127;   // 127 not found, 126 not executable / permission
-  std::string message;    // "execvp /no/such: No such file or directory" / "cwd /x: ..."
+  int err = 0;  // errno
+  // 127 only when the executable was not found (ENOENT/ENOTDIR, or no match
+  // in PATH); 126 for everything else: not executable, permission, bad cwd,
+  // a log file that cannot be opened, a failed privilege drop.
+  int shell_code = 127;
+  // "exec /no/such: No such file or directory" / "cwd /x: ..." /
+  // "open log /x/out: ..." / "setuid 65534: ..."
+  std::string message;
 };
 
 struct SpawnOutcome {
@@ -54,15 +78,31 @@ struct SpawnOutcome {
 // empty mask, no inherited fds (close_range) and an optional uid/gid drop.
 // Uses clone3(CLONE_PIDFD); on EPERM/ENOSYS (container seccomp) falls back to
 // fork + pidfd_open before any wait. Blocks only until exec succeeded or
-// failed. A failure to open a log file is a SpawnFailure too.
+// failed. A failure to open a log file is a SpawnFailure too. On failure the
+// child (if one was made) has been reaped; on success it is not reaped and
+// the caller owns the pidfd. If the new process's identity cannot be read
+// (no /proc), it is killed and reaped and that is a failure: a run without
+// an identity could never be verified. Callable from any thread; all signals
+// are blocked in the calling thread while the child is created.
 SpawnOutcome Spawn(const SpawnRequest& req);
+
+// Lets a held child exec and waits for the result: nullopt when exec
+// succeeded; else the failure, with the child already reaped.
+std::optional<SpawnFailure> ReleaseSpawned(SpawnedProcess& process);
 
 // Test hook: force the fork+pidfd_open fallback.
 void ForceForkFallbackForTest(bool on);
 
-// Caps a run's log file at max_bytes: when larger, truncates it to max_bytes
-// and, when `final` (the run ended), appends one line saying how much was cut.
-// Safe while the child still writes (it opened the file O_APPEND).
-Status EnforceLogCap(const std::string& path, int64_t max_bytes, bool final);
+// Caps a run's log file at max_bytes: when the file is larger, truncates it
+// to max_bytes and returns how many bytes were removed; else (and for a
+// missing file, or max_bytes <= 0 = no cap) returns 0. Safe while the child
+// still writes (it opened the file O_APPEND, so its next write lands at the
+// new end). Call it from a timer while the run lives and once when it ends.
+Result<int64_t> EnforceLogCap(const std::string& path, int64_t max_bytes);
+
+// Appends one line saying that `cut_bytes` bytes of output were dropped at the
+// max_log_bytes limit (SPEC §4: what is cut is said at the end of the log).
+// Meant for the end of a run, after the last EnforceLogCap.
+Status AppendLogCutNote(const std::string& path, int64_t cut_bytes);
 
 }  // namespace orch

@@ -1,0 +1,690 @@
+#include "http/api.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstring>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "base/log.h"
+
+namespace orch {
+namespace {
+
+using nlohmann::json;
+
+constexpr int64_t kDefaultPageLimit = 100;
+constexpr int64_t kMaxPageLimit = 1000;
+
+json Time(const std::optional<int64_t>& ms) {
+  return ms ? json(FormatRfc3339(*ms)) : json(nullptr);
+}
+template <typename T>
+json Opt(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+json JobJson(const Job& j) {
+  return {{"id", j.id},
+          {"name", j.name},
+          {"argv", j.argv},
+          {"env", j.env},
+          {"cwd", j.cwd},
+          {"status", JobStatusName(j.status)},
+          {"priority", j.priority},
+          {"serial_key", Opt(j.serial_key)},
+          {"attempts", j.attempts},
+          {"max_attempts", j.max_attempts},
+          {"timeout_s", Opt(j.timeout_s)},
+          {"not_before", FormatRfc3339(j.not_before)},
+          {"idempotency_key", Opt(j.idempotency_key)},
+          {"created_at", FormatRfc3339(j.created_at)},
+          {"updated_at", FormatRfc3339(j.updated_at)},
+          {"started_at", Time(j.started_at)},
+          {"finished_at", Time(j.finished_at)},
+          {"run_id", Opt(j.run_id)},
+          {"pid", Opt(j.pid)},
+          {"exit_code", Opt(j.exit_code)},
+          {"signal", Opt(j.signal)},
+          {"outcome", Opt(j.outcome)},
+          {"error", Opt(j.error)},
+          {"cancel_requested", j.cancel_requested}};
+}
+
+json RunJson(const Run& r) {
+  bool spawned = r.identity.pid != 0;
+  return {{"id", r.id},
+          {"job_id", r.job_id},
+          {"attempt", r.attempt},
+          {"incarnation", r.incarnation},
+          {"boot_id", spawned ? json(r.identity.boot_id) : json(nullptr)},
+          {"pidns_ino", spawned ? json(r.identity.pidns_ino) : json(nullptr)},
+          {"pid", spawned ? json(r.identity.pid) : json(nullptr)},
+          {"start_time", spawned ? json(r.identity.start_time) : json(nullptr)},
+          {"pidfs_ino", spawned && r.identity.pidfs_ino ? json(r.identity.pidfs_ino) : json(nullptr)},
+          {"started_at", FormatRfc3339(r.started_at)},
+          {"ended_at", Time(r.ended_at)},
+          {"outcome", Opt(r.outcome)},
+          {"reason", Opt(r.reason)},
+          {"exit_code", Opt(r.exit_code)},
+          {"signal", Opt(r.signal)},
+          {"log_path", r.log_path.empty() ? json(nullptr) : json(r.log_path)}};
+}
+
+void Json(HttpResponse& resp, int status, const json& body) {
+  resp.status = status;
+  resp.content_type = "application/json";
+  resp.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  resp.body += '\n';
+}
+
+void Error(HttpResponse& resp, int status, std::string_view code, std::string_view message) {
+  resp = HttpErrorResponse(status, code, message);
+}
+
+// Store and supervisor failures as HTTP errors.
+void StatusError(HttpResponse& resp, const Status& s) {
+  switch (s.code()) {
+    case Code::kNotFound: return Error(resp, 404, "not_found", s.message());
+    case Code::kConflict:
+    case Code::kGuardMissed: return Error(resp, 409, "conflict", s.message());
+    case Code::kInvalidArgument: return Error(resp, 400, "invalid_argument", s.message());
+    case Code::kInternal: return Error(resp, 500, "internal", s.message());
+    default: return Error(resp, 503, "store_unavailable", s.ToString());
+  }
+}
+
+void MethodNotAllowed(HttpResponse& resp, const char* allow) {
+  Error(resp, 405, "method_not_allowed", std::string("allowed: ") + allow);
+  resp.headers.emplace_back("Allow", allow);
+}
+
+bool ParseId(std::string_view text, int64_t* out) {
+  if (text.empty() || text.size() > 18) return false;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && ptr == text.data() + text.size() && *out > 0;
+}
+
+bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
+
+Status Bad(const std::string& field, const std::string& what) {
+  return Status(Code::kInvalidArgument, field + ": " + what);
+}
+
+Result<std::optional<std::string>> OptionalString(const json& v, const std::string& field,
+                                                  size_t max_len) {
+  if (v.is_null()) return std::optional<std::string>();
+  if (!v.is_string()) return Bad(field, "must be a string or null");
+  const auto& s = v.get_ref<const std::string&>();
+  if (s.empty()) return Bad(field, "must not be empty");
+  if (s.size() > max_len) return Bad(field, "longer than " + std::to_string(max_len) + " bytes");
+  if (HasNul(s)) return Bad(field, "must not contain NUL bytes");
+  return std::optional<std::string>(s);
+}
+
+Result<int64_t> Integer(const json& v, const std::string& field, int64_t min, int64_t max) {
+  if (!v.is_number_integer()) return Bad(field, "must be an integer");
+  int64_t n = v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)
+                  ? INT64_MAX
+                  : v.get<int64_t>();
+  if (n < min || n > max) {
+    return Bad(field, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+  }
+  return n;
+}
+
+std::string PromEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<JobSpec> ParseJobSpec(const std::string& body, int64_t default_max_attempts) {
+  json doc = json::parse(body, nullptr, false);
+  if (doc.is_discarded()) return Status(Code::kInvalidArgument, "body: not valid JSON");
+  if (!doc.is_object()) return Status(Code::kInvalidArgument, "body: must be a JSON object");
+  JobSpec spec;
+  spec.max_attempts = default_max_attempts;
+  bool have_argv = false;
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    const std::string& key = it.key();
+    const json& v = it.value();
+    if (key == "argv") {
+      if (!v.is_array()) return Bad("argv", "must be an array of strings");
+      if (v.empty()) return Bad("argv", "must not be empty");
+      if (v.size() > 65536) return Bad("argv", "has more than 65536 elements");
+      for (size_t i = 0; i < v.size(); ++i) {
+        std::string f = "argv[" + std::to_string(i) + "]";
+        if (!v[i].is_string()) return Bad(f, "must be a string");
+        const auto& s = v[i].get_ref<const std::string&>();
+        if (HasNul(s)) return Bad(f, "must not contain NUL bytes");
+        if (i == 0 && s.empty()) return Bad(f, "must not be empty");
+        spec.argv.push_back(s);
+      }
+      have_argv = true;
+    } else if (key == "name") {
+      auto s = OptionalString(v, "name", 256);
+      if (!s.ok()) return s.status();
+      spec.name = s->value_or("");
+    } else if (key == "env") {
+      if (v.is_null()) continue;
+      if (!v.is_object()) return Bad("env", "must be an object of strings");
+      for (auto e = v.begin(); e != v.end(); ++e) {
+        std::string f = "env." + e.key();
+        if (e.key().empty() || e.key().find('=') != std::string::npos || HasNul(e.key())) {
+          return Bad(f, "invalid variable name");
+        }
+        if (!e.value().is_string()) return Bad(f, "must be a string");
+        const auto& s = e.value().get_ref<const std::string&>();
+        if (HasNul(s)) return Bad(f, "must not contain NUL bytes");
+        spec.env[e.key()] = s;
+      }
+    } else if (key == "cwd") {
+      auto s = OptionalString(v, "cwd", 4096);
+      if (!s.ok()) return s.status();
+      if (*s && (*s)->front() != '/') return Bad("cwd", "must be an absolute path");
+      spec.cwd = s->value_or("");
+    } else if (key == "priority") {
+      auto n = Integer(v, "priority", -1000000, 1000000);
+      if (!n.ok()) return n.status();
+      spec.priority = *n;
+    } else if (key == "serial_key") {
+      auto s = OptionalString(v, "serial_key", 256);
+      if (!s.ok()) return s.status();
+      spec.serial_key = *s;
+    } else if (key == "timeout_s") {
+      if (v.is_null()) continue;
+      auto n = Integer(v, "timeout_s", 1, 31536000);
+      if (!n.ok()) return n.status();
+      spec.timeout_s = *n;
+    } else if (key == "max_attempts") {
+      auto n = Integer(v, "max_attempts", 1, 1000);
+      if (!n.ok()) return n.status();
+      spec.max_attempts = *n;
+    } else if (key == "idempotency_key") {
+      auto s = OptionalString(v, "idempotency_key", 256);
+      if (!s.ok()) return s.status();
+      spec.idempotency_key = *s;
+    } else {
+      return Bad(key, "unknown field");
+    }
+  }
+  if (!have_argv) return Bad("argv", "is required");
+  return spec;
+}
+
+Api::Api(JobStore* store, Supervisor* supervisor, Metrics* metrics, const Clock* clock,
+         std::string token, std::string boot_id)
+    : store_(store),
+      supervisor_(supervisor),
+      metrics_(metrics),
+      clock_(clock),
+      token_(std::move(token)),
+      boot_id_(std::move(boot_id)) {}
+
+bool Api::Authorized(const HttpRequest& req) const {
+  if (token_.empty()) return true;
+  std::string header = req.Header("authorization");
+  static constexpr std::string_view kBearer = "Bearer ";
+  if (header.size() < kBearer.size() || header.compare(0, kBearer.size(), kBearer) != 0) {
+    return false;
+  }
+  std::string_view given(header.data() + kBearer.size(), header.size() - kBearer.size());
+  // Constant time over the expected token's length.
+  unsigned char diff = given.size() == token_.size() ? 0 : 1;
+  for (size_t i = 0; i < token_.size(); ++i) {
+    unsigned char g = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
+    diff |= g ^ static_cast<unsigned char>(token_[i]);
+  }
+  return diff == 0;
+}
+
+void Api::Handle(const HttpRequest& req, HttpResponse& resp) {
+  int64_t start = MonotonicNs();
+  std::string route;
+  try {
+    route = Route(req, resp);
+  } catch (const std::exception& e) {
+    route = "error";
+    log::Error("request handler failed", {{"path", req.path}, {"error", e.what()}});
+    Error(resp, 500, "internal", "internal error");
+  }
+  ++metrics_->http_requests_total[{route, resp.status}];
+  if (log::Enabled(log::Level::kDebug)) {
+    log::Debug("http request", {{"method", req.method}, {"path", req.path},
+                                {"status", resp.status},
+                                {"duration_ms", static_cast<double>(MonotonicNs() - start) / 1e6}});
+  }
+}
+
+std::string Api::Route(const HttpRequest& req, HttpResponse& resp) {
+  const std::string& p = req.path;
+  const std::string& m = req.method;
+  bool get = m == "GET" || m == "HEAD";
+
+  if (p == "/healthz") {
+    get ? Healthz(resp) : MethodNotAllowed(resp, "GET, HEAD");
+    return p;
+  }
+  if (p == "/readyz") {
+    get ? Readyz(resp) : MethodNotAllowed(resp, "GET, HEAD");
+    return p;
+  }
+  if (p == "/metrics") {
+    get ? MetricsText(resp) : MethodNotAllowed(resp, "GET, HEAD");
+    return p;
+  }
+
+  std::string route = "unknown";
+  bool known = true;
+  if (p == "/queue") {
+    route = p;
+  } else if (p == "/queue/pause" || p == "/queue/resume") {
+    route = p;
+  } else if (p == "/jobs") {
+    route = p;
+  } else if (p.rfind("/jobs/", 0) == 0) {
+    route = "/jobs/{id}";
+  } else {
+    known = false;
+  }
+  if (!known) {
+    Error(resp, 404, "not_found", "no such path: " + p);
+    return route;
+  }
+  if (!Authorized(req)) {
+    Error(resp, 401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required");
+    resp.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"orchestrator\"");
+    return route;
+  }
+
+  if (p == "/queue") {
+    get ? Queue(resp) : MethodNotAllowed(resp, "GET, HEAD");
+    return route;
+  }
+  if (p == "/queue/pause" || p == "/queue/resume") {
+    m == "POST" ? SetPaused(p == "/queue/pause", resp) : MethodNotAllowed(resp, "POST");
+    return route;
+  }
+  if (p == "/jobs") {
+    if (m == "POST") {
+      Submit(req, resp);
+    } else if (get) {
+      ListJobs(req, resp);
+    } else {
+      MethodNotAllowed(resp, "GET, HEAD, POST");
+    }
+    return route;
+  }
+
+  // /jobs/{id}[/cancel|/retry|/log]
+  std::string_view rest(p);
+  rest.remove_prefix(6);
+  std::string_view id_text = rest.substr(0, rest.find('/'));
+  std::string_view action =
+      rest.size() > id_text.size() ? rest.substr(id_text.size() + 1) : std::string_view();
+  int64_t id = 0;
+  if (!ParseId(id_text, &id) || (rest.size() > id_text.size() && action.empty())) {
+    Error(resp, 404, "not_found", "no such path: " + p);
+    return route;
+  }
+  if (action.empty()) {
+    get ? GetJob(id, resp) : MethodNotAllowed(resp, "GET, HEAD");
+    return route;
+  }
+  if (action == "cancel") {
+    m == "POST" ? CancelJob(id, resp) : MethodNotAllowed(resp, "POST");
+    return "/jobs/{id}/cancel";
+  }
+  if (action == "retry") {
+    m == "POST" ? RetryJob(id, resp) : MethodNotAllowed(resp, "POST");
+    return "/jobs/{id}/retry";
+  }
+  if (action == "log") {
+    get ? Log(id, req, resp) : MethodNotAllowed(resp, "GET, HEAD");
+    return "/jobs/{id}/log";
+  }
+  Error(resp, 404, "not_found", "no such path: " + p);
+  return "unknown";
+}
+
+void Api::Healthz(HttpResponse& resp) { Json(resp, 200, {{"status", "ok"}}); }
+
+void Api::Readyz(HttpResponse& resp) {
+  if (!supervisor_->recovered()) {
+    return Error(resp, 503, "not_ready", "start-up recovery has not finished");
+  }
+  Status s = store_->ProbeWritable();
+  if (!s.ok()) return Error(resp, 503, "not_ready", "store not writable: " + s.ToString());
+  Json(resp, 200, {{"status", "ready"}});
+}
+
+void Api::Queue(HttpResponse& resp) {
+  auto counts = store_->Counts();
+  if (!counts.ok()) return StatusError(resp, counts.status());
+  auto running = store_->ListRunning();
+  if (!running.ok()) return StatusError(resp, running.status());
+  int64_t now = clock_->NowMs();
+  const Config& cfg = supervisor_->config();
+
+  json run_list = json::array();
+  for (const auto& e : *running) {
+    run_list.push_back({{"id", e.job.id},
+                        {"run_id", e.run.id},
+                        {"pid", e.run.identity.pid ? json(e.run.identity.pid) : json(nullptr)},
+                        {"serial_key", Opt(e.job.serial_key)},
+                        {"started_at", FormatRfc3339(e.run.started_at)},
+                        {"runtime_s", static_cast<double>(now - e.run.started_at) / 1000.0}});
+  }
+  const Metrics& m = *metrics_;
+  json body = {
+      {"counts",
+       {{"queued", counts->queued},
+        {"running", counts->running},
+        {"succeeded", counts->succeeded},
+        {"failed", counts->failed},
+        {"cancelled", counts->cancelled}}},
+      {"max_concurrency", cfg.supervisor.max_concurrency},
+      {"serial_gate_enabled", cfg.supervisor.serial_gate_enabled},
+      {"paused", supervisor_->paused()},
+      {"oldest_queued_age_s",
+       counts->oldest_queued_created_at
+           ? json(static_cast<double>(now - *counts->oldest_queued_created_at) / 1000.0)
+           : json(nullptr)},
+      {"running", run_list},
+      {"reaper",
+       {{"interval_ms", cfg.reaper.interval_ms},
+        {"last_tick_at", m.last_tick_at_ms ? json(FormatRfc3339(m.last_tick_at_ms)) : json(nullptr)},
+        {"ticks_total", m.reaper_ticks_total},
+        {"reaped_total", m.reaped_total},
+        {"lost_total", m.LostTotal()},
+        {"timeouts_total", m.timeouts_total},
+        {"orphans_total", m.orphans_total},
+        {"impossible_queued_total", m.impossible_queued_total},
+        {"sanitize_enabled", cfg.reaper.sanitize_impossible_queued},
+        {"errors_total", m.reaper_errors_total}}},
+      {"supervisor",
+       {{"version", ORCH_VERSION},
+        {"pid", static_cast<int64_t>(getpid())},
+        {"incarnation", supervisor_->incarnation()},
+        {"boot_id", boot_id_},
+        {"started_at", FormatRfc3339(supervisor_->started_at_ms())},
+        {"uptime_s", static_cast<double>(now - supervisor_->started_at_ms()) / 1000.0}}}};
+  Json(resp, 200, body);
+}
+
+void Api::SetPaused(bool paused, HttpResponse& resp) {
+  Status s = supervisor_->SetPaused(paused);
+  if (!s.ok()) return StatusError(resp, s);
+  Json(resp, 200, {{"paused", paused}});
+}
+
+void Api::Submit(const HttpRequest& req, HttpResponse& resp) {
+  // curl -d sends application/x-www-form-urlencoded unless told otherwise;
+  // the body is still parsed as JSON so that the common one-liner works.
+  std::string ctype = req.Header("content-type");
+  if (!ctype.empty() && ctype.rfind("application/json", 0) != 0 &&
+      ctype.rfind("application/x-www-form-urlencoded", 0) != 0) {
+    return Error(resp, 415, "unsupported_media_type",
+                 "Content-Type must be application/json, got " + ctype);
+  }
+  auto spec = ParseJobSpec(req.body, supervisor_->config().supervisor.default_max_attempts);
+  if (!spec.ok()) return Error(resp, 400, "invalid_request", spec.status().message());
+  auto result = store_->Submit(*spec, clock_->NowMs());
+  if (!result.ok()) {
+    log::Error("submit failed", {{"error", result.status().ToString()}});
+    return StatusError(resp, result.status());
+  }
+  if (result->created) {
+    ++metrics_->submitted_total;
+    log::Info("job submitted", {{"job_id", result->job.id}, {"name", result->job.name}});
+    supervisor_->Kick();
+  }
+  Json(resp, result->created ? 201 : 200, JobJson(result->job));
+}
+
+void Api::ListJobs(const HttpRequest& req, HttpResponse& resp) {
+  std::optional<JobStatus> status;
+  int64_t limit = kDefaultPageLimit, after = 0;
+  for (const auto& [k, v] : req.query) {
+    if (k == "status") {
+      if (v.empty()) continue;
+      JobStatus s;
+      if (!ParseJobStatus(v, &s)) {
+        return Error(resp, 400, "invalid_request",
+                     "status: must be one of queued, running, succeeded, failed, cancelled");
+      }
+      status = s;
+    } else if (k == "limit") {
+      if (!ParseId(v, &limit)) return Error(resp, 400, "invalid_request", "limit: must be a positive integer");
+      limit = std::min(limit, kMaxPageLimit);
+    } else if (k == "after_id") {
+      if (v != "0" && !ParseId(v, &after)) {
+        return Error(resp, 400, "invalid_request", "after_id: must be a non-negative integer");
+      }
+    } else {
+      return Error(resp, 400, "invalid_request", k + ": unknown query parameter");
+    }
+  }
+  auto page = store_->ListJobs(status, after, limit);
+  if (!page.ok()) return StatusError(resp, page.status());
+  json jobs = json::array();
+  for (const auto& j : page->jobs) jobs.push_back(JobJson(j));
+  Json(resp, 200, {{"jobs", jobs}, {"next_after_id", Opt(page->next_after_id)}});
+}
+
+void Api::GetJob(int64_t id, HttpResponse& resp) {
+  auto job = store_->GetJob(id);
+  if (!job.ok()) return StatusError(resp, job.status());
+  auto runs = store_->GetRuns(id);
+  if (!runs.ok()) return StatusError(resp, runs.status());
+  json body = JobJson(*job);
+  json run_list = json::array();
+  for (const auto& r : *runs) run_list.push_back(RunJson(r));
+  body["runs"] = run_list;
+  if (job->status != JobStatus::kQueued) {
+    Json(resp, 200, body);
+    return;
+  }
+
+  // Why it is not running yet, with proof.
+  int64_t now = clock_->NowMs();
+  const Config& cfg = supervisor_->config();
+  json blocked = nullptr;
+  if (supervisor_->paused()) {
+    blocked = {{"reason", "paused"}};
+  } else if (job->not_before > now) {
+    blocked = {{"reason", "not_before"}, {"until", FormatRfc3339(job->not_before)}};
+  } else {
+    auto running = store_->ListRunning();
+    if (!running.ok()) return StatusError(resp, running.status());
+    if (cfg.supervisor.serial_gate_enabled && job->serial_key) {
+      for (const auto& e : *running) {
+        if (e.job.serial_key == job->serial_key) {
+          blocked = {{"reason", "serial_key"},
+                     {"key", *job->serial_key},
+                     {"run_id", e.run.id},
+                     {"pid", e.run.identity.pid ? json(e.run.identity.pid) : json(nullptr)},
+                     {"alive", supervisor_->IsRunAlive(e.run.id)}};
+          break;
+        }
+      }
+    }
+    if (blocked.is_null() &&
+        static_cast<int64_t>(running->size()) >= cfg.supervisor.max_concurrency) {
+      json held = json::array();
+      for (const auto& e : *running) held.push_back(e.run.id);
+      blocked = {{"reason", "max_concurrency"}, {"held_by", held}};
+    }
+  }
+  body["blocked_by"] = blocked;
+  Json(resp, 200, body);
+}
+
+void Api::CancelJob(int64_t id, HttpResponse& resp) {
+  auto result = supervisor_->Cancel(id);
+  if (!result.ok()) return StatusError(resp, result.status());
+  Json(resp, 202, JobJson(result->job));
+}
+
+void Api::RetryJob(int64_t id, HttpResponse& resp) {
+  auto job = store_->Retry(id, clock_->NowMs());
+  if (!job.ok()) return StatusError(resp, job.status());
+  log::Info("job retried", {{"job_id", id}});
+  supervisor_->Kick();
+  Json(resp, 200, JobJson(*job));
+}
+
+void Api::Log(int64_t id, const HttpRequest& req, HttpResponse& resp) {
+  std::string stream = "stdout";
+  std::optional<int64_t> tail;
+  for (const auto& [k, v] : req.query) {
+    if (k == "stream") {
+      if (v != "stdout" && v != "stderr") {
+        return Error(resp, 400, "invalid_request", "stream: must be stdout or stderr");
+      }
+      stream = v;
+    } else if (k == "tail_bytes") {
+      int64_t n = 0;
+      if (v != "0" && !ParseId(v, &n)) {
+        return Error(resp, 400, "invalid_request", "tail_bytes: must be a non-negative integer");
+      }
+      tail = n;
+    } else {
+      return Error(resp, 400, "invalid_request", k + ": unknown query parameter");
+    }
+  }
+  auto job = store_->GetJob(id);
+  if (!job.ok()) return StatusError(resp, job.status());
+  auto runs = store_->GetRuns(id);
+  if (!runs.ok()) return StatusError(resp, runs.status());
+  // The newest run that has a log.
+  const Run* run = nullptr;
+  for (const auto& r : *runs) {
+    if (!r.log_path.empty() && (run == nullptr || r.id > run->id)) run = &r;
+  }
+  if (run == nullptr) return Error(resp, 404, "no_log", "job " + std::to_string(id) + " has no log yet");
+  std::string path = run->log_path;
+  if (stream == "stderr") path = path.substr(0, path.size() - 4) + ".err";
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      resp.status = 200;
+      resp.content_type = "text/plain; charset=utf-8";
+      resp.body.clear();
+      return;
+    }
+    return Error(resp, 500, "log_unreadable", path + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  fstat(fd, &st);
+  int64_t size = st.st_size;
+  int64_t offset = tail && *tail < size ? size - *tail : (tail ? 0 : 0);
+  resp.status = 200;
+  resp.content_type = "text/plain; charset=utf-8";
+  resp.headers.emplace_back("X-Run-Id", std::to_string(run->id));
+  resp.file_fd = fd;
+  resp.file_offset = offset;
+  resp.file_length = size - offset;
+}
+
+void Api::MetricsText(HttpResponse& resp) {
+  std::ostringstream o;
+  auto family = [&](const char* name, const char* type, const char* help) {
+    o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+  };
+  const Metrics& m = *metrics_;
+  const Config& cfg = supervisor_->config();
+
+  auto counts = store_->Counts();
+  if (counts.ok()) {
+    family("orchestrator_jobs", "gauge", "Jobs in the store by status.");
+    std::pair<const char*, int64_t> rows[] = {{"queued", counts->queued},
+                                              {"running", counts->running},
+                                              {"succeeded", counts->succeeded},
+                                              {"failed", counts->failed},
+                                              {"cancelled", counts->cancelled}};
+    for (auto [s, n] : rows) o << "orchestrator_jobs{status=\"" << s << "\"} " << n << '\n';
+  }
+  family("orchestrator_running_processes", "gauge", "Job processes this daemon watches.");
+  o << "orchestrator_running_processes " << supervisor_->running_count() << '\n';
+  family("orchestrator_max_concurrency", "gauge", "Configured max_concurrency.");
+  o << "orchestrator_max_concurrency " << cfg.supervisor.max_concurrency << '\n';
+  family("orchestrator_paused", "gauge", "1 while claiming is paused.");
+  o << "orchestrator_paused " << (supervisor_->paused() ? 1 : 0) << '\n';
+
+  auto counter = [&](const char* name, const char* help, uint64_t v) {
+    family(name, "counter", help);
+    o << name << ' ' << v << '\n';
+  };
+  counter("orchestrator_jobs_submitted_total", "Jobs accepted by POST /jobs.", m.submitted_total);
+  counter("orchestrator_jobs_claimed_total", "Runs started by claim.", m.claimed_total);
+  family("orchestrator_runs_finished_total", "counter", "Runs closed, by outcome.");
+  for (const char* outcome : {"succeeded", "failed", "transient", "timeout", "cancelled", "lost",
+                              "interrupted", "spawn_failed"}) {
+    auto it = m.finished_total.find(outcome);
+    o << "orchestrator_runs_finished_total{outcome=\"" << outcome << "\"} "
+      << (it == m.finished_total.end() ? 0 : it->second) << '\n';
+  }
+  family("orchestrator_runs_lost_total", "counter", "Runs found lost, by reason.");
+  for (const auto& [reason, n] : m.lost_total) {
+    o << "orchestrator_runs_lost_total{reason=\"" << PromEscape(reason) << "\"} " << n << '\n';
+  }
+  counter("orchestrator_impossible_queued_total",
+          "Queued rows found carrying a run (I1 violations) and repaired.",
+          m.impossible_queued_total);
+  counter("orchestrator_reaper_ticks_total", "Reaper ticks run.", m.reaper_ticks_total);
+  counter("orchestrator_reaper_errors_total", "Reaper ticks that failed.", m.reaper_errors_total);
+  counter("orchestrator_reaper_reaped_total", "Runs closed by the reaper or recovery.", m.reaped_total);
+  counter("orchestrator_timeouts_total", "Runs terminated for exceeding timeout_s.", m.timeouts_total);
+  counter("orchestrator_orphans_total", "Live orphans of earlier incarnations found.", m.orphans_total);
+  counter("orchestrator_spawn_failures_total", "Runs whose process could not be started.",
+          m.spawn_failures_total);
+  counter("orchestrator_store_errors_total", "Store operations that failed.", m.store_errors_total);
+  counter("orchestrator_guard_missed_total", "Guarded transitions that matched no row.",
+          m.guard_missed_total);
+
+  auto histogram = [&](const char* name, const char* help, const Histogram& h) {
+    family(name, "histogram", help);
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < h.bounds().size(); ++i) {
+      cumulative += h.counts()[i];
+      o << name << "_bucket{le=\"" << h.bounds()[i] << "\"} " << cumulative << '\n';
+    }
+    o << name << "_bucket{le=\"+Inf\"} " << h.count() << '\n';
+    o << name << "_sum " << h.sum() << '\n';
+    o << name << "_count " << h.count() << '\n';
+  };
+  histogram("orchestrator_exit_detection_seconds",
+            "From a job's pidfd becoming readable to its run closed in the store.",
+            m.exit_detection_seconds);
+  histogram("orchestrator_run_duration_seconds", "Wall-clock duration of finished runs.",
+            m.run_duration_seconds);
+
+  family("orchestrator_http_requests_total", "counter", "HTTP requests by route and status code.");
+  for (const auto& [key, n] : m.http_requests_total) {
+    o << "orchestrator_http_requests_total{route=\"" << PromEscape(key.first) << "\",code=\""
+      << key.second << "\"} " << n << '\n';
+  }
+  family("orchestrator_process_start_time_seconds", "gauge", "Start time of the daemon (Unix time).");
+  o << "orchestrator_process_start_time_seconds " << supervisor_->started_at_ms() / 1000 << '\n';
+
+  resp.status = 200;
+  resp.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  resp.body = o.str();
+}
+
+}  // namespace orch

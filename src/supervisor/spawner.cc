@@ -1,0 +1,511 @@
+#include "supervisor/spawner.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "supervisor/identity.h"
+
+namespace orch {
+namespace {
+
+std::atomic<bool> force_fork_fallback{false};
+
+constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
+
+// The first 64 bytes of struct clone_args (CLONE_ARGS_SIZE_VER0). Declared
+// here because <linux/sched.h> clashes with glibc's <sched.h>.
+struct CloneArgsV0 {
+  uint64_t flags;
+  uint64_t pidfd;
+  uint64_t child_tid;
+  uint64_t parent_tid;
+  uint64_t exit_signal;
+  uint64_t stack;
+  uint64_t stack_size;
+  uint64_t tls;
+};
+static_assert(sizeof(CloneArgsV0) == 64);
+
+// Where the child failed, sent with errno through the report pipe.
+enum Stage : int32_t {
+  kStageSetsid = 1,
+  kStageStdio,
+  kStageCwd,
+  kStageSetgroups,
+  kStageSetgid,
+  kStageSetuid,
+  kStageUidCheck,
+  kStageExec,
+};
+
+struct ChildReport {
+  int32_t stage;
+  int32_t err;
+};
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { Reset(); }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  int get() const { return fd_; }
+  void Reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+  int Release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.Release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    Reset();
+    fd_ = o.Release();
+    return *this;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Everything the child needs, built in the parent: between clone and exec
+// the child may not allocate (another thread of the parent could have held
+// the malloc lock at the moment of the copy).
+struct ChildPlan {
+  const char* path = nullptr;
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  const char* cwd = nullptr;  // nullptr = keep the parent's
+  int stdin_fd = -1;
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  int report_fd = -1;
+  int gate_fd = -1;  // held spawn: wait for one byte before exec
+  int max_fd = 1024;  // for the close() loop when close_range is missing
+  bool drop_privileges = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  const gid_t* groups = nullptr;
+  size_t ngroups = 0;
+};
+
+[[noreturn]] void ReportAndExit(int fd, Stage stage, int err) {
+  ChildReport r{stage, err};
+  ssize_t n;
+  do {
+    n = write(fd, &r, sizeof r);
+  } while (n < 0 && errno == EINTR);
+  _exit(127);
+}
+
+void CloseFrom(unsigned first, unsigned last, int max_fd) {
+  if (first > last) return;
+  if (close_range(first, last, 0) == 0) return;
+  for (unsigned fd = first; fd <= last && fd < static_cast<unsigned>(max_fd); ++fd)
+    close(static_cast<int>(fd));
+}
+
+// Runs in the new process, which after a raw clone3 is a copy of the parent
+// in which glibc never learned it forked: its cached thread id and thread
+// list are stale. So: async-signal-safe calls only, and raw syscalls for the
+// credential changes (glibc's setuid() would try to broadcast to the
+// parent's other threads). No raise()/abort() either (they use the cached tid).
+[[noreturn]] void RunChild(const ChildPlan& p) {
+  // The parent blocked every signal before cloning, so none of its handlers
+  // can run here before the dispositions are back to default.
+  struct sigaction dfl;
+  std::memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int sig = 1; sig < _NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    sigaction(sig, &dfl, nullptr);  // EINVAL for glibc's internal signals: harmless
+  }
+
+  if (setsid() < 0) ReportAndExit(p.report_fd, kStageSetsid, errno);
+
+  // All source fds are >= 3 (the parent made sure), so no dup2 clobbers another.
+  if (dup2(p.stdin_fd, 0) < 0 || dup2(p.stdout_fd, 1) < 0 || dup2(p.stderr_fd, 2) < 0) {
+    ReportAndExit(p.report_fd, kStageStdio, errno);
+  }
+
+  if (p.cwd != nullptr && chdir(p.cwd) < 0) ReportAndExit(p.report_fd, kStageCwd, errno);
+
+  if (p.drop_privileges) {
+    if (syscall(SYS_setgroups, p.ngroups, p.groups) < 0) {
+      ReportAndExit(p.report_fd, kStageSetgroups, errno);
+    }
+    if (syscall(SYS_setgid, p.gid) < 0) ReportAndExit(p.report_fd, kStageSetgid, errno);
+    if (syscall(SYS_setuid, p.uid) < 0) ReportAndExit(p.report_fd, kStageSetuid, errno);
+    // Defense in depth: a drop that left a way back to root is no drop.
+    if (p.uid != 0 && syscall(SYS_setuid, 0) == 0) ReportAndExit(p.report_fd, kStageUidCheck, 0);
+  }
+
+  // Close everything but 0-2, the report pipe (which is CLOEXEC, so a
+  // successful exec closes it and the parent reads EOF) and the gate.
+  unsigned lo = static_cast<unsigned>(p.report_fd), hi = lo;
+  if (p.gate_fd >= 0) {
+    lo = std::min(lo, static_cast<unsigned>(p.gate_fd));
+    hi = std::max(hi, static_cast<unsigned>(p.gate_fd));
+  }
+  CloseFrom(3, lo - 1, p.max_fd);
+  CloseFrom(lo + 1, hi - 1, p.max_fd);
+  CloseFrom(hi + 1, ~0U, p.max_fd);
+
+  if (p.gate_fd >= 0) {
+    char go = 0;
+    ssize_t n;
+    do {
+      n = read(p.gate_fd, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) _exit(127);  // the supervisor died before recording us
+    close(p.gate_fd);
+  }
+
+  sigset_t empty;
+  sigemptyset(&empty);
+  sigprocmask(SIG_SETMASK, &empty, nullptr);
+
+  execve(p.path, p.argv, p.envp);
+  ReportAndExit(p.report_fd, kStageExec, errno);
+}
+
+SpawnOutcome Fail(int err, int shell_code, std::string message) {
+  SpawnOutcome out;
+  out.ok = false;
+  out.failure.err = err;
+  out.failure.shell_code = shell_code;
+  out.failure.message = std::move(message);
+  return out;
+}
+
+std::string ErrText(int err) { return std::strerror(err); }
+
+// Moves fd to a number >= 3 (CLOEXEC), so that the child's dup2 onto 0-2
+// never overwrites a descriptor it still has to copy.
+int AboveStdio(int fd) {
+  if (fd < 0 || fd >= 3) return fd;
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  int err = errno;
+  close(fd);
+  errno = err;
+  return moved;
+}
+
+int OpenLog(const std::string& path) {
+  if (path.empty()) return AboveStdio(open("/dev/null", O_WRONLY | O_CLOEXEC));
+  return AboveStdio(open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+}
+
+struct Resolved {
+  std::string path;  // empty when not found
+};
+
+// execvp's search, done in the parent against the JOB's PATH. The first
+// regular executable file wins; failing that, the first regular file found
+// is returned so that execve reports its real error (EACCES). Relative PATH
+// entries are skipped: they would be resolved against the daemon's cwd here
+// and the job's cwd in the child.
+Resolved ResolveExecutable(const std::string& name, const std::map<std::string, std::string>& env) {
+  if (name.find('/') != std::string::npos) return {name};
+  if (name.empty()) return {};
+  auto it = env.find("PATH");
+  std::string search = it != env.end() ? it->second : kDefaultPath;
+  std::string first_file;
+  size_t pos = 0;
+  while (pos <= search.size()) {
+    size_t end = search.find(':', pos);
+    if (end == std::string::npos) end = search.size();
+    std::string dir = search.substr(pos, end - pos);
+    pos = end + 1;
+    if (dir.empty() || dir[0] != '/') continue;
+    std::string candidate = dir + "/" + name;
+    struct stat st {};
+    if (stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (access(candidate.c_str(), X_OK) == 0) return {candidate};
+    if (first_file.empty()) first_file = candidate;
+  }
+  return {first_file};
+}
+
+}  // namespace
+
+struct HeldExec {
+  int gate_fd = -1;
+  int report_fd = -1;
+  std::string argv0, cwd;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  ~HeldExec() {
+    if (gate_fd >= 0) close(gate_fd);
+    if (report_fd >= 0) close(report_fd);
+  }
+};
+
+void HeldExecDeleter::operator()(HeldExec* h) const { delete h; }
+
+namespace {
+
+SpawnOutcome ChildFailure(const HeldExec& req, const ChildReport& r) {
+  int err = r.err;
+  switch (r.stage) {
+    case kStageExec:
+      return Fail(err, err == ENOENT ? 127 : 126, "exec " + req.argv0 + ": " + ErrText(err));
+    case kStageCwd:
+      return Fail(err, 126, "cwd " + req.cwd + ": " + ErrText(err));
+    case kStageSetsid:
+      return Fail(err, 126, "setsid: " + ErrText(err));
+    case kStageStdio:
+      return Fail(err, 126, "dup2 stdio: " + ErrText(err));
+    case kStageSetgroups:
+      return Fail(err, 126, "setgroups: " + ErrText(err));
+    case kStageSetgid:
+      return Fail(err, 126, "setgid " + std::to_string(req.gid) + ": " + ErrText(err));
+    case kStageSetuid:
+      return Fail(err, 126, "setuid " + std::to_string(req.uid) + ": " + ErrText(err));
+    case kStageUidCheck:
+      return Fail(EPERM, 126,
+                  "setuid " + std::to_string(req.uid) + ": setuid(0) still succeeds afterwards");
+    default:
+      return Fail(EPROTO, 126, "child reported unknown stage " + std::to_string(r.stage));
+  }
+}
+
+// Waits (blocking) for our own child that is known to be exiting and reaps
+// it through the one reaping function.
+void WaitAndReap(const Pidfd& pidfd) {
+  pollfd p{pidfd.get(), POLLIN, 0};
+  while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+  }
+  auto reaped = ReapPidfd(pidfd.get());
+  (void)reaped;  // ECHILD if someone else reaped it: nothing left to do
+}
+
+// Reads the child's report: EOF = exec succeeded (the CLOEXEC write end
+// closed). On failure the child is reaped.
+std::optional<SpawnFailure> AwaitExec(const HeldExec& held, const Pidfd& pidfd) {
+  ChildReport report{};
+  ssize_t n;
+  do {
+    n = read(held.report_fd, &report, sizeof report);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) return std::nullopt;
+  WaitAndReap(pidfd);
+  if (n != static_cast<ssize_t>(sizeof report)) {
+    return Fail(EPROTO, 126, "exec " + held.argv0 + ": short report from child").failure;
+  }
+  return ChildFailure(held, report).failure;
+}
+
+}  // namespace
+
+std::optional<SpawnFailure> ReleaseSpawned(SpawnedProcess& process) {
+  if (!process.held) return std::nullopt;
+  HeldExec& held = *process.held;
+  char go = 1;
+  ssize_t n;
+  do {
+    n = write(held.gate_fd, &go, 1);
+  } while (n < 0 && errno == EINTR);
+  close(held.gate_fd);
+  held.gate_fd = -1;
+  auto failure = AwaitExec(held, process.pidfd);
+  process.held.reset();
+  return failure;
+}
+
+
+void ForceForkFallbackForTest(bool on) { force_fork_fallback.store(on); }
+
+SpawnOutcome Spawn(const SpawnRequest& req) {
+  if (req.argv.empty()) return Fail(EINVAL, 127, "exec: empty argv");
+  Resolved exe = ResolveExecutable(req.argv[0], req.env);
+  if (exe.path.empty()) {
+    return Fail(ENOENT, 127, "exec " + req.argv[0] + ": " + ErrText(ENOENT));
+  }
+
+  // argv/envp arrays: the child may not allocate.
+  std::vector<std::string> argv_store = req.argv;
+  std::vector<char*> argv;
+  for (auto& a : argv_store) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_store;
+  for (const auto& [k, v] : req.env) env_store.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env_store) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  UniqueFd null_fd(AboveStdio(open("/dev/null", O_RDONLY | O_CLOEXEC)));
+  if (null_fd.get() < 0) return Fail(errno, 126, "open /dev/null: " + ErrText(errno));
+  UniqueFd out_fd(OpenLog(req.stdout_path));
+  if (out_fd.get() < 0)
+    return Fail(errno, 126, "open log " + req.stdout_path + ": " + ErrText(errno));
+  UniqueFd err_fd(OpenLog(req.stderr_path));
+  if (err_fd.get() < 0)
+    return Fail(errno, 126, "open log " + req.stderr_path + ": " + ErrText(errno));
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) < 0) return Fail(errno, 126, "pipe2: " + ErrText(errno));
+  UniqueFd report_r(pipe_fds[0]);
+  UniqueFd report_w(AboveStdio(pipe_fds[1]));
+  if (report_w.get() < 0) return Fail(errno, 126, "pipe2: " + ErrText(errno));
+  UniqueFd gate_r, gate_w;
+  if (req.hold_until_released) {
+    int gate_fds[2];
+    if (pipe2(gate_fds, O_CLOEXEC) < 0) return Fail(errno, 126, "pipe2: " + ErrText(errno));
+    gate_r = UniqueFd(AboveStdio(gate_fds[0]));
+    gate_w = UniqueFd(gate_fds[1]);
+    if (gate_r.get() < 0) return Fail(errno, 126, "pipe2: " + ErrText(errno));
+  }
+
+  ChildPlan plan;
+  plan.path = exe.path.c_str();
+  plan.argv = argv.data();
+  plan.envp = envp.data();
+  plan.cwd = req.cwd.empty() ? nullptr : req.cwd.c_str();
+  plan.stdin_fd = null_fd.get();
+  plan.stdout_fd = out_fd.get();
+  plan.stderr_fd = err_fd.get();
+  plan.report_fd = report_w.get();
+  plan.gate_fd = gate_r.get();
+  long open_max = sysconf(_SC_OPEN_MAX);
+  if (open_max > 0) plan.max_fd = static_cast<int>(std::min<long>(open_max, 1 << 20));
+  plan.drop_privileges = req.drop_privileges;
+  plan.uid = req.uid;
+  plan.gid = req.gid;
+  plan.groups = req.groups.data();
+  plan.ngroups = req.groups.size();
+
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+
+  SpawnOutcome out;
+  int child_pidfd = -1;
+  pid_t pid = -1;
+  int clone_err = ENOSYS;
+  if (!force_fork_fallback.load()) {
+    CloneArgsV0 args{};
+    args.flags = CLONE_PIDFD;
+    args.pidfd = reinterpret_cast<uint64_t>(&child_pidfd);
+    args.exit_signal = SIGCHLD;
+    pid = static_cast<pid_t>(syscall(SYS_clone3, &args, sizeof args));
+    if (pid == 0) RunChild(plan);
+    clone_err = errno;
+    if (pid < 0 && clone_err != EPERM && clone_err != ENOSYS) {
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      return Fail(clone_err, 126, "clone3: " + ErrText(clone_err));
+    }
+  }
+  out.process.used_clone3 = pid > 0;
+  if (pid < 0) {
+    // Container seccomp profiles refuse clone3. An unreaped child's pid cannot
+    // be reused, so pidfd_open before any wait yields the right process.
+    pid = fork();
+    if (pid == 0) RunChild(plan);
+    int fork_err = errno;
+    if (pid < 0) {
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      return Fail(fork_err, 126, "fork: " + ErrText(fork_err));
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+
+  if (child_pidfd >= 0) {
+    out.process.pidfd = Pidfd(child_pidfd);
+  } else {
+    auto opened = Pidfd::Open(pid);
+    if (!opened.ok()) {
+      // No pidfd (kernel < 5.3): our own unreaped child's pid is pinned until
+      // we wait, so this kill and this pid-wait reach the right process. The
+      // only reaping outside ReapPidfd, because there is no pidfd to use.
+      kill(pid, SIGKILL);
+      siginfo_t info{};
+      while (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED) < 0 && errno == EINTR) {
+      }
+      return Fail(EIO, 126, "pidfd_open after fork: " + opened.status().message());
+    }
+    out.process.pidfd = std::move(opened).value();
+  }
+  out.process.pid = pid;
+
+  report_w.Reset();
+  gate_r.Reset();
+  auto held = std::unique_ptr<HeldExec, HeldExecDeleter>(new HeldExec);
+  held->report_fd = report_r.Release();
+  held->gate_fd = gate_w.Release();
+  held->argv0 = req.argv[0];
+  held->cwd = req.cwd;
+  held->uid = req.uid;
+  held->gid = req.gid;
+  if (!req.hold_until_released) {
+    if (auto failure = AwaitExec(*held, out.process.pidfd)) {
+      SpawnOutcome failed;
+      failed.failure = std::move(*failure);
+      return failed;
+    }
+    held.reset();
+  }
+
+  auto identity = IdentityOf(pid, out.process.pidfd.get());
+  if (!identity.ok()) {
+    (void)out.process.pidfd.SendSignal(SIGKILL);
+    WaitAndReap(out.process.pidfd);
+    return Fail(EIO, 126,
+                "identity of pid " + std::to_string(pid) + ": " + identity.status().ToString());
+  }
+  out.process.identity = std::move(identity).value();
+  out.process.held = std::move(held);
+  out.ok = true;
+  return out;
+}
+
+Result<int64_t> EnforceLogCap(const std::string& path, int64_t max_bytes) {
+  if (max_bytes <= 0) return int64_t{0};
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return int64_t{0};
+    return FromErrno("open " + path);
+  }
+  UniqueFd guard(fd);
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return FromErrno("fstat " + path);
+  if (st.st_size <= max_bytes) return int64_t{0};
+  // Bytes the child appends between fstat and ftruncate are dropped too and
+  // not counted: the count is a lower bound.
+  if (ftruncate(fd, max_bytes) != 0) return FromErrno("ftruncate " + path);
+  return static_cast<int64_t>(st.st_size) - max_bytes;
+}
+
+Status AppendLogCutNote(const std::string& path, int64_t cut_bytes) {
+  if (cut_bytes <= 0) return Status::Ok();
+  int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) return FromErrno("open " + path);
+  UniqueFd guard(fd);
+  std::string note = "\n[orchestrator: output cut at the max_log_bytes limit; " +
+                     std::to_string(cut_bytes) + " bytes dropped]\n";
+  size_t off = 0;
+  while (off < note.size()) {
+    ssize_t n = write(fd, note.data() + off, note.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FromErrno("write " + path);
+    off += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace orch

@@ -1,0 +1,751 @@
+#include "supervisor/supervisor.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "base/log.h"
+#include "base/test_hooks.h"
+#include "supervisor/identity.h"
+#include "supervisor/spawner.h"
+
+namespace orch {
+
+namespace {
+
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+std::string NewIncarnation() {
+  std::random_device rd;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%d-%08x%08x", static_cast<int>(getpid()), rd(), rd());
+  return buf;
+}
+
+double UnitRandom() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+std::string ErrPathFor(const std::string& out_path) {
+  return out_path.substr(0, out_path.size() - 4) + ".err";
+}
+
+}  // namespace
+
+int64_t BackoffMs(int64_t attempt, double base_s, double max_s, double unit_random) {
+  double exp = std::min<double>(std::max<int64_t>(attempt - 1, 0), 62);
+  double delay = std::min(max_s, base_s * std::pow(2.0, exp));
+  double jitter = 0.8 + 0.4 * unit_random;
+  return static_cast<int64_t>(std::llround(delay * jitter * 1000.0));
+}
+
+RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int64_t>& transient,
+                    int64_t timeout_s) {
+  RunEnd end;
+  end.exit_code = exit.ShellCode();
+  if (!exit.exited) end.signal = exit.signal;
+  std::string how = exit.exited ? "exit " + std::to_string(exit.code)
+                                : "signal " + std::to_string(exit.signal);
+  switch (cause) {
+    case StopCause::kTimeout:
+      end.outcome = RunOutcome::kTimeout;
+      end.reason = "timeout";
+      end.error = "timed out after " + std::to_string(timeout_s) + "s (" + how + ")";
+      return end;
+    case StopCause::kCancel:
+      end.outcome = RunOutcome::kCancelled;
+      end.reason = "cancelled";
+      return end;
+    case StopCause::kShutdown:
+      end.outcome = RunOutcome::kInterrupted;
+      end.reason = "shutdown";
+      return end;
+    case StopCause::kUnrecorded:
+      end.outcome = RunOutcome::kInterrupted;
+      end.reason = "spawn_not_recorded";
+      return end;
+    case StopCause::kNone:
+      break;
+  }
+  end.reason = how;
+  if (exit.exited && exit.code == 0) {
+    end.outcome = RunOutcome::kSucceeded;
+  } else if (exit.exited &&
+             std::find(transient.begin(), transient.end(), exit.code) != transient.end()) {
+    end.outcome = RunOutcome::kTransient;
+    end.error = how + " (transient)";
+  } else {
+    end.outcome = RunOutcome::kFailed;
+    end.error = how;
+  }
+  return end;
+}
+
+struct Supervisor::Running {
+  Supervisor* sup = nullptr;
+  int64_t job_id = 0;
+  int64_t run_id = 0;
+  int64_t attempt = 0;
+  pid_t pid = 0;
+  Pidfd pidfd;
+  bool child = true;         // our child: reaped with waitid; else an adopted orphan
+  bool killing_orphan = false;
+  UvHandle<uv_poll_t> poll;
+  int64_t started_at_ms = 0;
+  std::optional<int64_t> timeout_s;
+  std::string out_path, err_path;
+  int64_t cut_out = 0, cut_err = 0;
+  StopCause stop = StopCause::kNone;
+  int64_t term_sent_ms = 0;
+  bool kill_sent = false;
+};
+
+Supervisor::Supervisor(uv_loop_t* loop, JobStore* store, const Config& config, Metrics* metrics,
+                       const Clock* clock)
+    : loop_(loop),
+      store_(store),
+      config_(config),
+      metrics_(metrics),
+      clock_(clock),
+      incarnation_(NewIncarnation()),
+      started_at_ms_(clock->NowMs()) {}
+
+Supervisor::~Supervisor() = default;
+
+Status Supervisor::Init() {
+  const std::string& run_as = config_.supervisor.run_as;
+  if (!run_as.empty()) {
+    std::string user = run_as, group;
+    if (auto colon = run_as.find(':'); colon != std::string::npos) {
+      user = run_as.substr(0, colon);
+      group = run_as.substr(colon + 1);
+    }
+    passwd* pw = getpwnam(user.c_str());
+    if (pw == nullptr) {
+      return Status(Code::kInvalidArgument, "supervisor.run_as: no such user \"" + user + "\"");
+    }
+    uid_ = pw->pw_uid;
+    gid_ = pw->pw_gid;
+    home_ = pw->pw_dir;
+    if (!group.empty()) {
+      struct group* gr = getgrnam(group.c_str());
+      if (gr == nullptr) {
+        return Status(Code::kInvalidArgument, "supervisor.run_as: no such group \"" + group + "\"");
+      }
+      gid_ = gr->gr_gid;
+    }
+    int n = 64;
+    groups_.resize(n);
+    if (getgrouplist(pw->pw_name, gid_, groups_.data(), &n) < 0) {
+      groups_.resize(n);
+      getgrouplist(pw->pw_name, gid_, groups_.data(), &n);
+    }
+    groups_.resize(n);
+    drop_privileges_ = true;
+    if (geteuid() != 0 && uid_ != geteuid()) {
+      return Status(Code::kInvalidArgument,
+                    "supervisor.run_as needs the daemon to run as root to switch to " + run_as);
+    }
+  } else if (passwd* pw = getpwuid(geteuid()); pw != nullptr && pw->pw_dir != nullptr) {
+    home_ = pw->pw_dir;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(config_.supervisor.log_dir, ec);
+  if (ec) {
+    return Status(Code::kIo, "supervisor.log_dir " + config_.supervisor.log_dir + ": " + ec.message());
+  }
+  chmod(config_.supervisor.log_dir.c_str(), 0750);
+  if (drop_privileges_) {
+    // Jobs write their own logs after the drop: the directory must let them.
+    if (chown(config_.supervisor.log_dir.c_str(), 0, gid_) == 0) {
+      chmod(config_.supervisor.log_dir.c_str(), 0770);
+    }
+  }
+  auto paused = store_->IsPaused();
+  if (paused.ok()) paused_ = *paused;
+  return Status::Ok();
+}
+
+void Supervisor::NoteStore(const Status& s) {
+  if (s.ok()) {
+    last_store_error_.clear();
+    return;
+  }
+  if (s.code() == Code::kGuardMissed) {
+    ++metrics_->guard_missed_total;
+    return;
+  }
+  ++metrics_->store_errors_total;
+  last_store_error_ = s.ToString();
+}
+
+Status Supervisor::Sanitize() {
+  if (!config_.reaper.sanitize_impossible_queued) return Status::Ok();
+  auto repaired = store_->SanitizeImpossibleQueued(clock_->NowMs());
+  if (!repaired.ok()) return repaired.status();
+  for (int64_t id : *repaired) {
+    log::Warn("repaired impossible queued job: it carried a run while queued", {{"job_id", id}});
+  }
+  metrics_->impossible_queued_total += repaired->size();
+  if (!repaired->empty()) Kick();
+  return Status::Ok();
+}
+
+Status Supervisor::Recover() {
+  Status s = Sanitize();
+  if (!s.ok()) return s;
+  auto running = store_->ListRunning();
+  if (!running.ok()) return running.status();
+  for (const auto& entry : *running) {
+    if (entry.run.incarnation == incarnation_) continue;
+    Status r = Reconcile(entry, true);
+    if (!r.ok()) return r;
+  }
+  if (!recovered_) {
+    recovered_ = true;
+    log::Info("recovery done", {{"incarnation", incarnation_}, {"running_rows", running->size()}});
+  }
+  return Status::Ok();
+}
+
+// A running row that no pidfd of ours watches: decide by identity alone.
+Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
+  int64_t now = clock_->NowMs();
+  RunEnd end;
+  end.job_id = e.job.id;
+  end.run_id = e.run.id;
+  end.now_ms = now;
+  end.outcome = RunOutcome::kLost;
+  end.retry_not_before = now;
+
+  if (e.run.identity.pid == 0) {
+    // Intent without a stamped pid. A child is held before exec until its
+    // pid is recorded, so an unstamped run of a dead incarnation never ran
+    // the job; one of ours is given spawn_grace_s.
+    bool ours = e.run.incarnation == incarnation_;
+    if (ours && now - e.run.started_at < config_.reaper.spawn_grace_s * 1000) return Status::Ok();
+    end.reason = "never_spawned";
+    end.error = "run was claimed but never spawned";
+    ++metrics_->lost_total[end.reason];
+    ++metrics_->reaped_total;
+    log::Warn("requeueing a run that never spawned", {{"job_id", e.job.id}, {"run_id", e.run.id}});
+    Finish(end);
+    return Status::Ok();
+  }
+
+  auto v = Verify(e.run.identity);
+  if (!v.ok()) return v.status();
+  if (v->gone) {
+    end.reason = GoneReasonName(*v->gone);
+    end.error = "process gone (" + end.reason + ")";
+    ++metrics_->lost_total[end.reason];
+    ++metrics_->reaped_total;
+    log::Warn("run lost", {{"job_id", e.job.id}, {"run_id", e.run.id}, {"pid", e.run.identity.pid},
+                           {"reason", end.reason}, {"startup", startup}});
+    Finish(end);
+    return Status::Ok();
+  }
+
+  // The recorded process really lives: an orphan of a previous incarnation.
+  ++metrics_->orphans_total;
+  auto r = std::make_unique<Running>();
+  r->sup = this;
+  r->job_id = e.job.id;
+  r->run_id = e.run.id;
+  r->attempt = e.run.attempt;
+  r->pid = static_cast<pid_t>(e.run.identity.pid);
+  r->pidfd = std::move(v->pidfd);
+  r->child = false;
+  r->started_at_ms = e.run.started_at;
+  r->timeout_s = e.job.timeout_s;
+  r->out_path = e.run.log_path;
+  r->err_path = e.run.log_path.empty() ? "" : ErrPathFor(e.run.log_path);
+  if (config_.supervisor.orphan_policy == "adopt") {
+    log::Info("adopting orphan", {{"job_id", r->job_id}, {"run_id", r->run_id}, {"pid", r->pid}});
+  } else {
+    log::Warn("killing orphan to requeue it",
+              {{"job_id", r->job_id}, {"run_id", r->run_id}, {"pid", r->pid}});
+    r->killing_orphan = true;
+    r->kill_sent = true;
+    SignalGroup(*r, SIGKILL);
+  }
+  Watch(std::move(r));
+  return Status::Ok();
+}
+
+void Supervisor::Start() {
+  sigchld_.Init(uv_signal_init, loop_, this);
+  uv_signal_start(
+      sigchld_.get(),
+      [](uv_signal_t* h, int) {
+        if (h->data != nullptr) static_cast<Supervisor*>(h->data)->OnSigchld();
+      },
+      SIGCHLD);
+  tick_timer_.Init(uv_timer_init, loop_, this);
+  uv_timer_start(
+      tick_timer_.get(),
+      [](uv_timer_t* h) {
+        if (h->data != nullptr) static_cast<Supervisor*>(h->data)->Tick();
+      },
+      config_.reaper.interval_ms, config_.reaper.interval_ms);
+  kick_timer_.Init(uv_timer_init, loop_, this);
+  not_before_timer_.Init(uv_timer_init, loop_, this);
+  Kick();
+}
+
+void Supervisor::Kick() {
+  if (!kick_timer_ || uv_is_active(reinterpret_cast<uv_handle_t*>(kick_timer_.get()))) return;
+  uv_timer_start(
+      kick_timer_.get(),
+      [](uv_timer_t* h) {
+        if (h->data != nullptr) static_cast<Supervisor*>(h->data)->ClaimPass();
+      },
+      0, 0);
+}
+
+void Supervisor::ApplyConfig(const Config& c) {
+  bool interval_changed = config_.reaper.interval_ms != c.reaper.interval_ms;
+  config_ = ApplyReloadable(config_, c);
+  if (interval_changed && tick_timer_) {
+    uv_timer_set_repeat(tick_timer_.get(), config_.reaper.interval_ms);
+  }
+  Kick();
+}
+
+void Supervisor::ClaimPass() {
+  if (stopping_ || paused_ || !recovered_) return;
+  while (static_cast<int64_t>(running_.size()) < config_.supervisor.max_concurrency) {
+    ClaimRequest req;
+    req.max_concurrency = config_.supervisor.max_concurrency;
+    req.serial_gate_enabled = config_.supervisor.serial_gate_enabled;
+    req.incarnation = incarnation_;
+    req.now_ms = clock_->NowMs();
+    auto claimed = store_->ClaimNext(req);
+    if (!claimed.ok()) {
+      NoteStore(claimed.status());
+      log::Error("claim failed; retrying on the next tick", {{"error", claimed.status().ToString()}});
+      return;
+    }
+    NoteStore(Status::Ok());
+    if (!claimed->has_value()) break;
+    ++metrics_->claimed_total;
+    KillPointForTest("after_claim");
+    Launch(std::move(**claimed));
+  }
+  ArmNotBeforeTimer();
+}
+
+void Supervisor::ArmNotBeforeTimer() {
+  if (!not_before_timer_) return;
+  uv_timer_stop(not_before_timer_.get());
+  if (stopping_ || paused_) return;
+  int64_t now = clock_->NowMs();
+  auto next = store_->NextNotBefore(now);
+  if (!next.ok() || !next->has_value()) return;
+  uint64_t delay = static_cast<uint64_t>(std::max<int64_t>(**next - now, 0)) + 1;
+  uv_timer_start(
+      not_before_timer_.get(),
+      [](uv_timer_t* h) {
+        if (h->data != nullptr) static_cast<Supervisor*>(h->data)->Kick();
+      },
+      delay, 0);
+}
+
+std::map<std::string, std::string> Supervisor::JobEnvironment(const Job& job, const Run& run) const {
+  std::map<std::string, std::string> env = {{"PATH", kDefaultPath}, {"HOME", home_}};
+  for (const auto& [k, v] : job.env) env[k] = v;
+  env["ORCH_JOB_ID"] = std::to_string(job.id);
+  env["ORCH_RUN_ID"] = std::to_string(run.id);
+  env["ORCH_ATTEMPT"] = std::to_string(run.attempt);
+  return env;
+}
+
+void Supervisor::Launch(Claimed c) {
+  int64_t now = clock_->NowMs();
+  std::string dir = config_.supervisor.log_dir + "/" + std::to_string(c.job.id);
+  std::string out_path = dir + "/" + std::to_string(c.run.id) + ".out";
+  std::string err_path = dir + "/" + std::to_string(c.run.id) + ".err";
+
+  SpawnRequest req;
+  req.argv = c.job.argv;
+  req.env = JobEnvironment(c.job, c.run);
+  req.cwd = c.job.cwd;
+  req.stdout_path = out_path;
+  req.stderr_path = err_path;
+  req.drop_privileges = drop_privileges_;
+  req.uid = uid_;
+  req.gid = gid_;
+  req.groups = groups_;
+  req.hold_until_released = true;
+
+  SpawnOutcome spawned;
+  if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    spawned.failure = {errno, 127, "log directory " + dir + ": " + std::strerror(errno)};
+  } else {
+    if (drop_privileges_) (void)chown(dir.c_str(), uid_, gid_);
+    spawned = Spawn(req);
+  }
+
+  auto spawn_failed = [&](const SpawnFailure& failure) {
+    ++metrics_->spawn_failures_total;
+    log::Warn("spawn failed", {{"job_id", c.job.id}, {"run_id", c.run.id},
+                               {"error", failure.message}});
+    RunEnd end;
+    end.job_id = c.job.id;
+    end.run_id = c.run.id;
+    end.outcome = RunOutcome::kSpawnFailed;
+    end.reason = failure.message;
+    end.error = failure.message;
+    end.exit_code = failure.shell_code;
+    end.now_ms = now;
+    Finish(end);
+  };
+  if (!spawned.ok) return spawn_failed(spawned.failure);
+
+  KillPointForTest("after_spawn");
+  Status stamped = store_->RecordSpawned(c.job.id, c.run.id, spawned.process.identity, out_path);
+  NoteStore(stamped);
+  StopCause cause = StopCause::kNone;
+  if (stamped.ok()) {
+    if (auto failure = ReleaseSpawned(spawned.process)) {
+      return spawn_failed(*failure);  // the child is reaped; it never ran the job
+    }
+    log::Debug("job started", {{"job_id", c.job.id}, {"run_id", c.run.id},
+                               {"pid", spawned.process.pid}, {"attempt", c.run.attempt}});
+  } else {
+    // An unrecorded process must not run: dropping the held child's gate
+    // makes it exit without exec.
+    log::Error("could not record spawned process; dropping it",
+               {{"job_id", c.job.id}, {"run_id", c.run.id}, {"error", stamped.ToString()}});
+    spawned.process.held.reset();
+    cause = StopCause::kUnrecorded;
+  }
+
+  auto r = std::make_unique<Running>();
+  r->sup = this;
+  r->job_id = c.job.id;
+  r->run_id = c.run.id;
+  r->attempt = c.run.attempt;
+  r->pid = spawned.process.pid;
+  r->pidfd = std::move(spawned.process.pidfd);
+  r->started_at_ms = c.run.started_at;
+  r->timeout_s = c.job.timeout_s;
+  r->out_path = out_path;
+  r->err_path = err_path;
+  r->stop = cause;
+  run_by_pid_[r->pid] = r->run_id;
+  Watch(std::move(r));
+}
+
+void Supervisor::Watch(std::unique_ptr<Running> r) {
+  Running* raw = r.get();
+  int rc = raw->poll.Init(uv_poll_init, loop_, raw, raw->pidfd.get());
+  if (rc == 0) {
+    uv_poll_start(raw->poll.get(), UV_READABLE, [](uv_poll_t* h, int, int) {
+      if (h->data == nullptr) return;
+      auto* run = static_cast<Running*>(h->data);
+      run->sup->OnProcessExit(run->run_id);
+    });
+  } else {
+    log::Error("cannot watch pidfd; relying on the reaper tick",
+               {{"run_id", raw->run_id}, {"error", uv_strerror(rc)}});
+  }
+  running_[raw->run_id] = std::move(r);
+}
+
+void Supervisor::SignalGroup(Running& r, int sig) {
+  if (r.child) {
+    // Unreaped child: its pid and process group cannot be reused yet.
+    if (kill(-r.pid, sig) != 0 && errno == ESRCH) (void)r.pidfd.SendSignal(sig);
+    return;
+  }
+  if (!r.pidfd.Exited()) {
+    // Verified, still-alive leader of its own session: the group is its.
+    (void)kill(-r.pid, sig);
+  }
+  (void)r.pidfd.SendSignal(sig);
+}
+
+void Supervisor::RequestStop(Running& r, StopCause cause) {
+  if (r.stop != StopCause::kNone && r.stop != StopCause::kUnrecorded) return;
+  r.stop = cause;
+  r.term_sent_ms = clock_->NowMs();
+  SignalGroup(r, SIGTERM);
+}
+
+void Supervisor::OnProcessExit(int64_t run_id) {
+  auto it = running_.find(run_id);
+  if (it == running_.end()) return;
+  Running& r = *it->second;
+  int64_t detected_ns = MonotonicNs();
+
+  ExitInfo exit;
+  if (r.child) {
+    // Stragglers of the group go before the leader is reaped, while the
+    // group id is still reserved by the zombie.
+    (void)kill(-r.pid, SIGKILL);
+    auto reaped = ReapPidfd(r.pidfd.get());
+    if (!reaped.ok()) {
+      log::Error("waitid failed", {{"run_id", run_id}, {"error", reaped.status().ToString()}});
+      return;
+    }
+    if (!reaped->has_value()) return;  // spurious wake-up
+    exit = **reaped;
+    run_by_pid_.erase(r.pid);
+  } else if (!r.pidfd.Exited()) {
+    return;
+  }
+  KillPointForTest("after_exit");
+
+  RunEnd end;
+  if (!r.child) {
+    auto info = ExitInfoFromPidfd(r.pidfd.get());
+    if (r.killing_orphan) {
+      end.outcome = RunOutcome::kLost;
+      end.reason = "orphan_killed";
+      end.error = "orphan of a previous incarnation was killed to be requeued";
+      ++metrics_->lost_total[end.reason];
+    } else if (info) {
+      end = DecideRunEnd(*info, r.stop, config_.supervisor.transient_exit_codes,
+                         r.timeout_s.value_or(0));
+    } else {
+      end.outcome = RunOutcome::kLost;
+      end.reason = "adopted_exit_unknown";
+      end.error = "adopted process exited; its status cannot be read on this kernel";
+      ++metrics_->lost_total[end.reason];
+    }
+    ++metrics_->reaped_total;
+  } else {
+    end = DecideRunEnd(exit, r.stop, config_.supervisor.transient_exit_codes,
+                       r.timeout_s.value_or(0));
+  }
+  int64_t now = clock_->NowMs();
+  end.job_id = r.job_id;
+  end.run_id = r.run_id;
+  end.now_ms = now;
+  end.retry_not_before =
+      now + BackoffMs(r.attempt, config_.supervisor.backoff_base_s,
+                      config_.supervisor.backoff_max_s, UnitRandom());
+  if (end.outcome == RunOutcome::kTimeout) ++metrics_->timeouts_total;
+
+  for (auto [path, cut] : {std::pair{&r.out_path, &r.cut_out}, std::pair{&r.err_path, &r.cut_err}}) {
+    if (path->empty()) continue;
+    auto removed = EnforceLogCap(*path, config_.supervisor.max_log_bytes);
+    if (removed.ok()) *cut += *removed;
+    if (*cut > 0) (void)AppendLogCutNote(*path, *cut);
+  }
+
+  metrics_->run_duration_seconds.Observe(static_cast<double>(now - r.started_at_ms) / 1000.0);
+  log::Debug("job exited", {{"job_id", r.job_id}, {"run_id", r.run_id}, {"pid", r.pid},
+                            {"outcome", RunOutcomeName(end.outcome)}, {"reason", end.reason}});
+  running_.erase(it);
+  Finish(end);
+  metrics_->exit_detection_seconds.Observe(static_cast<double>(MonotonicNs() - detected_ns) / 1e9);
+  if (stopping_) {
+    MaybeFinishShutdown();
+  } else {
+    Kick();
+  }
+}
+
+void Supervisor::Finish(const RunEnd& end) {
+  auto result = store_->FinishRun(end);
+  if (result.ok()) {
+    NoteStore(Status::Ok());
+    ++metrics_->finished_total[RunOutcomeName(end.outcome)];
+    log::Info("run finished", {{"job_id", end.job_id}, {"run_id", end.run_id},
+                               {"outcome", RunOutcomeName(end.outcome)}, {"reason", end.reason},
+                               {"job_status", JobStatusName(result->job_status)}});
+    return;
+  }
+  NoteStore(result.status());
+  if (result.status().code() == Code::kGuardMissed) {
+    log::Warn("run already closed elsewhere; nothing changed",
+              {{"job_id", end.job_id}, {"run_id", end.run_id},
+               {"error", result.status().message()}});
+    return;
+  }
+  log::Error("could not record run end; will retry",
+             {{"job_id", end.job_id}, {"run_id", end.run_id},
+              {"error", result.status().ToString()}});
+  pending_finishes_.push_back(end);
+}
+
+void Supervisor::Tick() {
+  ++metrics_->reaper_ticks_total;
+  int64_t now = clock_->NowMs();
+  metrics_->last_tick_at_ms = now;
+  std::vector<Status> errors;
+
+  if (!recovered_) {
+    Status s = Recover();
+    if (!s.ok()) errors.push_back(s);
+    if (recovered_) Kick();
+  }
+
+  if (!pending_finishes_.empty()) {
+    std::vector<RunEnd> pending;
+    pending.swap(pending_finishes_);
+    for (const auto& end : pending) Finish(end);
+    if (pending_finishes_.empty()) Kick();
+  }
+
+  if (recovered_) {
+    Status s = Sanitize();
+    if (!s.ok()) errors.push_back(s);
+
+    auto rows = store_->ListRunning();
+    if (!rows.ok()) {
+      errors.push_back(rows.status());
+    } else {
+      for (const auto& e : *rows) {
+        if (running_.count(e.run.id) != 0) continue;
+        bool pending = std::any_of(pending_finishes_.begin(), pending_finishes_.end(),
+                                   [&](const RunEnd& p) { return p.run_id == e.run.id; });
+        if (pending) continue;
+        Status r = Reconcile(e, false);
+        if (!r.ok()) errors.push_back(r);
+      }
+    }
+  }
+
+  for (auto& [run_id, r] : running_) {
+    if (r->timeout_s && r->stop == StopCause::kNone && !r->killing_orphan &&
+        now - r->started_at_ms >= *r->timeout_s * 1000) {
+      log::Warn("run timed out", {{"job_id", r->job_id}, {"run_id", run_id}, {"pid", r->pid}});
+      RequestStop(*r, StopCause::kTimeout);
+    }
+    int64_t grace_ms = (stopping_ ? config_.supervisor.shutdown_grace_s
+                                  : config_.supervisor.kill_grace_s) * 1000;
+    if (r->stop != StopCause::kNone && !r->kill_sent && now - r->term_sent_ms >= grace_ms) {
+      r->kill_sent = true;
+      SignalGroup(*r, SIGKILL);
+    }
+    for (auto [path, cut] : {std::pair{&r->out_path, &r->cut_out}, std::pair{&r->err_path, &r->cut_err}}) {
+      if (path->empty()) continue;
+      auto removed = EnforceLogCap(*path, config_.supervisor.max_log_bytes);
+      if (removed.ok()) *cut += *removed;
+    }
+  }
+
+  if (recovered_) {
+    Status probe = store_->ProbeWritable();
+    NoteStore(probe);
+    if (!probe.ok()) errors.push_back(probe);
+  }
+  if (!errors.empty()) {
+    ++metrics_->reaper_errors_total;
+    for (const auto& e : errors) log::Error("reaper tick failed", {{"error", e.ToString()}});
+  }
+}
+
+void Supervisor::OnSigchld() {
+  // Reap every exited child that is not a job; a job's zombie is handed to
+  // its pidfd handler instead, so its status is never stolen.
+  for (int guard = 0; guard < 4096; ++guard) {
+    siginfo_t info{};
+    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) return;
+    auto it = run_by_pid_.find(info.si_pid);
+    if (it != run_by_pid_.end()) {
+      OnProcessExit(it->second);
+      if (run_by_pid_.count(info.si_pid) != 0) return;  // could not reap it now
+      continue;
+    }
+    int status;
+    (void)waitpid(info.si_pid, &status, WNOHANG);
+  }
+}
+
+Result<CancelResult> Supervisor::Cancel(int64_t job_id) {
+  auto result = store_->Cancel(job_id, clock_->NowMs());
+  if (!result.ok()) {
+    if (result.status().code() != Code::kNotFound && result.status().code() != Code::kConflict) {
+      NoteStore(result.status());
+    }
+    return result;
+  }
+  if (result->effect == CancelEffect::kRunningSignalNeeded ||
+      result->effect == CancelEffect::kAlreadyRequested) {
+    for (auto& [run_id, r] : running_) {
+      if (r->job_id == job_id) {
+        log::Info("cancelling running job", {{"job_id", job_id}, {"run_id", run_id}, {"pid", r->pid}});
+        RequestStop(*r, StopCause::kCancel);
+      }
+    }
+  } else {
+    log::Info("cancelled queued job", {{"job_id", job_id}});
+  }
+  return result;
+}
+
+Status Supervisor::SetPaused(bool paused) {
+  Status s = store_->SetPaused(paused);
+  NoteStore(s);
+  if (!s.ok()) return s;
+  if (paused_ != paused) log::Info(paused ? "queue paused" : "queue resumed");
+  paused_ = paused;
+  if (!paused) Kick();
+  ArmNotBeforeTimer();
+  return Status::Ok();
+}
+
+bool Supervisor::IsRunAlive(int64_t run_id) const {
+  auto it = running_.find(run_id);
+  return it != running_.end() && !it->second->pidfd.Exited();
+}
+
+void Supervisor::Shutdown(std::function<void()> done) {
+  stopping_ = true;
+  shutdown_done_ = std::move(done);
+  kick_timer_.Close();
+  not_before_timer_.Close();
+  log::Info("stopping: terminating running jobs",
+            {{"running", running_.size()}, {"grace_s", config_.supervisor.shutdown_grace_s}});
+  for (auto& [run_id, r] : running_) {
+    if (r->killing_orphan) continue;
+    r->stop = StopCause::kNone;
+    RequestStop(*r, StopCause::kShutdown);
+  }
+  shutdown_timer_.Init(uv_timer_init, loop_, this);
+  uv_timer_start(
+      shutdown_timer_.get(),
+      [](uv_timer_t* h) {
+        if (h->data == nullptr) return;
+        auto* self = static_cast<Supervisor*>(h->data);
+        for (auto& [run_id, r] : self->running_) {
+          if (!r->kill_sent) {
+            r->kill_sent = true;
+            log::Warn("grace over; killing job", {{"job_id", r->job_id}, {"pid", r->pid}});
+            self->SignalGroup(*r, SIGKILL);
+          }
+        }
+      },
+      static_cast<uint64_t>(config_.supervisor.shutdown_grace_s) * 1000, 0);
+  MaybeFinishShutdown();
+}
+
+void Supervisor::MaybeFinishShutdown() {
+  if (!stopping_ || !running_.empty() || !shutdown_done_) return;
+  if (!pending_finishes_.empty()) {
+    std::vector<RunEnd> pending;
+    pending.swap(pending_finishes_);
+    for (const auto& end : pending) Finish(end);
+  }
+  tick_timer_.Close();
+  shutdown_timer_.Close();
+  sigchld_.Close();
+  auto done = std::move(shutdown_done_);
+  shutdown_done_ = nullptr;
+  done();
+}
+
+}  // namespace orch

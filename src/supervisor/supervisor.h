@@ -1,0 +1,141 @@
+// Runs claimed jobs as child processes and keeps the store true to what is
+// alive (SPEC §4, §5, §6). Loop thread only: every method runs on `loop`.
+//
+// Exit is an event: a uv_poll on each run's pidfd; the pidfd is reaped with
+// waitid(P_PIDFD) here and nowhere else; OnSigchld() reaps every other child
+// (reparented orphans) without stealing a job's status. Claiming is
+// event-driven (submit, exit, earliest not_before, resume, reload); the
+// reaper tick is the safety net behind it.
+#pragma once
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/status.h"
+#include "base/uv_handle.h"
+#include "config/config.h"
+#include "store/job_store.h"
+#include "supervisor/metrics.h"
+#include "supervisor/pidfd.h"
+#include "supervisor/pidfd.h"
+
+namespace orch {
+
+// min(max, base * 2^(attempt-1)) scaled by a jitter factor in [0.8, 1.2]
+// taken from `unit_random` in [0, 1).
+int64_t BackoffMs(int64_t attempt, double base_s, double max_s, double unit_random);
+
+// Why the supervisor itself stopped a run, if it did.
+enum class StopCause { kNone, kTimeout, kCancel, kShutdown, kUnrecorded };
+
+// How a reaped child's exit maps to a run outcome (pure; see SPEC §4).
+RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int64_t>& transient,
+                    int64_t timeout_s);
+
+class Supervisor {
+ public:
+  Supervisor(uv_loop_t* loop, JobStore* store, const Config& config, Metrics* metrics,
+             const Clock* clock);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Resolves run_as, creates log_dir. Fails (for exit 2) on a bad user.
+  Status Init();
+
+  // Start-up recovery: the I1 sweep once, then every running row of another
+  // incarnation is verified by identity: gone → lost and requeued; alive →
+  // per orphan_policy. Until it succeeds nothing is claimed; the reaper tick
+  // retries it when the store was unavailable.
+  Status Recover();
+  bool recovered() const { return recovered_; }
+
+  // Starts the reaper timer, the SIGCHLD watch, and a first claim pass.
+  void Start();
+  // Schedules one claim pass on this loop iteration (coalesced).
+  void Kick();
+
+  // Applies the reloadable keys of `config` (SIGHUP) and kicks a claim.
+  void ApplyConfig(const Config& config);
+  const Config& config() const { return config_; }
+
+  // queued → cancelled at once; running → SIGTERM to the group, SIGKILL
+  // after kill_grace_s, then cancelled.
+  Result<CancelResult> Cancel(int64_t job_id);
+  Status SetPaused(bool paused);
+  bool paused() const { return paused_; }
+
+  // Graceful stop (SPEC §6): no more claims, SIGTERM to every job group,
+  // SIGKILL after shutdown_grace_s, runs recorded as interrupted (requeued).
+  // `done` runs when no job process is left.
+  void Shutdown(std::function<void()> done);
+
+  // True while we hold the run's pidfd and the process has not exited.
+  bool IsRunAlive(int64_t run_id) const;
+  const std::string& incarnation() const { return incarnation_; }
+  size_t running_count() const { return running_.size(); }
+  int64_t started_at_ms() const { return started_at_ms_; }
+  // The last store error seen by a write ("" when the last write succeeded).
+  const std::string& last_store_error() const { return last_store_error_; }
+
+ private:
+  struct Running;
+
+  void ClaimPass();
+  void Launch(Claimed claimed);
+  void Watch(std::unique_ptr<Running> r);
+  void OnProcessExit(int64_t run_id);
+  void Finish(const RunEnd& end);
+  void Tick();
+  Status Reconcile(const RunningEntry& entry, bool startup);
+  Status Sanitize();
+  void SignalGroup(Running& r, int sig);
+  void RequestStop(Running& r, StopCause cause);
+  void OnSigchld();
+  void ArmNotBeforeTimer();
+  void MaybeFinishShutdown();
+  void NoteStore(const Status& s);
+  std::map<std::string, std::string> JobEnvironment(const Job& job, const Run& run) const;
+
+  uv_loop_t* loop_;
+  JobStore* store_;
+  Config config_;
+  Metrics* metrics_;
+  const Clock* clock_;
+  std::string incarnation_;
+  int64_t started_at_ms_;
+  bool recovered_ = false;
+  bool paused_ = false;
+  bool stopping_ = false;
+  std::function<void()> shutdown_done_;
+
+  // run_as, resolved once
+  bool drop_privileges_ = false;
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
+  std::vector<gid_t> groups_;
+  std::string home_ = "/";
+
+  std::map<int64_t, std::unique_ptr<Running>> running_;  // by run id
+  std::unordered_map<pid_t, int64_t> run_by_pid_;        // our children only
+  std::vector<RunEnd> pending_finishes_;                 // store was unavailable
+  std::string last_store_error_;
+
+  UvHandle<uv_timer_t> tick_timer_;
+  UvHandle<uv_timer_t> kick_timer_;
+  UvHandle<uv_timer_t> not_before_timer_;
+  UvHandle<uv_timer_t> shutdown_timer_;
+  UvHandle<uv_signal_t> sigchld_;
+};
+
+}  // namespace orch

@@ -1,0 +1,154 @@
+#include "integration/daemon_harness.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+extern char** environ;
+
+namespace orch::test {
+namespace {
+
+size_t Append(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+}  // namespace
+
+HttpResult HttpCall(const std::string& method, const std::string& url, const std::string& body,
+                    const std::vector<std::string>& headers) {
+  HttpResult r;
+  CURL* c = curl_easy_init();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Append);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, Append);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
+  if (method == "HEAD") curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  if (method == "POST" || method == "PUT") {
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  }
+  curl_slist* list = nullptr;
+  for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
+  if (list != nullptr) curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+  curl_slist_free_all(list);
+  curl_easy_cleanup(c);
+  return r;
+}
+
+Daemon::Daemon(const TempDir& dir, std::string extra_toml, std::vector<std::string> env)
+    : dir_(dir), env_(std::move(env)) {
+  config_path_ = dir.File("orchestrator.toml");
+  log_path_ = dir.File("daemon.log");
+  // Keys given in extra_toml win: they are written into their own section
+  // header later in the file would be a duplicate table, so callers pass
+  // whole sections they do not share with this base.
+  std::string base =
+      "[server]\nlisten = \"127.0.0.1:0\"\n"
+      "[store]\npath = \"q.db\"\n"
+      "[reaper]\ninterval_ms = 100\n"
+      "[log]\nlevel = \"debug\"\n";
+  WriteFile(config_path_, base + extra_toml);
+}
+
+Daemon::~Daemon() {
+  if (pid_ > 0) Kill9();
+}
+
+bool Daemon::Start(const std::vector<std::string>& wrapper) {
+  std::vector<std::string> args = wrapper;
+  args.insert(args.end(), {OrchestratorBinary(), "serve", "--config", config_path_});
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "ORCH_", 5) != 0 && std::strncmp(*e, "NOTIFY_SOCKET=", 14) != 0) {
+      env_store.emplace_back(*e);
+    }
+  }
+  for (const auto& e : env_) env_store.push_back(e);
+  // Offsets into the log so that a restart waits for its own "listening" line.
+  size_t log_offset = ReadFile(log_path_).size();
+  pid_ = fork();
+  if (pid_ == 0) {
+    setpgid(0, 0);
+    int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    std::vector<char*> argv, envp;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : env_store) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    execvpe(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  bool up = WaitFor(
+      [&] {
+        std::string log = ReadFile(log_path_).substr(log_offset);
+        size_t at = log.find("address=http://");
+        if (at == std::string::npos) return false;
+        size_t start = at + std::strlen("address=http://");
+        address_ = log.substr(start, log.find_first_of(" \n", start) - start);
+        return true;
+      },
+      std::chrono::seconds(20));
+  if (!up) return false;
+  return WaitFor([&] { return Get("/readyz").status == 200; }, std::chrono::seconds(20));
+}
+
+int Daemon::Stop(int sig, std::chrono::seconds timeout) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, sig);
+  int status = 0;
+  bool done = WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; },
+                      std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
+  if (!done) {
+    Kill9();
+    return -1;
+  }
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void Daemon::Kill9() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+int64_t Daemon::Submit(const nlohmann::json& spec) const {
+  HttpResult r = Post("/jobs", spec.dump());
+  if (r.status != 201 && r.status != 200) return -1;
+  auto j = r.Json();
+  return j.is_object() && j.contains("id") ? j["id"].get<int64_t>() : -1;
+}
+
+bool Daemon::WaitStatus(int64_t id, const std::string& status,
+                        std::chrono::milliseconds timeout) const {
+  return WaitFor(
+      [&] {
+        auto j = Job(id);
+        return j.is_object() && j.value("status", "") == status;
+      },
+      timeout);
+}
+
+std::string Sql(const std::string& db, const std::string& sql) {
+  return RunCommand({"sqlite3", "-cmd", ".timeout 5000", db, sql}).out;
+}
+
+}  // namespace orch::test

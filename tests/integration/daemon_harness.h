@@ -1,0 +1,74 @@
+// Starts the real `orchestrator serve` with a temporary config on port 0 and
+// talks to it over loopback HTTP (libcurl). Every test that uses it stops or
+// kills what it started.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "support/test_util.h"
+
+namespace orch::test {
+
+struct HttpResult {
+  long status = 0;  // 0 when the request failed
+  std::string body;
+  std::string headers;
+  nlohmann::json Json() const { return nlohmann::json::parse(body, nullptr, false); }
+};
+
+HttpResult HttpCall(const std::string& method, const std::string& url,
+                    const std::string& body = "",
+                    const std::vector<std::string>& headers = {});
+
+class Daemon {
+ public:
+  // `extra_toml` is appended to a config that sets listen 127.0.0.1:0, the
+  // store and log_dir inside `dir`, a 100 ms reaper and short graces.
+  explicit Daemon(const TempDir& dir, std::string extra_toml = "",
+                  std::vector<std::string> env = {});
+  ~Daemon();  // SIGKILLs the daemon if still running
+
+  // Starts and waits until it listens and /readyz says 200. `wrapper` runs
+  // before the binary (e.g. {"unshare","--pid","--fork","--mount-proc"}).
+  bool Start(const std::vector<std::string>& wrapper = {});
+  // SIGTERM (or `sig`) and waits; returns the exit status (128+sig if killed), -1 on timeout.
+  int Stop(int sig = 15, std::chrono::seconds timeout = std::chrono::seconds(30));
+  void Kill9();  // SIGKILL, waited for
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+
+  std::string url() const { return "http://" + address_; }
+  HttpResult Get(const std::string& path) const { return HttpCall("GET", url() + path); }
+  HttpResult Post(const std::string& path, const std::string& body = "") const {
+    return HttpCall("POST", url() + path, body, {"Content-Type: application/json"});
+  }
+  // POST /jobs; returns the job id or -1.
+  int64_t Submit(const nlohmann::json& spec) const;
+  nlohmann::json Job(int64_t id) const { return Get("/jobs/" + std::to_string(id)).Json(); }
+  // Waits until the job's status is `status`.
+  bool WaitStatus(int64_t id, const std::string& status,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(20)) const;
+
+  std::string Log() const { return ReadFile(log_path_); }
+  const std::string& config_path() const { return config_path_; }
+  std::string db_path() const { return dir_.File("q.db"); }
+
+ private:
+  const TempDir& dir_;
+  std::string config_path_, log_path_;
+  std::vector<std::string> env_;
+  pid_t pid_ = -1;
+  std::string address_;
+};
+
+// Runs sqlite3 on the file and returns its output (for raw checks).
+std::string Sql(const std::string& db, const std::string& sql);
+
+}  // namespace orch::test

@@ -1,0 +1,245 @@
+// End to end: the real daemon runs real jobs; each expectation in words.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "integration/daemon_harness.h"
+
+namespace orch {
+namespace {
+
+using nlohmann::json;
+using test::Daemon;
+using test::TempDir;
+using test::WaitFor;
+
+constexpr const char* kFastRetry =
+    "[supervisor]\nmax_concurrency = 2\nbackoff_base_s = 0.05\nbackoff_max_s = 0.2\n"
+    "kill_grace_s = 1\nshutdown_grace_s = 3\n";
+
+TEST(Lifecycle, ExitZeroSucceedsAndTheLogIsReadable) {
+  TempDir dir;
+  Daemon d(dir, kFastRetry);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t id = d.Submit({{"argv", {"sh", "-c", "echo hello; echo oops >&2"}}});
+  ASSERT_GT(id, 0);
+  ASSERT_TRUE(d.WaitStatus(id, "succeeded")) << d.Job(id).dump();
+  json j = d.Job(id);
+  EXPECT_EQ(0, j["exit_code"]);
+  EXPECT_EQ("succeeded", j["outcome"]);
+  EXPECT_TRUE(j["run_id"].is_null() || j["run_id"].is_number());
+  ASSERT_EQ(1u, j["runs"].size());
+  EXPECT_EQ("exit 0", j["runs"][0]["reason"]);
+  EXPECT_EQ("hello\n", d.Get("/jobs/" + std::to_string(id) + "/log").body);
+  EXPECT_EQ("oops\n", d.Get("/jobs/" + std::to_string(id) + "/log?stream=stderr").body);
+  EXPECT_EQ("lo\n", d.Get("/jobs/" + std::to_string(id) + "/log?tail_bytes=3").body);
+  EXPECT_EQ(0, d.Stop());
+}
+
+TEST(Lifecycle, ExitThreeFailsWithoutRetry) {
+  TempDir dir;
+  Daemon d(dir, kFastRetry);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t id = d.Submit({{"argv", {"sh", "-c", "exit 3"}}, {"max_attempts", 3}});
+  ASSERT_TRUE(d.WaitStatus(id, "failed"));
+  json j = d.Job(id);
+  EXPECT_EQ(3, j["exit_code"]);
+  EXPECT_EQ(1, j["attempts"]);
+  EXPECT_EQ("exit 3", j["runs"][0]["reason"]);
+}
+
+TEST(Lifecycle, TransientExitIsRetriedWithBackoffUntilAttemptsAreSpent) {
+  TempDir dir;
+  Daemon d(dir, kFastRetry);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t id = d.Submit({{"argv", {"sh", "-c", "exit 75"}}, {"max_attempts", 3}});
+  ASSERT_TRUE(d.WaitStatus(id, "failed")) << d.Job(id).dump();
+  json j = d.Job(id);
+  EXPECT_EQ(3, j["attempts"]);
+  ASSERT_EQ(3u, j["runs"].size());
+  for (const auto& r : j["runs"]) EXPECT_EQ("transient", r["outcome"]);
+  EXPECT_EQ(75, j["exit_code"]);
+}
+
+TEST(Lifecycle, TransientFailureThenSuccessSucceeds) {
+  TempDir dir;
+  Daemon d(dir, kFastRetry);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::string marker = dir.File("tried");
+  int64_t id = d.Submit(
+      {{"argv", {"sh", "-c", "if [ -e " + marker + " ]; then exit 0; fi; touch " + marker + "; exit 75"}}});
+  ASSERT_TRUE(d.WaitStatus(id, "succeeded")) << d.Job(id).dump();
+  EXPECT_EQ(2, d.Job(id)["attempts"]);
+}
+
+TEST(Lifecycle, KilledByAForeignSignalFails) {
+  TempDir dir;
+  Daemon d(dir, kFastRetry);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t id = d.Submit({{"argv", {"sh", "-c", "kill -9 $$"}}});
+  ASSERT_TRUE(d.WaitStatus(id, "failed"));
+  json j = d.Job(id);
+  EXPECT_EQ(9, j["signal"]);
+  EXPECT_EQ(137, j["exit_code"]);
+  EXPECT_EQ("signal 9", j["runs"][0]["reason"]);
+}
+
+TEST(Lifecycle, MissingExecutableIsASpawnFailureWith127) {
+  TempDir dir;
+  Daemon d(dir, kFastRetry);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t id = d.Submit({{"argv", {"/no/such/program"}}});
+  ASSERT_TRUE(d.WaitStatus(id, "failed"));
+  json j = d.Job(id);
+  EXPECT_EQ(127, j["exit_code"]);
+  EXPECT_EQ("spawn_failed", j["runs"][0]["outcome"]);
+  EXPECT_NE(std::string::npos, j["error"].get<std::string>().find("No such file")) << j.dump();
+  // The daemon keeps going.
+  int64_t ok = d.Submit({{"argv", {"true"}}});
+  EXPECT_TRUE(d.WaitStatus(ok, "succeeded"));
+}
+
+TEST(Lifecycle, TimeoutKillsTheWholeProcessGroup) {
+  TempDir dir;
+  Daemon d(dir, kFastRetry);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::string pidfile = dir.File("grandchild.pid");
+  // The grandchild ignores SIGTERM; only the group SIGKILL ends it.
+  int64_t id = d.Submit({{"argv", {"sh", "-c",
+                                   "sh -c 'trap \"\" TERM; echo $$ > " + pidfile +
+                                       "; while :; do sleep 0.05; done' & wait"}},
+                         {"timeout_s", 1},
+                         {"max_attempts", 1}});
+  ASSERT_TRUE(d.WaitStatus(id, "failed", std::chrono::seconds(20))) << d.Job(id).dump();
+  json j = d.Job(id);
+  EXPECT_EQ("timeout", j["runs"][0]["outcome"]);
+  std::string gp = test::ReadFile(pidfile);
+  ASSERT_FALSE(gp.empty());
+  pid_t grandchild = std::stoi(gp);
+  // Gone for real: not even a zombie is left (the daemon is its subreaper).
+  EXPECT_TRUE(WaitFor([&] { return access(("/proc/" + std::to_string(grandchild)).c_str(), F_OK) != 0; }));
+  EXPECT_EQ(1u, d.Get("/queue").Json()["reaper"]["timeouts_total"].get<uint64_t>());
+}
+
+TEST(Lifecycle, CancelQueuedAndRunningJobs) {
+  TempDir dir;
+  Daemon d(dir, "[supervisor]\nmax_concurrency = 1\nkill_grace_s = 1\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t running = d.Submit({{"argv", {"sleep", "60"}}});
+  ASSERT_TRUE(d.WaitStatus(running, "running"));
+  int64_t queued = d.Submit({{"argv", {"true"}}});
+  auto q = d.Post("/jobs/" + std::to_string(queued) + "/cancel");
+  EXPECT_EQ(202, q.status);
+  EXPECT_EQ("cancelled", q.Json()["status"]);
+  auto r = d.Post("/jobs/" + std::to_string(running) + "/cancel");
+  EXPECT_EQ(202, r.status);
+  ASSERT_TRUE(d.WaitStatus(running, "cancelled"));
+  EXPECT_EQ("cancelled", d.Job(running)["runs"][0]["outcome"]);
+  // Cancelling a finished job is a conflict; retry brings it back.
+  EXPECT_EQ(409, d.Post("/jobs/" + std::to_string(running) + "/cancel").status);
+  EXPECT_EQ(200, d.Post("/jobs/" + std::to_string(queued) + "/retry").status);
+  EXPECT_TRUE(d.WaitStatus(queued, "succeeded"));
+}
+
+TEST(Lifecycle, SigtermRequeuesRunningJobsAsInterruptedAndLeavesNoProcess) {
+  TempDir dir;
+  Daemon d(dir, "[supervisor]\nmax_concurrency = 2\nshutdown_grace_s = 2\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::string pids = dir.File("pids");
+  int64_t a = d.Submit({{"argv", {"sh", "-c", "echo $$ >> " + pids + "; exec sleep 60"}}});
+  int64_t b = d.Submit({{"argv", {"sh", "-c", "trap '' TERM; echo $$ >> " + pids + "; while :; do sleep 0.05; done"}}});
+  ASSERT_TRUE(d.WaitStatus(a, "running"));
+  ASSERT_TRUE(d.WaitStatus(b, "running"));
+  ASSERT_TRUE(WaitFor([&] { return std::count(test::ReadFile(pids).begin(), test::ReadFile(pids).end(), '\n') == 2; }));
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(0, d.Stop(SIGTERM, std::chrono::seconds(20)));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
+  for (int64_t id : {a, b}) {
+    std::string row = test::Sql(d.db_path(), "SELECT status, attempts, run_id IS NULL, pid IS NULL FROM jobs WHERE id=" + std::to_string(id));
+    EXPECT_EQ("queued|0|1|1\n", row) << id;
+    EXPECT_EQ("interrupted\n", test::Sql(d.db_path(), "SELECT outcome FROM runs WHERE job_id=" + std::to_string(id)));
+  }
+  std::string text = test::ReadFile(pids);
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    std::string p = text.substr(pos, nl - pos);
+    EXPECT_NE(0, access(("/proc/" + p).c_str(), F_OK)) << "job process " << p << " survived";
+    pos = nl + 1;
+  }
+}
+
+TEST(Lifecycle, SubmitValidationNamesTheField) {
+  TempDir dir;
+  Daemon d(dir);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  struct Case {
+    std::string body;
+    std::string field;
+  } cases[] = {{"{}", "argv"},
+               {"{\"argv\":[]}", "argv"},
+               {"{\"argv\":[1]}", "argv[0]"},
+               {"{\"argv\":[\"true\"],\"bogus\":1}", "bogus"},
+               {"{\"argv\":[\"true\"],\"priority\":\"high\"}", "priority"},
+               {"{\"argv\":[\"true\"],\"env\":{\"A\":1}}", "env.A"},
+               {"{\"argv\":[\"true\"],\"timeout_s\":-1}", "timeout_s"},
+               {"{\"argv\":[\"true\"],\"max_attempts\":0}", "max_attempts"},
+               {"{\"argv\":[\"true\"],\"cwd\":\"relative\"}", "cwd"},
+               {"[1,2]", "body"},
+               {"{not json", "body"}};
+  for (const auto& c : cases) {
+    auto r = d.Post("/jobs", c.body);
+    EXPECT_EQ(400, r.status) << c.body;
+    auto j = r.Json();
+    ASSERT_TRUE(j.is_object()) << r.body;
+    EXPECT_EQ(0u, j["error"]["message"].get<std::string>().rfind(c.field, 0)) << r.body;
+  }
+}
+
+TEST(Lifecycle, IdempotencyKeyReturnsTheExistingJob) {
+  TempDir dir;
+  Daemon d(dir);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  json spec = {{"argv", {"true"}}, {"idempotency_key", "nightly-2026-11-28"}};
+  auto first = d.Post("/jobs", spec.dump());
+  auto second = d.Post("/jobs", spec.dump());
+  EXPECT_EQ(201, first.status);
+  EXPECT_EQ(200, second.status);
+  EXPECT_EQ(first.Json()["id"], second.Json()["id"]);
+}
+
+TEST(Lifecycle, JobEnvironmentIsExactlyTheSubmissionPlusTheBase) {
+  TempDir dir;
+  Daemon d(dir, "", {"SECRET_DAEMON_VAR=leak", "ORCH_LOG_LEVEL=debug"});
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t id = d.Submit({{"argv", {"/usr/bin/env"}}, {"env", {{"FOO", "bar"}}}});
+  ASSERT_TRUE(d.WaitStatus(id, "succeeded"));
+  std::string env = d.Get("/jobs/" + std::to_string(id) + "/log").body;
+  std::vector<std::string> names;
+  size_t pos = 0;
+  while (pos < env.size()) {
+    size_t nl = env.find('\n', pos);
+    std::string line = env.substr(pos, nl - pos);
+    names.push_back(line.substr(0, line.find('=')));
+    pos = nl + 1;
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ((std::vector<std::string>{"FOO", "HOME", "ORCH_ATTEMPT", "ORCH_JOB_ID", "ORCH_RUN_ID", "PATH"}), names) << env;
+  EXPECT_NE(std::string::npos, env.find("ORCH_JOB_ID=" + std::to_string(id)));
+}
+
+TEST(Lifecycle, JobInheritsNoDaemonFileDescriptors) {
+  TempDir dir;
+  Daemon d(dir);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t id = d.Submit({{"argv", {"ls", "/proc/self/fd"}}});
+  ASSERT_TRUE(d.WaitStatus(id, "succeeded"));
+  // ls itself opens one fd for the directory it lists.
+  std::string fds = d.Get("/jobs/" + std::to_string(id) + "/log").body;
+  EXPECT_EQ("0\n1\n2\n3\n", fds);
+}
+
+}  // namespace
+}  // namespace orch

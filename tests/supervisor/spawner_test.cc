@@ -1,0 +1,403 @@
+#include "supervisor/spawner.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "supervisor/child_helpers.h"
+#include "supervisor/identity.h"
+
+namespace orch {
+namespace {
+
+using test::KillAndReap;
+using test::ReadFile;
+using test::RequestFor;
+using test::RunToExit;
+using test::SpawnOk;
+using test::TempDir;
+using test::WaitAndReap;
+using test::WriteFile;
+
+bool Contains(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+// Runs every test of the suite both with clone3 and with the fork fallback.
+class Spawner : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override { ForceForkFallbackForTest(GetParam()); }
+  void TearDown() override {
+    ForceForkFallbackForTest(false);
+    // Every child a test started was reaped (by ReapPidfd, or by Spawn itself
+    // when the exec failed): nothing is left for anyone else to wait for.
+    siginfo_t info{};
+    int rc = waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT);
+    EXPECT_TRUE(rc < 0 && errno == ECHILD) << "a child is left unreaped, pid " << info.si_pid;
+  }
+  bool fork_fallback() const { return GetParam(); }
+  TempDir dir_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Clone3AndForkFallback, Spawner, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Fork" : "Clone3"; });
+
+TEST_P(Spawner, TrueExitsZeroThroughThePidfd) {
+  SpawnOutcome out = Spawn(RequestFor(dir_, {"/bin/true"}));
+  ASSERT_TRUE(out.ok) << out.failure.message;
+  // clone3 works on this host; the fallback reports that it was used.
+  EXPECT_EQ(!fork_fallback(), out.process.used_clone3);
+  EXPECT_GT(out.process.pid, 0);
+  auto info = WaitAndReap(out.process.pidfd);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_TRUE(info->exited);
+  EXPECT_EQ(0, info->code);
+  EXPECT_EQ(0, info->ShellCode());
+}
+
+TEST_P(Spawner, ExitCodeIsReported) {
+  auto info = RunToExit(RequestFor(dir_, {"/bin/sh", "-c", "exit 3"}));
+  ASSERT_TRUE(info.has_value());
+  EXPECT_TRUE(info->exited);
+  EXPECT_EQ(3, info->ShellCode());
+}
+
+TEST_P(Spawner, KilledBySignalIs128PlusSignal) {
+  auto info = RunToExit(RequestFor(dir_, {"/bin/sh", "-c", "kill -9 $$"}));
+  ASSERT_TRUE(info.has_value());
+  EXPECT_FALSE(info->exited);
+  EXPECT_EQ(SIGKILL, info->signal);
+  EXPECT_EQ(128 + 9, info->ShellCode());
+}
+
+TEST_P(Spawner, MissingExecutableIs127WithEnoentText) {
+  SpawnOutcome out = Spawn(RequestFor(dir_, {"/no/such/binary", "x"}));
+  ASSERT_FALSE(out.ok);
+  EXPECT_EQ(127, out.failure.shell_code);
+  EXPECT_EQ(ENOENT, out.failure.err);
+  EXPECT_EQ("exec /no/such/binary: No such file or directory", out.failure.message);
+}
+
+TEST_P(Spawner, CommandNotInTheJobsPathIs127) {
+  SpawnRequest req = RequestFor(dir_, {"no-such-command-xyz"});
+  SpawnOutcome out = Spawn(req);
+  ASSERT_FALSE(out.ok);
+  EXPECT_EQ(127, out.failure.shell_code);
+  EXPECT_TRUE(Contains(out.failure.message, "no-such-command-xyz")) << out.failure.message;
+
+  // "true" exists in the daemon's PATH, but the job's PATH decides.
+  req = RequestFor(dir_, {"true"});
+  req.env["PATH"] = dir_.File("empty-bin");
+  out = Spawn(req);
+  ASSERT_FALSE(out.ok);
+  EXPECT_EQ(127, out.failure.shell_code);
+}
+
+TEST_P(Spawner, Argv0IsResolvedAgainstTheJobsPath) {
+  std::string bin = dir_.File("bin");
+  ASSERT_EQ(0, mkdir(bin.c_str(), 0755));
+  WriteFile(bin + "/hello", "#!/bin/sh\necho \"hello $0 $1\"\n");
+  ASSERT_EQ(0, chmod((bin + "/hello").c_str(), 0755));
+  SpawnRequest req = RequestFor(dir_, {"hello", "world"});
+  req.env["PATH"] = "relative/dir:/nonexistent:" + bin + ":/usr/bin:/bin";
+  auto info = RunToExit(req);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(0, info->ShellCode());
+  EXPECT_EQ("hello " + bin + "/hello world\n", ReadFile(req.stdout_path));
+}
+
+TEST_P(Spawner, NonExecutableFileIs126) {
+  std::string path = dir_.File("script");
+  WriteFile(path, "#!/bin/sh\nexit 0\n");
+  ASSERT_EQ(0, chmod(path.c_str(), 0644));
+  SpawnOutcome out = Spawn(RequestFor(dir_, {path}));
+  ASSERT_FALSE(out.ok);
+  EXPECT_EQ(126, out.failure.shell_code);
+  EXPECT_EQ(EACCES, out.failure.err);
+  EXPECT_EQ("exec " + path + ": Permission denied", out.failure.message);
+}
+
+TEST_P(Spawner, FileWithoutInterpreterLineIs126) {
+  std::string path = dir_.File("garbage");
+  WriteFile(path, "\x7f\x01\x02 not a program\n");
+  ASSERT_EQ(0, chmod(path.c_str(), 0755));
+  SpawnOutcome out = Spawn(RequestFor(dir_, {path}));
+  ASSERT_FALSE(out.ok);
+  EXPECT_EQ(126, out.failure.shell_code);
+  EXPECT_EQ(ENOEXEC, out.failure.err);
+}
+
+TEST_P(Spawner, BadCwdIsAFailureNamingTheCwd) {
+  SpawnRequest req = RequestFor(dir_, {"/bin/true"});
+  req.cwd = dir_.File("no-such-dir");
+  SpawnOutcome out = Spawn(req);
+  ASSERT_FALSE(out.ok);
+  EXPECT_EQ(126, out.failure.shell_code);
+  EXPECT_EQ(ENOENT, out.failure.err);
+  EXPECT_EQ("cwd " + req.cwd + ": No such file or directory", out.failure.message);
+}
+
+TEST_P(Spawner, CwdIsApplied) {
+  SpawnRequest req = RequestFor(dir_, {"/bin/pwd"});
+  req.cwd = "/usr";
+  auto info = RunToExit(req);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ("/usr\n", ReadFile(req.stdout_path));
+}
+
+TEST_P(Spawner, UnopenableLogFileIsAFailureNamingThePath) {
+  SpawnRequest req = RequestFor(dir_, {"/bin/true"});
+  req.stderr_path = dir_.File("missing-dir/err.log");
+  SpawnOutcome out = Spawn(req);
+  ASSERT_FALSE(out.ok);
+  EXPECT_EQ(126, out.failure.shell_code);
+  EXPECT_EQ(ENOENT, out.failure.err);
+  EXPECT_TRUE(Contains(out.failure.message, req.stderr_path)) << out.failure.message;
+}
+
+TEST_P(Spawner, EmptyArgvIsAFailure) {
+  SpawnRequest req = RequestFor(dir_, {});
+  SpawnOutcome out = Spawn(req);
+  EXPECT_FALSE(out.ok);
+  EXPECT_EQ(EINVAL, out.failure.err);
+}
+
+TEST_P(Spawner, OutputLandsInTheLogFilesAndAppends) {
+  SpawnRequest req = RequestFor(dir_, {"/bin/sh", "-c", "echo out; echo err >&2"});
+  for (int i = 0; i < 2; ++i) {
+    auto info = RunToExit(req);
+    ASSERT_TRUE(info.has_value());
+    EXPECT_EQ(0, info->ShellCode());
+  }
+  EXPECT_EQ("out\nout\n", ReadFile(req.stdout_path));
+  EXPECT_EQ("err\nerr\n", ReadFile(req.stderr_path));
+  struct stat st {};
+  ASSERT_EQ(0, stat(req.stdout_path.c_str(), &st));
+  EXPECT_EQ(0u, st.st_mode & 0137) << std::oct << st.st_mode;  // at most 0640
+}
+
+TEST_P(Spawner, StdinIsDevNull) {
+  SpawnRequest req = RequestFor(dir_, {"/bin/readlink", "/proc/self/fd/0"});
+  auto info = RunToExit(req);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ("/dev/null\n", ReadFile(req.stdout_path));
+}
+
+TEST_P(Spawner, EnvironmentIsExactlyTheGivenOne) {
+  SpawnRequest req = RequestFor(dir_, {"/usr/bin/env"});
+  req.env = {{"A", "1"}, {"B", "two words"}, {"EMPTY", ""}};
+  auto info = RunToExit(req);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(0, info->ShellCode());
+  EXPECT_EQ("A=1\nB=two words\nEMPTY=\n", ReadFile(req.stdout_path));
+}
+
+TEST_P(Spawner, NoFileDescriptorIsInherited) {
+  // A leak candidate: not close-on-exec, at a number the child must not see.
+  int leak = open("/dev/null", O_RDONLY);
+  ASSERT_GE(leak, 0);
+  ASSERT_EQ(77, dup2(leak, 77));
+  close(leak);
+  SpawnRequest req = RequestFor(dir_, {"/bin/ls", "-1", "/proc/self/fd"});
+  auto info = RunToExit(req);
+  close(77);
+  ASSERT_TRUE(info.has_value());
+  std::istringstream lines(ReadFile(req.stdout_path));
+  std::set<int> fds;
+  for (std::string line; std::getline(lines, line);) fds.insert(std::stoi(line));
+  // 0, 1, 2 and the one ls uses to read the directory.
+  EXPECT_TRUE(fds.count(0) && fds.count(1) && fds.count(2));
+  EXPECT_LE(fds.size(), 4u) << ReadFile(req.stdout_path);
+  EXPECT_EQ(0u, fds.count(77));
+  EXPECT_LE(*fds.rbegin(), 3);
+}
+
+TEST_P(Spawner, ChildLeadsANewSessionAndProcessGroup) {
+  SpawnedProcess p = SpawnOk(RequestFor(dir_, {"/bin/sleep", "30"}));
+  ASSERT_TRUE(p.pidfd.valid());
+  std::string stat = ReadFile("/proc/" + std::to_string(p.pid) + "/stat");
+  std::istringstream rest(stat.substr(stat.rfind(')') + 1));
+  std::string state, ppid, pgrp, session;
+  rest >> state >> ppid >> pgrp >> session;
+  EXPECT_EQ(std::to_string(p.pid), pgrp);
+  EXPECT_EQ(std::to_string(p.pid), session);
+  EXPECT_EQ(std::to_string(getpid()), ppid);
+  EXPECT_NE(getsid(0), p.pid);
+  KillAndReap(p.pidfd);
+}
+
+TEST_P(Spawner, SignalMaskIsEmptyAndDispositionsDefault) {
+  // The daemon ignores SIGPIPE and blocks SIGUSR1; the job must see neither.
+  struct sigaction ign {
+  }, old_pipe{};
+  ign.sa_handler = SIG_IGN;
+  ASSERT_EQ(0, sigaction(SIGPIPE, &ign, &old_pipe));
+  sigset_t usr1, old_mask;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  ASSERT_EQ(0, pthread_sigmask(SIG_BLOCK, &usr1, &old_mask));
+  SpawnRequest req = RequestFor(dir_, {"/bin/cat", "/proc/self/status"});
+  auto info = RunToExit(req);
+  sigaction(SIGPIPE, &old_pipe, nullptr);
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  ASSERT_TRUE(info.has_value());
+  std::string status = ReadFile(req.stdout_path);
+  EXPECT_TRUE(Contains(status, "SigBlk:\t0000000000000000\n")) << status;
+  EXPECT_TRUE(Contains(status, "SigIgn:\t0000000000000000\n")) << status;
+}
+
+TEST_P(Spawner, IdentityIsFilled) {
+  SpawnedProcess p = SpawnOk(RequestFor(dir_, {"/bin/sleep", "30"}));
+  auto boot = CurrentBootId();
+  ASSERT_TRUE(boot.ok());
+  EXPECT_EQ(*boot, p.identity.boot_id);
+  EXPECT_EQ(p.pid, p.identity.pid);
+  EXPECT_EQ(CurrentPidNsIno(), p.identity.pidns_ino);
+  auto start = ReadStartTime(p.pid);
+  ASSERT_TRUE(start.ok());
+  EXPECT_EQ(*start, p.identity.start_time);
+  EXPECT_NE(0u, p.identity.start_time);
+  // Kernel 6.9+ (this host runs 6.18): pidfds live on pidfs.
+  EXPECT_NE(0u, p.identity.pidfs_ino);
+  EXPECT_EQ(PidfsInode(p.pidfd.get()), p.identity.pidfs_ino);
+  KillAndReap(p.pidfd);
+}
+
+TEST_P(Spawner, DropPrivilegesToNobody) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  SpawnRequest req = RequestFor(dir_, {"/usr/bin/id"});
+  req.drop_privileges = true;
+  req.uid = 65534;
+  req.gid = 65534;
+  req.groups = {65534};
+  auto info = RunToExit(req);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(0, info->ShellCode()) << ReadFile(req.stderr_path);
+  std::string out = ReadFile(req.stdout_path);
+  EXPECT_TRUE(Contains(out, "uid=65534(")) << out;
+  EXPECT_TRUE(Contains(out, "gid=65534(")) << out;
+  EXPECT_TRUE(Contains(out, "groups=65534(")) << out;
+  EXPECT_FALSE(Contains(out, "(root)")) << out;
+}
+
+// After a raw clone3 the child's glibc still believes the parent's threads
+// exist; glibc's setuid() would try to signal them. The child must use raw
+// syscalls, and this must neither hang nor fail.
+TEST_P(Spawner, DropPrivilegesWhileTheParentHasOtherThreads) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread other([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+  });
+  SpawnRequest req = RequestFor(dir_, {"/usr/bin/id", "-u"});
+  req.drop_privileges = true;
+  req.uid = 65534;
+  req.gid = 65534;
+  auto info = RunToExit(req);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+  }
+  cv.notify_all();
+  other.join();
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(0, info->ShellCode());
+  EXPECT_EQ("65534\n", ReadFile(req.stdout_path));
+}
+
+TEST_P(Spawner, FailedPrivilegeDropIsAFailure) {
+  SpawnRequest req = RequestFor(dir_, {"/bin/true"});
+  req.drop_privileges = true;
+  req.uid = 65534;
+  req.gid = 65534;
+  req.groups.assign(70000, 65534);  // above NGROUPS_MAX (65536): setgroups says EINVAL
+  SpawnOutcome out = Spawn(req);
+  ASSERT_FALSE(out.ok);
+  EXPECT_EQ(126, out.failure.shell_code);
+  EXPECT_EQ(geteuid() == 0 ? EINVAL : EPERM, out.failure.err) << out.failure.message;
+  EXPECT_TRUE(Contains(out.failure.message, "setgroups")) << out.failure.message;
+}
+
+TEST(LogCap, MissingFileRemovesNothing) {
+  TempDir dir;
+  auto r = EnforceLogCap(dir.File("none.log"), 10);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(0, *r);
+}
+
+TEST(LogCap, SmallFileIsUntouched) {
+  TempDir dir;
+  WriteFile(dir.File("a.log"), "hello\n");
+  auto r = EnforceLogCap(dir.File("a.log"), 6);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(0, *r);
+  EXPECT_EQ("hello\n", ReadFile(dir.File("a.log")));
+}
+
+TEST(LogCap, LargeFileIsCutAndTheCutIsSaidAtTheEnd) {
+  TempDir dir;
+  std::string path = dir.File("a.log");
+  WriteFile(path, std::string(1000, 'x'));
+  auto r = EnforceLogCap(path, 100);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(900, *r);
+  EXPECT_EQ(std::string(100, 'x'), ReadFile(path));
+  ASSERT_TRUE(AppendLogCutNote(path, *r).ok());
+  EXPECT_EQ(std::string(100, 'x') +
+                "\n[orchestrator: output cut at the max_log_bytes limit; 900 bytes dropped]\n",
+            ReadFile(path));
+}
+
+TEST(LogCap, NonPositiveLimitMeansNoCapAndZeroCutWritesNoNote) {
+  TempDir dir;
+  std::string path = dir.File("a.log");
+  WriteFile(path, "abc");
+  auto r = EnforceLogCap(path, 0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(0, *r);
+  ASSERT_TRUE(AppendLogCutNote(path, 0).ok());
+  EXPECT_EQ("abc", ReadFile(path));
+}
+
+TEST(LogCap, WriterKeepsAppendingAfterACut) {
+  TempDir dir;
+  // The child writes, then waits on a fifo (stdin is /dev/null) until the cut is done.
+  std::string fifo = dir.File("go");
+  ASSERT_EQ(0, mkfifo(fifo.c_str(), 0600));
+  SpawnRequest req = RequestFor(
+      dir, {"/bin/sh", "-c", "head -c 5000 /dev/zero; read x < " + fifo + "; echo tail"});
+  SpawnedProcess p = SpawnOk(req);
+  ASSERT_TRUE(test::WaitFor([&] {
+    struct stat st {};
+    return stat(req.stdout_path.c_str(), &st) == 0 && st.st_size == 5000;
+  }));
+  auto r = EnforceLogCap(req.stdout_path, 1000);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(4000, *r);
+  int w = open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(w, 0);
+  ASSERT_EQ(1, write(w, "\n", 1));
+  close(w);
+  auto info = WaitAndReap(p.pidfd);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(0, info->ShellCode());
+  // O_APPEND: the next write lands at the new end, with no hole of zeros.
+  EXPECT_EQ(std::string(1000, '\0') + "tail\n", ReadFile(req.stdout_path));
+}
+
+}  // namespace
+}  // namespace orch
