@@ -67,6 +67,7 @@ Daemon::~Daemon() {
 }
 
 bool Daemon::Start(const std::vector<std::string>& wrapper) {
+  wrapped_ = !wrapper.empty();
   std::vector<std::string> args = wrapper;
   args.insert(args.end(), {OrchestratorBinary(), "serve", "--config", config_path_});
   std::vector<std::string> env_store;
@@ -108,9 +109,17 @@ bool Daemon::Start(const std::vector<std::string>& wrapper) {
   return WaitFor([&] { return Get("/readyz").status == 200; }, std::chrono::seconds(20));
 }
 
+pid_t Daemon::DaemonPid() const {
+  if (!wrapped_) return pid_;
+  // unshare --fork ignores SIGTERM itself: the daemon is its only child.
+  std::string kids = ReadFile("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) +
+                              "/children");
+  return kids.empty() ? pid_ : std::stoi(kids);
+}
+
 int Daemon::Stop(int sig, std::chrono::seconds timeout) {
   if (pid_ <= 0) return -1;
-  kill(pid_, sig);
+  kill(DaemonPid(), sig);
   int status = 0;
   bool done = WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; },
                       std::chrono::duration_cast<std::chrono::milliseconds>(timeout));

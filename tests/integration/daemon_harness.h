@@ -43,6 +43,8 @@ class Daemon {
   void Kill9();  // SIGKILL, waited for
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
+  // The daemon itself (inside a wrapper such as unshare, the wrapper's child).
+  pid_t DaemonPid() const;
 
   std::string url() const { return "http://" + address_; }
   HttpResult Get(const std::string& path) const { return HttpCall("GET", url() + path); }
@@ -65,6 +67,7 @@ class Daemon {
   std::string config_path_, log_path_;
   std::vector<std::string> env_;
   pid_t pid_ = -1;
+  bool wrapped_ = false;
   std::string address_;
 };
 

@@ -152,7 +152,10 @@ TEST(Lifecycle, SigtermRequeuesRunningJobsAsInterruptedAndLeavesNoProcess) {
   int64_t b = d.Submit({{"argv", {"sh", "-c", "trap '' TERM; echo $$ >> " + pids + "; while :; do sleep 0.05; done"}}});
   ASSERT_TRUE(d.WaitStatus(a, "running"));
   ASSERT_TRUE(d.WaitStatus(b, "running"));
-  ASSERT_TRUE(WaitFor([&] { return std::count(test::ReadFile(pids).begin(), test::ReadFile(pids).end(), '\n') == 2; }));
+  ASSERT_TRUE(WaitFor([&] {
+    std::string text = test::ReadFile(pids);
+    return std::count(text.begin(), text.end(), '\n') == 2;
+  }));
   auto started = std::chrono::steady_clock::now();
   EXPECT_EQ(0, d.Stop(SIGTERM, std::chrono::seconds(20)));
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));

@@ -1,6 +1,7 @@
 // Crash and pid-reuse recovery against the real binary: kill -9, container
 // restarts in fresh PID namespaces, an impostor holding the recorded pid.
 #include <dirent.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -165,15 +166,15 @@ TEST(Pid1, DoubleForkedOrphansLeaveNoZombie) {
   ASSERT_TRUE(d.Start({"unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"}))
       << d.Log();
   std::string marker = dir.File("escaped");
+  // The escapee starts its own session, so the group kill at the job's exit
+  // misses it; it is reparented to the daemon (PID 1) and must be reaped.
   int64_t id = d.Submit({{"argv", {"sh", "-c", "setsid sh -c 'touch " + marker +
-                                                   "; sleep 0.5' & exit 0"}}});
+                                                   "; sleep 0.5' & while [ ! -e " + marker +
+                                                   " ]; do sleep 0.01; done; exit 0"}}});
   ASSERT_TRUE(d.WaitStatus(id, "succeeded"));
   ASSERT_TRUE(WaitFor([&] { return access(marker.c_str(), F_OK) == 0; }));
-  // The daemon is the unshare process's only child.
-  std::string children = test::ReadFile("/proc/" + std::to_string(d.pid()) + "/task/" +
-                                        std::to_string(d.pid()) + "/children");
-  ASSERT_FALSE(children.empty());
-  pid_t daemon_pid = std::stoi(children);
+  pid_t daemon_pid = d.DaemonPid();
+  ASSERT_NE(daemon_pid, d.pid());
   auto zombies_or_children = [&] {
     std::string kids = test::ReadFile("/proc/" + std::to_string(daemon_pid) + "/task/" +
                                       std::to_string(daemon_pid) + "/children");
