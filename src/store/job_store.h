@@ -88,6 +88,12 @@ struct Violation {
   std::string detail;
 };
 
+// What CheckInvariants needs to judge I5 and I6, which depend on the config.
+struct InvariantLimits {
+  int64_t max_concurrency = 0;     // 0: do not check I5
+  bool serial_gate_enabled = true;  // false: do not check I6
+};
+
 class JobStore {
  public:
   virtual ~JobStore() = default;
@@ -100,7 +106,9 @@ class JobStore {
   // not_before <= now, priority desc, id asc; with the gate on, keys that
   // already run are skipped without blocking other keys) if fewer than
   // max_concurrency jobs run. Opens its run row and flips it to running.
-  // Returns nullopt when nothing is claimable.
+  // Returns nullopt when nothing is claimable. Does not read the pause flag
+  // (the caller does). A stale open run left on the chosen job is closed as
+  // lost first, so a leftover row can never wedge the queue.
   virtual Result<std::optional<Claimed>> ClaimNext(const ClaimRequest& req) = 0;
 
   // Stamps pid, identity and log path on an open run and the job's pid.
@@ -147,7 +155,10 @@ class JobStore {
 
   // Offline checks for `orchestrator db check`.
   virtual Result<std::vector<std::string>> IntegrityCheck() = 0;  // {"ok"} when fine
-  virtual Result<std::vector<Violation>> CheckInvariants() = 0;
+  // Every violation of I1..I6 (I5/I6 as `limits` says), one entry per job;
+  // an empty list when the store is consistent.
+  virtual Result<std::vector<Violation>> CheckInvariants(const InvariantLimits& limits) = 0;
+  Result<std::vector<Violation>> CheckInvariants() { return CheckInvariants(InvariantLimits{}); }
 };
 
 // Opens (creating if needed, mode 0640, parent directories 0750) the SQLite

@@ -1,0 +1,68 @@
+#include "store/db_tools.h"
+
+#include <chrono>
+
+#include "store/sqlite_store.h"
+
+namespace orch {
+namespace {
+
+Result<std::unique_ptr<SqliteStore>> OpenExisting(const Config::Store& config,
+                                                  std::ostream& err) {
+  SqliteOpenOptions options;
+  options.create = false;
+  options.background_checkpoint_ms = 0;
+  auto store = SqliteStore::Open(config, options);
+  if (!store.ok()) err << "cannot open " << config.path << ": " << store.status().ToString() << "\n";
+  return store;
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err) {
+  auto store = OpenExisting(config, err);
+  if (!store.ok()) return 2;
+  bool clean = true;
+  auto integrity = (*store)->IntegrityCheck();
+  if (!integrity.ok()) {
+    err << "integrity_check failed: " << integrity.status().ToString() << "\n";
+    return 2;
+  }
+  for (const auto& line : *integrity) {
+    out << "integrity_check: " << line << "\n";
+    if (line != "ok") clean = false;
+  }
+  auto violations = (*store)->CheckInvariants();
+  if (!violations.ok()) {
+    err << "invariant check failed: " << violations.status().ToString() << "\n";
+    return 2;
+  }
+  for (const auto& v : *violations) {
+    out << v.invariant << " job " << v.job_id << ": " << v.detail << "\n";
+  }
+  out << violations->size() << " invariant violation" << (violations->size() == 1 ? "" : "s")
+      << "\n";
+  if (!violations->empty()) clean = false;
+  return clean ? 0 : 1;
+}
+
+int RunDbSanitize(const Config::Store& config, std::ostream& out, std::ostream& err) {
+  auto store = OpenExisting(config, err);
+  if (!store.ok()) return 2;
+  auto ids = (*store)->SanitizeImpossibleQueued(NowMs());
+  if (!ids.ok()) {
+    err << "sanitize failed: " << ids.status().ToString() << "\n";
+    return 2;
+  }
+  for (int64_t id : *ids) out << "repaired job " << id << " (queued row carried a run)\n";
+  out << ids->size() << " job" << (ids->size() == 1 ? "" : "s") << " repaired\n";
+  return 0;
+}
+
+}  // namespace orch

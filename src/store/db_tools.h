@@ -1,0 +1,22 @@
+// Offline database tools behind `orchestrator db check|sanitize` (SPEC §9).
+// They open the store file directly (the daemon may or may not be running:
+// WAL and busy_timeout make that safe) and never create a missing file.
+#pragma once
+
+#include <ostream>
+
+#include "config/config.h"
+
+namespace orch {
+
+// Prints PRAGMA integrity_check's result and every invariant violation
+// (I1..I4, I6 with the serial gate assumed on). Returns 0 when the store is
+// clean, 1 when something is wrong, 2 when the database cannot be opened.
+int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err);
+
+// Repairs I1 (queued rows carrying a run), printing each repaired job id and
+// a total. Returns 0 on success, 2 when the database cannot be opened or the
+// repair fails.
+int RunDbSanitize(const Config::Store& config, std::ostream& out, std::ostream& err);
+
+}  // namespace orch

@@ -1,0 +1,850 @@
+#include "store/sqlite_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <nlohmann/json.hpp>
+#include <utility>
+
+namespace orch {
+namespace {
+
+// Each entry moves the schema from version i to i+1; all pending ones run in
+// one transaction at open. Never edit a released entry: append a new one.
+constexpr const char* kMigrations[] = {
+    // v1: the SPEC §3 tables.
+    R"sql(
+CREATE TABLE jobs (
+  id               INTEGER PRIMARY KEY,
+  name             TEXT    NOT NULL DEFAULT '',
+  argv             TEXT    NOT NULL,
+  env              TEXT    NOT NULL DEFAULT '{}',
+  cwd              TEXT    NOT NULL DEFAULT '',
+  status           TEXT    NOT NULL
+                   CHECK (status IN ('queued','running','succeeded','failed','cancelled')),
+  priority         INTEGER NOT NULL DEFAULT 0,
+  serial_key       TEXT,
+  attempts         INTEGER NOT NULL DEFAULT 0,
+  max_attempts     INTEGER NOT NULL DEFAULT 3,
+  timeout_s        INTEGER,
+  not_before       INTEGER NOT NULL DEFAULT 0,
+  idempotency_key  TEXT UNIQUE,
+  created_at       INTEGER NOT NULL,
+  updated_at       INTEGER NOT NULL,
+  started_at       INTEGER,
+  finished_at      INTEGER,
+  run_id           INTEGER,
+  pid              INTEGER,
+  exit_code        INTEGER,
+  signal           INTEGER,
+  outcome          TEXT,
+  error            TEXT,
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  -- I1 (the ORCH-126 incident): a queued job owns no run and no process.
+  CONSTRAINT i1_queued_owns_nothing
+    CHECK (status <> 'queued' OR (run_id IS NULL AND pid IS NULL AND started_at IS NULL)),
+  -- I2, the part a row can check: a running job names its run.
+  CONSTRAINT i2_running_has_run CHECK (status <> 'running' OR run_id IS NOT NULL),
+  -- I4, the part a row can check: a terminal job says when it ended.
+  CONSTRAINT i4_terminal_has_finished_at
+    CHECK (status NOT IN ('succeeded','failed','cancelled') OR finished_at IS NOT NULL)
+);
+
+CREATE TABLE runs (
+  id          INTEGER PRIMARY KEY,
+  job_id      INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  attempt     INTEGER NOT NULL,
+  incarnation TEXT    NOT NULL,
+  boot_id     TEXT,
+  pidns_ino   INTEGER,
+  pid         INTEGER,
+  start_time  INTEGER,
+  pidfs_ino   INTEGER,
+  started_at  INTEGER NOT NULL,
+  ended_at    INTEGER,
+  outcome     TEXT CHECK (outcome IS NULL OR outcome IN ('succeeded','failed','transient',
+                'timeout','cancelled','lost','interrupted','spawn_failed')),
+  reason      TEXT,
+  exit_code   INTEGER,
+  signal      INTEGER,
+  log_path    TEXT
+);
+
+-- I3: at most one open run per job.
+CREATE UNIQUE INDEX runs_one_open_per_job ON runs(job_id) WHERE ended_at IS NULL;
+CREATE INDEX runs_by_job ON runs(job_id, id);
+
+-- Claim walks this in order and stops at the first claimable row.
+CREATE INDEX jobs_claim ON jobs(priority DESC, id) WHERE status = 'queued';
+-- The serial gate: keys held by running jobs.
+CREATE INDEX jobs_running_serial ON jobs(serial_key) WHERE status = 'running';
+CREATE INDEX jobs_running ON jobs(id) WHERE status = 'running';
+CREATE INDEX jobs_status_id ON jobs(status, id);
+CREATE INDEX jobs_queued_created ON jobs(created_at) WHERE status = 'queued';
+CREATE INDEX jobs_queued_not_before ON jobs(not_before) WHERE status = 'queued';
+-- The I1 sweep. Empty while the CHECK holds; only rows written with the
+-- check disabled (or by older code) land here, so the sweep costs nothing.
+CREATE INDEX jobs_impossible_queued ON jobs(id)
+  WHERE status = 'queued' AND (run_id IS NOT NULL OR pid IS NOT NULL OR started_at IS NOT NULL);
+
+-- Counts without scanning: one row per status, kept by triggers.
+CREATE TABLE job_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO job_counts(status, n) VALUES
+  ('queued', 0), ('running', 0), ('succeeded', 0), ('failed', 0), ('cancelled', 0);
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+  UPDATE job_counts SET n = n + 1 WHERE status = NEW.status;
+END;
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+  UPDATE job_counts SET n = n - 1 WHERE status = OLD.status;
+END;
+CREATE TRIGGER jobs_count_update AFTER UPDATE OF status ON jobs
+  WHEN OLD.status <> NEW.status BEGIN
+  UPDATE job_counts SET n = n - 1 WHERE status = OLD.status;
+  UPDATE job_counts SET n = n + 1 WHERE status = NEW.status;
+END;
+
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+)sql",
+};
+constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
+static_assert(kMigrationCount == SqliteStore::kSchemaVersion);
+
+#define ORCH_JOB_COLS                                                                        \
+  "j.id, j.name, j.argv, j.env, j.cwd, j.status, j.priority, j.serial_key, j.attempts, "    \
+  "j.max_attempts, j.timeout_s, j.not_before, j.idempotency_key, j.created_at, j.updated_at, " \
+  "j.started_at, j.finished_at, j.run_id, j.pid, j.exit_code, j.signal, j.outcome, j.error, " \
+  "j.cancel_requested"
+constexpr int kJobColCount = 24;
+#define ORCH_RUN_COLS                                                                          \
+  "r.id, r.job_id, r.attempt, r.incarnation, r.boot_id, r.pidns_ino, r.pid, r.start_time, "   \
+  "r.pidfs_ino, r.started_at, r.ended_at, r.outcome, r.reason, r.exit_code, r.signal, "       \
+  "r.log_path"
+
+// The hot read paths, named so that the query-plan test checks the very
+// statements the store runs (none may scan jobs).
+constexpr const char* kRunningCountSql = "SELECT n FROM job_counts WHERE status='running'";
+// I6 without head-of-line blocking: a gated row is skipped and the walk goes
+// on to the next one. The NOT IN list is built once per statement.
+constexpr const char* kClaimSql =
+    "SELECT id, attempts FROM jobs INDEXED BY jobs_claim "
+    "WHERE status='queued' AND not_before <= ?1 "
+    "AND (?2 = 0 OR serial_key IS NULL OR serial_key NOT IN "
+    "(SELECT serial_key FROM jobs INDEXED BY jobs_running_serial "
+    " WHERE status='running' AND serial_key IS NOT NULL)) "
+    "ORDER BY priority DESC, id LIMIT 1";
+constexpr const char* kCountsSql = "SELECT status, n FROM job_counts";
+constexpr const char* kOldestQueuedSql =
+    "SELECT MIN(created_at) FROM jobs INDEXED BY jobs_queued_created WHERE status='queued'";
+// Must repeat the partial index's WHERE term for term: SQLite only uses a
+// partial index when the query's WHERE visibly implies the index's.
+constexpr const char* kImpossibleQueuedSql =
+    "SELECT id FROM jobs INDEXED BY jobs_impossible_queued WHERE status = 'queued' AND "
+    "(run_id IS NOT NULL OR pid IS NOT NULL OR started_at IS NOT NULL) ORDER BY id";
+constexpr const char* kListByStatusSql =
+    "SELECT " ORCH_JOB_COLS " FROM jobs j INDEXED BY jobs_status_id "
+    "WHERE j.status=?3 AND j.id>?1 ORDER BY j.id LIMIT ?2";
+constexpr const char* kListAllSql =
+    "SELECT " ORCH_JOB_COLS " FROM jobs j WHERE j.id>?1 ORDER BY j.id LIMIT ?2";
+constexpr const char* kNextNotBeforeSql =
+    "SELECT MIN(not_before) FROM jobs INDEXED BY jobs_queued_not_before "
+    "WHERE status='queued' AND not_before > ?";
+constexpr const char* kListRunningSql =
+    "SELECT " ORCH_JOB_COLS ", " ORCH_RUN_COLS " FROM jobs j INDEXED BY jobs_running "
+    "JOIN runs r ON r.id = j.run_id WHERE j.status='running' ORDER BY j.id";
+constexpr const char* kGetJobSql = "SELECT " ORCH_JOB_COLS " FROM jobs j WHERE j.id=?";
+constexpr const char* kGetRunSql = "SELECT " ORCH_RUN_COLS " FROM runs r WHERE r.id=?";
+constexpr const char* kGetRunsSql =
+    "SELECT " ORCH_RUN_COLS " FROM runs r WHERE r.job_id=? ORDER BY r.id";
+
+std::vector<std::string> ParseArgv(const std::string& text) {
+  std::vector<std::string> out;
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_array()) return out;
+  for (const auto& e : j) {
+    if (e.is_string()) out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+std::map<std::string, std::string> ParseEnv(const std::string& text) {
+  std::map<std::string, std::string> out;
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return out;
+  for (const auto& [k, v] : j.items()) {
+    if (v.is_string()) out[k] = v.get<std::string>();
+  }
+  return out;
+}
+
+Job ReadJob(const Stmt& st, int o) {
+  Job j;
+  j.id = st.Int(o + 0);
+  j.name = st.Text(o + 1);
+  j.argv = ParseArgv(st.Text(o + 2));
+  j.env = ParseEnv(st.Text(o + 3));
+  j.cwd = st.Text(o + 4);
+  if (!ParseJobStatus(st.Text(o + 5), &j.status)) j.status = JobStatus::kFailed;
+  j.priority = st.Int(o + 6);
+  j.serial_key = st.OptText(o + 7);
+  j.attempts = st.Int(o + 8);
+  j.max_attempts = st.Int(o + 9);
+  j.timeout_s = st.OptInt(o + 10);
+  j.not_before = st.Int(o + 11);
+  j.idempotency_key = st.OptText(o + 12);
+  j.created_at = st.Int(o + 13);
+  j.updated_at = st.Int(o + 14);
+  j.started_at = st.OptInt(o + 15);
+  j.finished_at = st.OptInt(o + 16);
+  j.run_id = st.OptInt(o + 17);
+  j.pid = st.OptInt(o + 18);
+  j.exit_code = st.OptInt(o + 19);
+  j.signal = st.OptInt(o + 20);
+  j.outcome = st.OptText(o + 21);
+  j.error = st.OptText(o + 22);
+  j.cancel_requested = st.Int(o + 23) != 0;
+  return j;
+}
+
+Run ReadRun(const Stmt& st, int o) {
+  Run r;
+  r.id = st.Int(o + 0);
+  r.job_id = st.Int(o + 1);
+  r.attempt = st.Int(o + 2);
+  r.incarnation = st.Text(o + 3);
+  r.identity.boot_id = st.Text(o + 4);
+  r.identity.pidns_ino = static_cast<uint64_t>(st.Int(o + 5));
+  r.identity.pid = st.Int(o + 6);
+  r.identity.start_time = static_cast<uint64_t>(st.Int(o + 7));
+  r.identity.pidfs_ino = static_cast<uint64_t>(st.Int(o + 8));
+  r.started_at = st.Int(o + 9);
+  r.ended_at = st.OptInt(o + 10);
+  r.outcome = st.OptText(o + 11);
+  r.reason = st.OptText(o + 12);
+  r.exit_code = st.OptInt(o + 13);
+  r.signal = st.OptInt(o + 14);
+  r.log_path = st.Text(o + 15);
+  return r;
+}
+
+Status GuardMissed(const std::string& what) { return Status(Code::kGuardMissed, what); }
+
+// mkdir -p with mode 0750 for each directory it creates.
+Status MakeParentDirs(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos || slash == 0) return Status::Ok();
+  std::string dir = path.substr(0, slash);
+  for (size_t pos = 1; pos <= dir.size(); ++pos) {
+    if (pos != dir.size() && dir[pos] != '/') continue;
+    std::string part = dir.substr(0, pos);
+    if (mkdir(part.c_str(), 0750) != 0 && errno != EEXIST) {
+      return FromErrno("cannot create directory " + part);
+    }
+  }
+  return Status::Ok();
+}
+
+// The job transition for a closed run (SPEC §4, job_store.h RunEnd).
+struct Transition {
+  JobStatus to;
+  bool spend_attempt = true;  // false: interrupted, attempts goes back down
+};
+
+Transition TransitionFor(RunOutcome outcome, bool cancel_requested, int64_t attempts,
+                         int64_t max_attempts) {
+  if (cancel_requested) return {JobStatus::kCancelled};
+  switch (outcome) {
+    case RunOutcome::kSucceeded: return {JobStatus::kSucceeded};
+    case RunOutcome::kFailed:
+    case RunOutcome::kSpawnFailed: return {JobStatus::kFailed};
+    case RunOutcome::kCancelled: return {JobStatus::kCancelled};
+    case RunOutcome::kTransient:
+    case RunOutcome::kTimeout:
+    case RunOutcome::kLost:
+      return {attempts < max_attempts ? JobStatus::kQueued : JobStatus::kFailed};
+    case RunOutcome::kInterrupted: return {JobStatus::kQueued, false};
+  }
+  return {JobStatus::kFailed};
+}
+
+std::optional<std::string> NullIfEmpty(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  return s;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<JobStore>> OpenSqliteStore(const Config::Store& config) {
+  auto r = SqliteStore::Open(config);
+  if (!r.ok()) return r.status();
+  return std::unique_ptr<JobStore>(std::move(r.value()));
+}
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const Config::Store& config,
+                                                       const SqliteOpenOptions& options) {
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+  if (options.create) {
+    ORCH_RETURN_IF_ERROR(MakeParentDirs(config.path));
+    // SQLite would create the file 0644; make it 0640 first (its -wal and
+    // -shm files copy the database file's mode).
+    int fd = open(config.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) return FromErrno("cannot create " + config.path);
+    close(fd);
+    flags |= SQLITE_OPEN_CREATE;
+  }
+  ORCH_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(config.path, flags));
+  std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(db)));
+  ORCH_RETURN_IF_ERROR(store->Configure(config));
+  ORCH_RETURN_IF_ERROR(store->Migrate());
+  if (options.background_checkpoint_ms > 0) {
+    ORCH_RETURN_IF_ERROR(store->db_->Exec("PRAGMA wal_autocheckpoint=" +
+                                          std::to_string(kSafetyNetCheckpointPages)));
+    ORCH_ASSIGN_OR_RETURN(store->checkpointer_,
+                          WalCheckpointer::Start(config.path, options.background_checkpoint_ms));
+  }
+  return store;
+}
+
+Status SqliteStore::Configure(const Config::Store& config) {
+  const std::string& sync = config.synchronous;
+  if (sync != "off" && sync != "normal" && sync != "full" && sync != "extra") {
+    return Status(Code::kInvalidArgument,
+                  "store.synchronous must be off, normal, full or extra, not \"" + sync + "\"");
+  }
+  sqlite3_busy_timeout(db_->raw(), static_cast<int>(config.busy_timeout_ms));
+  {
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Prepare("PRAGMA journal_mode=WAL"));
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row || st.Text(0) != "wal") {
+      return Status(Code::kIo, "cannot switch " + config.path + " to WAL mode");
+    }
+  }
+  ORCH_RETURN_IF_ERROR(db_->Exec("PRAGMA synchronous=" + sync + "; PRAGMA foreign_keys=ON;"));
+  return Status::Ok();
+}
+
+Status SqliteStore::Migrate() {
+  auto read_version = [this]() -> Result<int64_t> {
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Prepare("PRAGMA user_version"));
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    return row ? st.Int(0) : 0;
+  };
+  auto newer = [](int64_t v) {
+    return Status(Code::kCorrupt, "schema version " + std::to_string(v) +
+                                      " is newer than this binary supports (" +
+                                      std::to_string(kSchemaVersion) + ")");
+  };
+  ORCH_ASSIGN_OR_RETURN(int64_t version, read_version());
+  if (version > kSchemaVersion) return newer(version);
+  if (version == kSchemaVersion) return Status::Ok();
+
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  // Another process may have migrated between the read and the lock.
+  ORCH_ASSIGN_OR_RETURN(version, read_version());
+  if (version > kSchemaVersion) return newer(version);
+  for (int64_t v = version; v < kSchemaVersion; ++v) {
+    ORCH_RETURN_IF_ERROR(db_->Exec(kMigrations[v]));
+  }
+  ORCH_RETURN_IF_ERROR(db_->Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));
+  return txn.Commit();
+}
+
+Result<Job> SqliteStore::LoadJob(int64_t job_id) {
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kGetJobSql));
+  st.Bind(1, job_id);
+  ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status(Code::kNotFound, "no job " + std::to_string(job_id));
+  return ReadJob(st, 0);
+}
+
+Result<Run> SqliteStore::LoadRun(int64_t run_id) {
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kGetRunSql));
+  st.Bind(1, run_id);
+  ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status(Code::kNotFound, "no run " + std::to_string(run_id));
+  return ReadRun(st, 0);
+}
+
+Result<SubmitResult> SqliteStore::Submit(const JobSpec& spec, int64_t now_ms) {
+  if (spec.argv.empty()) return Status(Code::kInvalidArgument, "argv must not be empty");
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  if (spec.idempotency_key) {
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("SELECT id FROM jobs WHERE idempotency_key=?"));
+    st.Bind(1, *spec.idempotency_key);
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row) {
+      int64_t id = st.Int(0);
+      ORCH_ASSIGN_OR_RETURN(Job job, LoadJob(id));
+      return SubmitResult{std::move(job), false};
+    }
+  }
+  nlohmann::json env = nlohmann::json::object();
+  for (const auto& [k, v] : spec.env) env[k] = v;
+  {
+    ORCH_ASSIGN_OR_RETURN(
+        Stmt st, db_->Cached("INSERT INTO jobs(name, argv, env, cwd, status, priority, serial_key, "
+                             "attempts, max_attempts, timeout_s, not_before, idempotency_key, "
+                             "created_at, updated_at) "
+                             "VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?11)"));
+    st.Bind(1, spec.name)
+        .Bind(2, nlohmann::json(spec.argv).dump())
+        .Bind(3, env.dump())
+        .Bind(4, spec.cwd)
+        .Bind(5, spec.priority)
+        .Bind(6, spec.serial_key)
+        .Bind(7, spec.max_attempts)
+        .Bind(8, spec.timeout_s)
+        .Bind(9, spec.not_before == 0 ? now_ms : spec.not_before)
+        .Bind(10, spec.idempotency_key)
+        .Bind(11, now_ms);
+    ORCH_RETURN_IF_ERROR(st.Run());
+  }
+  ORCH_ASSIGN_OR_RETURN(Job job, LoadJob(db_->LastInsertRowid()));
+  ORCH_RETURN_IF_ERROR(txn.Commit());
+  return SubmitResult{std::move(job), true};
+}
+
+Result<std::optional<Claimed>> SqliteStore::ClaimNext(const ClaimRequest& req) {
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  // I5: counted inside the write transaction, so two claimers cannot both
+  // see a free slot.
+  {
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kRunningCountSql));
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row && st.Int(0) >= req.max_concurrency) return std::optional<Claimed>();
+  }
+  int64_t job_id = 0, attempts = 0;
+  {
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kClaimSql));
+    st.Bind(1, req.now_ms).Bind(2, static_cast<int64_t>(req.serial_gate_enabled ? 1 : 0));
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return std::optional<Claimed>();
+    job_id = st.Int(0);
+    attempts = st.Int(1);
+  }
+  {
+    // A leftover open run (written by something else) would make the insert
+    // below fail on the I3 index forever; close it instead of wedging.
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("UPDATE runs SET ended_at=?2, outcome='lost', "
+                                               "reason='stale_open_run' "
+                                               "WHERE job_id=?1 AND ended_at IS NULL"));
+    st.Bind(1, job_id).Bind(2, req.now_ms);
+    ORCH_RETURN_IF_ERROR(st.Run());
+  }
+  int64_t run_id = 0;
+  {
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("INSERT INTO runs(job_id, attempt, incarnation, "
+                                               "started_at) VALUES (?, ?, ?, ?)"));
+    st.Bind(1, job_id).Bind(2, attempts + 1).Bind(3, req.incarnation).Bind(4, req.now_ms);
+    ORCH_RETURN_IF_ERROR(st.Run());
+    run_id = db_->LastInsertRowid();
+  }
+  {
+    ORCH_ASSIGN_OR_RETURN(
+        Stmt st, db_->Cached("UPDATE jobs SET status='running', run_id=?3, pid=NULL, "
+                             "started_at=?4, attempts=attempts+1, updated_at=?4 "
+                             "WHERE id=?1 AND status='queued' AND attempts=?2"));
+    st.Bind(1, job_id).Bind(2, attempts).Bind(3, run_id).Bind(4, req.now_ms);
+    ORCH_RETURN_IF_ERROR(st.Run());
+    if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(job_id) + " left queued");
+  }
+  Claimed c;
+  ORCH_ASSIGN_OR_RETURN(c.job, LoadJob(job_id));
+  ORCH_ASSIGN_OR_RETURN(c.run, LoadRun(run_id));
+  ORCH_RETURN_IF_ERROR(txn.Commit());
+  return std::optional<Claimed>(std::move(c));
+}
+
+Status SqliteStore::RecordSpawned(int64_t job_id, int64_t run_id, const ProcessIdentity& id,
+                                  const std::string& log_path) {
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  {
+    ORCH_ASSIGN_OR_RETURN(
+        Stmt st, db_->Cached("UPDATE runs SET boot_id=?3, pidns_ino=?4, pid=?5, start_time=?6, "
+                             "pidfs_ino=?7, log_path=?8 "
+                             "WHERE id=?2 AND job_id=?1 AND ended_at IS NULL"));
+    st.Bind(1, job_id)
+        .Bind(2, run_id)
+        .Bind(3, id.boot_id)
+        .Bind(4, static_cast<int64_t>(id.pidns_ino))
+        .Bind(5, id.pid)
+        .Bind(6, static_cast<int64_t>(id.start_time))
+        .Bind(7, static_cast<int64_t>(id.pidfs_ino))
+        .Bind(8, log_path);
+    ORCH_RETURN_IF_ERROR(st.Run());
+    if (db_->Changes() == 0) {
+      return GuardMissed("run " + std::to_string(run_id) + " of job " + std::to_string(job_id) +
+                         " is not open");
+    }
+  }
+  {
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("UPDATE jobs SET pid=?3 "
+                                               "WHERE id=?1 AND status='running' AND run_id=?2"));
+    st.Bind(1, job_id).Bind(2, run_id).Bind(3, id.pid);
+    ORCH_RETURN_IF_ERROR(st.Run());
+    if (db_->Changes() == 0) {
+      return GuardMissed("job " + std::to_string(job_id) + " is not running run " +
+                         std::to_string(run_id));
+    }
+  }
+  return txn.Commit();
+}
+
+Result<FinishResult> SqliteStore::FinishRun(const RunEnd& end) {
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  ORCH_ASSIGN_OR_RETURN(Job job, LoadJob(end.job_id));
+  if (job.status != JobStatus::kRunning || job.run_id != end.run_id) {
+    return GuardMissed("job " + std::to_string(end.job_id) + " is not running run " +
+                       std::to_string(end.run_id));
+  }
+  const char* outcome = RunOutcomeName(end.outcome);
+  {
+    ORCH_ASSIGN_OR_RETURN(
+        Stmt st, db_->Cached("UPDATE runs SET ended_at=?3, outcome=?4, reason=?5, exit_code=?6, "
+                             "signal=?7 WHERE id=?2 AND job_id=?1 AND ended_at IS NULL"));
+    st.Bind(1, end.job_id)
+        .Bind(2, end.run_id)
+        .Bind(3, end.now_ms)
+        .Bind(4, outcome)
+        .Bind(5, NullIfEmpty(end.reason))
+        .Bind(6, end.exit_code)
+        .Bind(7, end.signal);
+    ORCH_RETURN_IF_ERROR(st.Run());
+    if (db_->Changes() == 0) {
+      return GuardMissed("run " + std::to_string(end.run_id) + " is already closed");
+    }
+  }
+  Transition t = TransitionFor(end.outcome, job.cancel_requested, job.attempts, job.max_attempts);
+  if (t.to == JobStatus::kQueued) {
+    // I1: the move to queued clears ownership in the same statement.
+    ORCH_ASSIGN_OR_RETURN(
+        Stmt st,
+        db_->Cached("UPDATE jobs SET status='queued', run_id=NULL, pid=NULL, started_at=NULL, "
+                    "attempts=attempts-?3, not_before=?4, exit_code=?5, signal=?6, outcome=?7, "
+                    "error=?8, updated_at=?9 WHERE id=?1 AND status='running' AND run_id=?2"));
+    st.Bind(1, end.job_id)
+        .Bind(2, end.run_id)
+        .Bind(3, static_cast<int64_t>(t.spend_attempt ? 0 : 1))
+        .Bind(4, t.spend_attempt ? end.retry_not_before : end.now_ms)
+        .Bind(5, end.exit_code)
+        .Bind(6, end.signal)
+        .Bind(7, outcome)
+        .Bind(8, NullIfEmpty(end.error))
+        .Bind(9, end.now_ms);
+    ORCH_RETURN_IF_ERROR(st.Run());
+  } else {
+    ORCH_ASSIGN_OR_RETURN(
+        Stmt st,
+        db_->Cached("UPDATE jobs SET status=?3, pid=NULL, finished_at=?4, exit_code=?5, "
+                    "signal=?6, outcome=?7, error=?8, updated_at=?4 "
+                    "WHERE id=?1 AND status='running' AND run_id=?2"));
+    st.Bind(1, end.job_id)
+        .Bind(2, end.run_id)
+        .Bind(3, JobStatusName(t.to))
+        .Bind(4, end.now_ms)
+        .Bind(5, end.exit_code)
+        .Bind(6, end.signal)
+        .Bind(7, outcome)
+        .Bind(8, NullIfEmpty(end.error));
+    ORCH_RETURN_IF_ERROR(st.Run());
+  }
+  if (db_->Changes() == 0) {
+    return GuardMissed("job " + std::to_string(end.job_id) + " is not running run " +
+                       std::to_string(end.run_id));
+  }
+  ORCH_RETURN_IF_ERROR(txn.Commit());
+  return FinishResult{t.to};
+}
+
+Result<CancelResult> SqliteStore::Cancel(int64_t job_id, int64_t now_ms) {
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  ORCH_ASSIGN_OR_RETURN(Job job, LoadJob(job_id));
+  CancelEffect effect;
+  if (job.status == JobStatus::kQueued) {
+    ORCH_ASSIGN_OR_RETURN(
+        Stmt st, db_->Cached("UPDATE jobs SET status='cancelled', finished_at=?2, updated_at=?2, "
+                             "cancel_requested=1, outcome='cancelled', error='cancelled while queued' "
+                             "WHERE id=?1 AND status='queued'"));
+    st.Bind(1, job_id).Bind(2, now_ms);
+    ORCH_RETURN_IF_ERROR(st.Run());
+    if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(job_id) + " left queued");
+    effect = CancelEffect::kCancelled;
+  } else if (job.status == JobStatus::kRunning) {
+    if (job.cancel_requested) return CancelResult{CancelEffect::kAlreadyRequested, std::move(job)};
+    ORCH_ASSIGN_OR_RETURN(
+        Stmt st, db_->Cached("UPDATE jobs SET cancel_requested=1, updated_at=?3 "
+                             "WHERE id=?1 AND status='running' AND run_id IS ?2"));
+    st.Bind(1, job_id).Bind(2, job.run_id).Bind(3, now_ms);
+    ORCH_RETURN_IF_ERROR(st.Run());
+    if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(job_id) + " left running");
+    effect = CancelEffect::kRunningSignalNeeded;
+  } else {
+    return Status(Code::kConflict, "job " + std::to_string(job_id) + " is already " +
+                                       JobStatusName(job.status));
+  }
+  ORCH_ASSIGN_OR_RETURN(job, LoadJob(job_id));
+  ORCH_RETURN_IF_ERROR(txn.Commit());
+  return CancelResult{effect, std::move(job)};
+}
+
+Result<Job> SqliteStore::Retry(int64_t job_id, int64_t now_ms) {
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  ORCH_ASSIGN_OR_RETURN(Job job, LoadJob(job_id));
+  if (job.status != JobStatus::kFailed && job.status != JobStatus::kCancelled) {
+    return Status(Code::kConflict, "job " + std::to_string(job_id) + " is " +
+                                       JobStatusName(job.status) +
+                                       "; only failed or cancelled jobs can be retried");
+  }
+  {
+    ORCH_ASSIGN_OR_RETURN(
+        Stmt st,
+        db_->Cached("UPDATE jobs SET status='queued', run_id=NULL, pid=NULL, started_at=NULL, "
+                    "attempts=0, finished_at=NULL, outcome=NULL, error=NULL, exit_code=NULL, "
+                    "signal=NULL, cancel_requested=0, not_before=?3, updated_at=?3 "
+                    "WHERE id=?1 AND status=?2"));
+    st.Bind(1, job_id).Bind(2, JobStatusName(job.status)).Bind(3, now_ms);
+    ORCH_RETURN_IF_ERROR(st.Run());
+    if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(job_id) + " changed");
+  }
+  ORCH_ASSIGN_OR_RETURN(job, LoadJob(job_id));
+  ORCH_RETURN_IF_ERROR(txn.Commit());
+  return job;
+}
+
+Status SqliteStore::SetPaused(bool paused) {
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("INSERT INTO settings(key, value) VALUES ('paused', ?) "
+                                             "ON CONFLICT(key) DO UPDATE SET value=excluded.value"));
+  st.Bind(1, paused ? "1" : "0");
+  return st.Run();
+}
+
+Result<bool> SqliteStore::IsPaused() {
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("SELECT value FROM settings WHERE key='paused'"));
+  ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+  return row && st.Text(0) == "1";
+}
+
+
+Result<std::vector<int64_t>> SqliteStore::FindImpossibleQueued() {
+  std::vector<int64_t> ids;
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kImpossibleQueuedSql));
+  for (;;) {
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    ids.push_back(st.Int(0));
+  }
+  return ids;
+}
+
+Result<std::vector<int64_t>> SqliteStore::SanitizeImpossibleQueued(int64_t now_ms) {
+  // The common case (nothing to repair) takes no write lock.
+  ORCH_ASSIGN_OR_RETURN(std::vector<int64_t> ids, FindImpossibleQueued());
+  if (ids.empty()) return ids;
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  ORCH_ASSIGN_OR_RETURN(ids, FindImpossibleQueued());
+  for (int64_t id : ids) {
+    {
+      ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("UPDATE runs SET ended_at=?2, outcome='lost', "
+                                                 "reason='impossible_queued' "
+                                                 "WHERE job_id=?1 AND ended_at IS NULL"));
+      st.Bind(1, id).Bind(2, now_ms);
+      ORCH_RETURN_IF_ERROR(st.Run());
+    }
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("UPDATE jobs SET run_id=NULL, pid=NULL, "
+                                               "started_at=NULL, updated_at=?2 "
+                                               "WHERE id=?1 AND status='queued'"));
+    st.Bind(1, id).Bind(2, now_ms);
+    ORCH_RETURN_IF_ERROR(st.Run());
+    if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(id) + " left queued");
+  }
+  ORCH_RETURN_IF_ERROR(txn.Commit());
+  return ids;
+}
+
+Result<std::vector<RunningEntry>> SqliteStore::ListRunning() {
+  std::vector<RunningEntry> out;
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kListRunningSql));
+  for (;;) {
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(RunningEntry{ReadJob(st, 0), ReadRun(st, kJobColCount)});
+  }
+  return out;
+}
+
+Result<JobPage> SqliteStore::ListJobs(std::optional<JobStatus> status, int64_t after_id,
+                                      int64_t limit) {
+  if (limit <= 0) return Status(Code::kInvalidArgument, "limit must be positive");
+  JobPage page;
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(status ? kListByStatusSql : kListAllSql));
+  st.Bind(1, after_id).Bind(2, limit);
+  if (status) st.Bind(3, JobStatusName(*status));
+  for (;;) {
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    page.jobs.push_back(ReadJob(st, 0));
+  }
+  if (static_cast<int64_t>(page.jobs.size()) == limit) page.next_after_id = page.jobs.back().id;
+  return page;
+}
+
+Result<Job> SqliteStore::GetJob(int64_t job_id) { return LoadJob(job_id); }
+
+Result<std::vector<Run>> SqliteStore::GetRuns(int64_t job_id) {
+  std::vector<Run> out;
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kGetRunsSql));
+  st.Bind(1, job_id);
+  for (;;) {
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(ReadRun(st, 0));
+  }
+  return out;
+}
+
+Result<std::optional<Run>> SqliteStore::GetRun(int64_t run_id) {
+  auto r = LoadRun(run_id);
+  if (r.ok()) return std::optional<Run>(std::move(r.value()));
+  if (r.status().code() == Code::kNotFound) return std::optional<Run>();
+  return r.status();
+}
+
+Result<QueueCounts> SqliteStore::Counts() {
+  QueueCounts c;
+  {
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kCountsSql));
+    for (;;) {
+      ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      JobStatus s;
+      if (!ParseJobStatus(st.Text(0), &s)) continue;
+      int64_t n = st.Int(1);
+      switch (s) {
+        case JobStatus::kQueued: c.queued = n; break;
+        case JobStatus::kRunning: c.running = n; break;
+        case JobStatus::kSucceeded: c.succeeded = n; break;
+        case JobStatus::kFailed: c.failed = n; break;
+        case JobStatus::kCancelled: c.cancelled = n; break;
+      }
+    }
+  }
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kOldestQueuedSql));
+  ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (row) c.oldest_queued_created_at = st.OptInt(0);
+  return c;
+}
+
+Result<std::optional<int64_t>> SqliteStore::NextNotBefore(int64_t now_ms) {
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kNextNotBeforeSql));
+  st.Bind(1, now_ms);
+  ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<int64_t>();
+  return st.OptInt(0);
+}
+
+Status SqliteStore::ProbeWritable() {
+  // A committed write: a rolled-back one never reaches the disk, so it
+  // would not notice a full or read-only filesystem.
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("INSERT INTO settings(key, value) VALUES "
+                                             "('write_probe', '1') ON CONFLICT(key) DO UPDATE "
+                                             "SET value = CAST(value AS INTEGER) + 1"));
+  return st.Run();
+}
+
+Result<std::vector<std::string>> SqliteStore::IntegrityCheck() {
+  std::vector<std::string> out;
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Prepare("PRAGMA integrity_check"));
+  for (;;) {
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(st.Text(0));
+  }
+  return out;
+}
+
+Result<std::vector<Violation>> SqliteStore::CheckInvariants(const InvariantLimits& limits) {
+  std::vector<Violation> out;
+  auto collect = [&](const std::string& invariant, const std::string& sql) -> Status {
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Prepare(sql));
+    for (;;) {
+      ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) return Status::Ok();
+      out.push_back(Violation{invariant, st.Int(0), st.Text(1)});
+    }
+  };
+  // One snapshot for the whole report.
+  ORCH_RETURN_IF_ERROR(db_->Exec("BEGIN"));
+  struct EndRead {
+    SqliteDb* db;
+    ~EndRead() { sqlite3_exec(db->raw(), "COMMIT", nullptr, nullptr, nullptr); }
+  } end_read{db_.get()};
+  ORCH_RETURN_IF_ERROR(collect(
+      "I1",
+      "SELECT id, 'queued job carries' || "
+      "CASE WHEN run_id IS NOT NULL THEN ' run_id=' || run_id ELSE '' END || "
+      "CASE WHEN pid IS NOT NULL THEN ' pid=' || pid ELSE '' END || "
+      "CASE WHEN started_at IS NOT NULL THEN ' started_at=' || started_at ELSE '' END "
+      "FROM jobs WHERE status = 'queued' AND "
+      "(run_id IS NOT NULL OR pid IS NOT NULL OR started_at IS NOT NULL) ORDER BY id"));
+  ORCH_RETURN_IF_ERROR(collect(
+      "I2",
+      "SELECT j.id, CASE WHEN j.run_id IS NULL THEN 'running job has no run_id' "
+      "WHEN r.id IS NULL THEN 'running job points at missing run ' || j.run_id "
+      "WHEN r.job_id <> j.id THEN 'running job points at run ' || r.id || ' of job ' || r.job_id "
+      "ELSE 'running job points at closed run ' || r.id END "
+      "FROM jobs j LEFT JOIN runs r ON r.id = j.run_id WHERE j.status = 'running' AND "
+      "(j.run_id IS NULL OR r.id IS NULL OR r.job_id <> j.id OR r.ended_at IS NOT NULL) "
+      "ORDER BY j.id"));
+  ORCH_RETURN_IF_ERROR(collect(
+      "I3",
+      "SELECT job_id, COUNT(*) || ' open runs: ' || group_concat(id, ',') FROM runs "
+      "WHERE ended_at IS NULL GROUP BY job_id HAVING COUNT(*) > 1 ORDER BY job_id"));
+  ORCH_RETURN_IF_ERROR(collect(
+      "I4",
+      "SELECT id, status || ' job has no finished_at' FROM jobs "
+      "WHERE status IN ('succeeded','failed','cancelled') AND finished_at IS NULL "
+      "UNION ALL "
+      "SELECT j.id, j.status || ' job has open run ' || r.id FROM runs r "
+      "JOIN jobs j ON j.id = r.job_id WHERE r.ended_at IS NULL "
+      "AND j.status IN ('succeeded','failed','cancelled') ORDER BY 1"));
+  if (limits.max_concurrency > 0) {
+    ORCH_RETURN_IF_ERROR(collect(
+        "I5", "SELECT 0, COUNT(*) || ' jobs running, max_concurrency is " +
+                  std::to_string(limits.max_concurrency) +
+                  "' FROM jobs WHERE status = 'running' HAVING COUNT(*) > " +
+                  std::to_string(limits.max_concurrency)));
+  }
+  if (limits.serial_gate_enabled) {
+    ORCH_RETURN_IF_ERROR(collect(
+        "I6",
+        "SELECT j.id, 'serial_key ' || quote(j.serial_key) || ' is held by running jobs ' || "
+        "(SELECT group_concat(id, ',') FROM jobs WHERE status = 'running' "
+        " AND serial_key = j.serial_key) FROM jobs j WHERE j.status = 'running' "
+        "AND j.serial_key IN (SELECT serial_key FROM jobs WHERE status = 'running' "
+        " AND serial_key IS NOT NULL GROUP BY serial_key HAVING COUNT(*) > 1) ORDER BY j.id"));
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> SqliteStore::HotQueriesForTest() {
+  return {{"running_count", kRunningCountSql}, {"claim", kClaimSql},
+          {"counts", kCountsSql},              {"oldest_queued", kOldestQueuedSql},
+          {"sanitize_find", kImpossibleQueuedSql}, {"list_by_status", kListByStatusSql},
+          {"list_all", kListAllSql},            {"next_not_before", kNextNotBeforeSql},
+          {"list_running", kListRunningSql},    {"get_job", kGetJobSql}};
+}
+
+Status SqliteStore::SetMaxPageCountForTest(int64_t pages) {
+  return db_->Exec("PRAGMA max_page_count=" + std::to_string(pages));
+}
+
+}  // namespace orch

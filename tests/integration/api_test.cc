@@ -1,0 +1,243 @@
+// SPEC §7 against the real daemon over loopback: routes, shapes, error codes.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "integration/daemon_harness.h"
+
+namespace orch {
+namespace {
+
+using nlohmann::json;
+using test::Daemon;
+using test::HttpCall;
+using test::TempDir;
+
+TEST(Api, HealthAndReadiness) {
+  TempDir dir;
+  Daemon d(dir);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  EXPECT_EQ(json({{"status", "ok"}}), d.Get("/healthz").Json());
+  auto ready = d.Get("/readyz");
+  EXPECT_EQ(200, ready.status);
+  EXPECT_EQ(405, HttpCall("POST", d.url() + "/healthz").status);
+}
+
+TEST(Api, QueueHasTheSpecShape) {
+  TempDir dir;
+  Daemon d(dir, "[supervisor]\nmax_concurrency = 1\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t running = d.Submit({{"argv", {"sleep", "30"}}, {"serial_key", "k"}});
+  ASSERT_TRUE(d.WaitStatus(running, "running"));
+  d.Submit({{"argv", {"true"}}});
+  json q = d.Get("/queue").Json();
+  for (const char* k : {"counts", "max_concurrency", "serial_gate_enabled", "paused",
+                        "oldest_queued_age_s", "running", "reaper", "supervisor"}) {
+    EXPECT_TRUE(q.contains(k)) << k;
+  }
+  EXPECT_EQ(1, q["counts"]["running"]);
+  EXPECT_EQ(1, q["counts"]["queued"]);
+  for (const char* s : {"succeeded", "failed", "cancelled"}) EXPECT_EQ(0, q["counts"][s]);
+  EXPECT_EQ(1, q["max_concurrency"]);
+  EXPECT_EQ(true, q["serial_gate_enabled"]);
+  EXPECT_EQ(false, q["paused"]);
+  EXPECT_TRUE(q["oldest_queued_age_s"].is_number());
+  ASSERT_EQ(1u, q["running"].size());
+  const json& r = q["running"][0];
+  EXPECT_EQ(running, r["id"]);
+  EXPECT_TRUE(r["run_id"].is_number());
+  EXPECT_TRUE(r["pid"].is_number());
+  EXPECT_EQ("k", r["serial_key"]);
+  EXPECT_TRUE(r["started_at"].is_string());
+  EXPECT_TRUE(r["runtime_s"].is_number());
+  for (const char* k : {"interval_ms", "last_tick_at", "ticks_total", "reaped_total", "lost_total",
+                        "timeouts_total", "orphans_total", "impossible_queued_total",
+                        "sanitize_enabled", "errors_total"}) {
+    EXPECT_TRUE(q["reaper"].contains(k)) << k;
+  }
+  for (const char* k : {"version", "pid", "incarnation", "boot_id", "started_at", "uptime_s"}) {
+    EXPECT_TRUE(q["supervisor"].contains(k)) << k;
+  }
+  EXPECT_EQ(d.DaemonPid(), q["supervisor"]["pid"].get<pid_t>());
+}
+
+TEST(Api, BlockedByExplainsWhyAQueuedJobWaits) {
+  TempDir dir;
+  Daemon d(dir, "[supervisor]\nmax_concurrency = 2\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t holder = d.Submit({{"argv", {"sleep", "30"}}, {"serial_key", "db"}});
+  ASSERT_TRUE(d.WaitStatus(holder, "running"));
+  int64_t same_key = d.Submit({{"argv", {"true"}}, {"serial_key", "db"}});
+  json b = d.Job(same_key)["blocked_by"];
+  EXPECT_EQ("serial_key", b["reason"]) << b.dump();
+  EXPECT_EQ("db", b["key"]);
+  EXPECT_EQ(d.Job(holder)["run_id"], b["run_id"]);
+  EXPECT_EQ(d.Job(holder)["pid"], b["pid"]);
+  EXPECT_EQ(true, b["alive"]);
+
+  int64_t other = d.Submit({{"argv", {"sleep", "30"}}});
+  ASSERT_TRUE(d.WaitStatus(other, "running")) << "a gated key does not block other keys";
+  int64_t third = d.Submit({{"argv", {"true"}}});
+  b = d.Job(third)["blocked_by"];
+  EXPECT_EQ("max_concurrency", b["reason"]) << b.dump();
+  EXPECT_EQ(2u, b["held_by"].size());
+
+  EXPECT_EQ(json({{"paused", true}}), d.Post("/queue/pause").Json());
+  EXPECT_EQ("paused", d.Job(third)["blocked_by"]["reason"]);
+  EXPECT_EQ(true, d.Get("/queue").Json()["paused"]);
+  EXPECT_EQ(json({{"paused", false}}), d.Post("/queue/resume").Json());
+  EXPECT_EQ(json(nullptr), d.Job(holder)["blocked_by"]) << "only queued jobs carry blocked_by";
+  EXPECT_FALSE(d.Job(holder).contains("blocked_by"));
+}
+
+TEST(Api, PauseStopsClaimingAndResumeRestartsIt) {
+  TempDir dir;
+  Daemon d(dir);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  ASSERT_EQ(200, d.Post("/queue/pause").status);
+  int64_t id = d.Submit({{"argv", {"true"}}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // would have run by now
+  EXPECT_EQ("queued", d.Job(id)["status"]);
+  ASSERT_EQ(200, d.Post("/queue/resume").status);
+  EXPECT_TRUE(d.WaitStatus(id, "succeeded"));
+}
+
+TEST(Api, ListJobsFiltersAndPaginates) {
+  TempDir dir;
+  Daemon d(dir);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  ASSERT_EQ(200, d.Post("/queue/pause").status);
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(d.Submit({{"argv", {"true"}}}));
+  json page = d.Get("/jobs?status=queued&limit=2").Json();
+  ASSERT_EQ(2u, page["jobs"].size());
+  EXPECT_EQ(ids[0], page["jobs"][0]["id"]);
+  EXPECT_EQ(ids[1], page["next_after_id"]);
+  page = d.Get("/jobs?status=queued&limit=2&after_id=" + std::to_string(ids[3])).Json();
+  ASSERT_EQ(1u, page["jobs"].size());
+  EXPECT_EQ(ids[4], page["jobs"][0]["id"]);
+  EXPECT_TRUE(page["next_after_id"].is_null());
+  EXPECT_EQ(0u, d.Get("/jobs?status=failed").Json()["jobs"].size());
+  EXPECT_EQ(400, d.Get("/jobs?status=bogus").status);
+  EXPECT_EQ(400, d.Get("/jobs?limit=-1").status);
+  EXPECT_EQ(200, d.Get("/jobs?limit=100000").status) << "limit is capped, not refused";
+}
+
+TEST(Api, ErrorsUseTheErrorShapeAndTheRightCodes) {
+  TempDir dir;
+  Daemon d(dir);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  auto nf = d.Get("/nope");
+  EXPECT_EQ(404, nf.status);
+  EXPECT_TRUE(nf.Json()["error"]["code"].is_string());
+  EXPECT_TRUE(nf.Json()["error"]["message"].is_string());
+  EXPECT_EQ(404, d.Get("/jobs/999").status);
+  EXPECT_EQ(404, d.Get("/jobs/abc").status);
+  auto wrong = HttpCall("DELETE", d.url() + "/jobs");
+  EXPECT_EQ(405, wrong.status);
+  EXPECT_NE(std::string::npos, wrong.headers.find("Allow: GET, HEAD, POST")) << wrong.headers;
+  EXPECT_EQ(405, HttpCall("GET", d.url() + "/queue/pause").status);
+  auto media = HttpCall("POST", d.url() + "/jobs", "<job/>", {"Content-Type: text/xml"});
+  EXPECT_EQ(415, media.status);
+  int64_t id = d.Submit({{"argv", {"true"}}});
+  ASSERT_TRUE(d.WaitStatus(id, "succeeded"));
+  auto retry = d.Post("/jobs/" + std::to_string(id) + "/retry");
+  EXPECT_EQ(409, retry.status);
+  EXPECT_EQ("conflict", retry.Json()["error"]["code"]);
+  // A body one byte over max_body_bytes.
+  std::string big(1048577, 'x');
+  EXPECT_EQ(413, HttpCall("POST", d.url() + "/jobs", big, {"Content-Type: application/json"}).status);
+  // A 100 KiB header.
+  EXPECT_EQ(431, HttpCall("GET", d.url() + "/healthz", "", {"X-Big: " + std::string(100 * 1024, 'a')}).status);
+  EXPECT_EQ(200, d.Get("/healthz").status) << "the daemon keeps answering";
+}
+
+TEST(Api, MetricsPassPromtool) {
+  TempDir dir;
+  Daemon d(dir);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t id = d.Submit({{"argv", {"true"}}});
+  ASSERT_TRUE(d.WaitStatus(id, "succeeded"));
+  d.Get("/nope");
+  auto m = d.Get("/metrics");
+  ASSERT_EQ(200, m.status);
+  EXPECT_NE(std::string::npos, m.headers.find("text/plain; version=0.0.4"));
+  for (const char* name : {"orchestrator_jobs{status=\"succeeded\"} 1", "orchestrator_max_concurrency 1",
+                           "orchestrator_jobs_submitted_total 1", "orchestrator_jobs_claimed_total 1",
+                           "orchestrator_runs_finished_total{outcome=\"succeeded\"} 1",
+                           "orchestrator_impossible_queued_total 0",
+                           "orchestrator_exit_detection_seconds_count 1",
+                           "orchestrator_run_duration_seconds_bucket",
+                           "orchestrator_http_requests_total{route=\"unknown\",code=\"404\"} 1",
+                           "orchestrator_process_start_time_seconds"}) {
+    EXPECT_NE(std::string::npos, m.body.find(name)) << name;
+  }
+  if (access("/usr/bin/promtool", X_OK) != 0) GTEST_SKIP() << "promtool not installed";
+  test::WriteFile(dir.File("metrics.txt"), m.body);
+  auto check = test::RunCommand({"sh", "-c", "promtool check metrics < " + dir.File("metrics.txt")});
+  EXPECT_EQ(0, check.exit_code) << check.out << check.err;
+}
+
+TEST(Api, TokenProtectsEverythingButHealthReadinessAndMetrics) {
+  TempDir dir;
+  test::WriteFile(dir.File("token"), "s3cret-token\n");
+  chmod(dir.File("token").c_str(), 0600);
+  Daemon d(dir, "[supervisor]\nmax_concurrency = 1\n", {});
+  test::WriteFile(d.config_path(), test::ReadFile(d.config_path()) + "");
+  // token_file belongs to [server]: rewrite the config with it.
+  std::string cfg = test::ReadFile(d.config_path());
+  cfg.replace(cfg.find("[server]\n"), 9, "[server]\ntoken_file = \"token\"\n");
+  test::WriteFile(d.config_path(), cfg);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  EXPECT_EQ(200, d.Get("/healthz").status);
+  EXPECT_EQ(200, d.Get("/readyz").status);
+  EXPECT_EQ(200, d.Get("/metrics").status);
+  auto denied = d.Get("/queue");
+  EXPECT_EQ(401, denied.status);
+  EXPECT_NE(std::string::npos, denied.headers.find("WWW-Authenticate: Bearer"));
+  EXPECT_EQ(401, HttpCall("GET", d.url() + "/queue", "", {"Authorization: Bearer wrong"}).status);
+  EXPECT_EQ(401, HttpCall("POST", d.url() + "/jobs", "{\"argv\":[\"true\"]}").status);
+  EXPECT_EQ(200, HttpCall("GET", d.url() + "/queue", "", {"Authorization: Bearer s3cret-token"}).status);
+  EXPECT_EQ(std::string::npos, d.Log().find("s3cret-token")) << "the token never reaches the log";
+}
+
+TEST(Api, WorldReadableTokenFileRefusesToStart) {
+  TempDir dir;
+  test::WriteFile(dir.File("token"), "tok\n");
+  chmod(dir.File("token").c_str(), 0644);
+  test::WriteFile(dir.File("o.toml"), "[server]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"token\"\n"
+                                      "[store]\npath = \"q.db\"\n");
+  auto r = test::RunCommand({test::OrchestratorBinary(), "serve", "--config", dir.File("o.toml")});
+  EXPECT_EQ(2, r.exit_code);
+  EXPECT_NE(std::string::npos, r.err.find("token_file")) << r.err;
+}
+
+TEST(Api, UnixSocketServesTheSameApi) {
+  TempDir dir;
+  std::string sock = dir.File("api.sock");
+  Daemon d(dir);
+  std::string cfg = test::ReadFile(d.config_path());
+  cfg.replace(cfg.find("[server]\n"), 9, "[server]\nunix_socket = \"api.sock\"\n");
+  test::WriteFile(d.config_path(), cfg);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  struct stat st {};
+  ASSERT_EQ(0, stat(sock.c_str(), &st));
+  EXPECT_EQ(0660u, st.st_mode & 0777);
+  auto r = test::RunCommand({"curl", "-s", "--unix-socket", sock, "http://localhost/healthz"});
+  EXPECT_EQ("{\"status\":\"ok\"}\n", r.out);
+}
+
+TEST(Api, StoreThatCannotBeOpenedExitsTwo) {
+  TempDir dir;
+  test::WriteFile(dir.File("q.db"), std::string(8192, 'g'));  // not a database
+  test::WriteFile(dir.File("o.toml"), "[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"q.db\"\n");
+  auto r = test::RunCommand({test::OrchestratorBinary(), "serve", "--config", dir.File("o.toml")});
+  EXPECT_EQ(2, r.exit_code);
+  EXPECT_NE(std::string::npos, r.err.find("cannot open the store")) << r.err;
+}
+
+}  // namespace
+}  // namespace orch

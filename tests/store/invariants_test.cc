@@ -1,0 +1,275 @@
+// SPEC §3 invariants: each one attacked once through the interface and once
+// through raw SQL on the same file.
+#include <gtest/gtest.h>
+
+#include "store/sqlite_store.h"
+#include "store/store_fixture.h"
+
+namespace orch::test {
+namespace {
+
+bool HasViolation(const std::vector<Violation>& vs, const std::string& inv, int64_t job_id) {
+  for (const auto& v : vs) {
+    if (v.invariant == inv && v.job_id == job_id) return true;
+  }
+  return false;
+}
+
+std::vector<Violation> MustCheck(SqliteStore* store, InvariantLimits limits = {}) {
+  auto r = store->CheckInvariants(limits);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? *r : std::vector<Violation>{};
+}
+
+// ---- I1: queued ⇒ run_id, pid, started_at NULL ----
+
+TEST(InvariantI1, EveryInterfacePathBackToQueuedClearsOwnership) {
+  TempDir dir;
+  auto store = MustOpen(StoreConfigIn(dir));
+  JobSpec spec = Spec();
+  spec.max_attempts = 5;
+  int64_t id = MustSubmit(store.get(), spec);
+  auto expect_unowned = [&](const char* after) {
+    Job j = *store->GetJob(id);
+    EXPECT_EQ(JobStatus::kQueued, j.status) << after;
+    EXPECT_FALSE(j.run_id.has_value()) << after;
+    EXPECT_FALSE(j.pid.has_value()) << after;
+    EXPECT_FALSE(j.started_at.has_value()) << after;
+  };
+  for (RunOutcome o : {RunOutcome::kTransient, RunOutcome::kTimeout, RunOutcome::kLost,
+                       RunOutcome::kInterrupted}) {
+    Claimed c = MustClaim(store.get(), Claim(2000));
+    ASSERT_TRUE(store->RecordSpawned(id, c.run.id, ProcessIdentity{"b", 1, 999, 5, 0}, "l").ok());
+    ASSERT_TRUE(store->FinishRun(EndOf(c, o, 2100, 2000)).ok());
+    expect_unowned(RunOutcomeName(o));
+  }
+  // Spend the attempts, then retry.
+  for (;;) {
+    Claimed c = MustClaim(store.get(), Claim(3000));
+    auto r = store->FinishRun(EndOf(c, RunOutcome::kTransient, 3100, 3000));
+    ASSERT_TRUE(r.ok());
+    if (r->job_status == JobStatus::kFailed) break;
+  }
+  ASSERT_TRUE(store->Retry(id, 4000).ok());
+  expect_unowned("retry");
+  EXPECT_TRUE(MustCheck(store.get()).empty());
+}
+
+TEST(InvariantI1, RawUpdateToQueuedCarryingPidIsRejectedByCheck) {
+  TempDir dir;
+  auto cfg = StoreConfigIn(dir);
+  auto store = MustOpen(cfg);
+  int64_t id = MustSubmit(store.get(), Spec());
+  Claimed c = MustClaim(store.get(), Claim(2000));
+  ASSERT_TRUE(store->RecordSpawned(id, c.run.id, ProcessIdentity{"b", 1, 4242, 5, 0}, "l").ok());
+  RawDb raw(cfg.path);
+  EXPECT_EQ(SQLITE_CONSTRAINT,
+            raw.Exec("UPDATE jobs SET status='queued', pid=4242 WHERE id=" + std::to_string(id)));
+  EXPECT_NE(std::string::npos, raw.last_error().find("i1_queued_owns_nothing"))
+      << raw.last_error();
+  // Only flipping the status (leaving run_id/pid behind) is rejected too.
+  EXPECT_EQ(SQLITE_CONSTRAINT,
+            raw.Exec("UPDATE jobs SET status='queued' WHERE id=" + std::to_string(id)));
+  int64_t other = MustSubmit(store.get(), Spec());
+  EXPECT_EQ(SQLITE_CONSTRAINT,
+            raw.Exec("UPDATE jobs SET run_id=7 WHERE id=" + std::to_string(other)));
+  EXPECT_EQ(SQLITE_CONSTRAINT, raw.Exec("INSERT INTO jobs(argv, status, created_at, updated_at, "
+                                        "started_at) VALUES ('[]', 'queued', 1, 1, 1)"));
+  EXPECT_EQ(JobStatus::kRunning, store->GetJob(id)->status);
+}
+
+// ---- I2: running ⇒ run_id NOT NULL and that run is open ----
+
+TEST(InvariantI2, InterfaceNeverLeavesRunningJobWithoutOpenRun) {
+  TempDir dir;
+  auto store = MustOpen(StoreConfigIn(dir));
+  int64_t id = MustSubmit(store.get(), Spec());
+  Claimed c = MustClaim(store.get(), Claim(2000));
+  // A finish for a run that is not the job's current one must not close
+  // the current run.
+  RunEnd wrong = EndOf(c, RunOutcome::kSucceeded, 2100);
+  wrong.run_id = c.run.id + 100;
+  EXPECT_EQ(Code::kGuardMissed, store->FinishRun(wrong).status().code());
+  EXPECT_EQ(Code::kGuardMissed,
+            store->RecordSpawned(id, c.run.id + 100, ProcessIdentity{}, "x").code());
+  auto running = store->ListRunning();
+  ASSERT_TRUE(running.ok());
+  ASSERT_EQ(1u, running->size());
+  EXPECT_EQ(c.run.id, (*running)[0].run.id);
+  EXPECT_FALSE((*running)[0].run.ended_at.has_value());
+  EXPECT_TRUE(MustCheck(store.get()).empty());
+}
+
+TEST(InvariantI2, RawRunningWithoutRunIsRejectedAndClosedRunIsReported) {
+  TempDir dir;
+  auto cfg = StoreConfigIn(dir);
+  auto store = MustOpen(cfg);
+  int64_t id = MustSubmit(store.get(), Spec());
+  Claimed c = MustClaim(store.get(), Claim(2000));
+  RawDb raw(cfg.path);
+  EXPECT_EQ(SQLITE_CONSTRAINT,
+            raw.Exec("UPDATE jobs SET run_id=NULL WHERE id=" + std::to_string(id)));
+  EXPECT_NE(std::string::npos, raw.last_error().find("i2_running_has_run")) << raw.last_error();
+  // Closing the run behind the job's back cannot be a row CHECK; it is reported.
+  ASSERT_EQ(SQLITE_OK,
+            raw.Exec("UPDATE runs SET ended_at=5 WHERE id=" + std::to_string(c.run.id)));
+  auto vs = MustCheck(store.get());
+  EXPECT_TRUE(HasViolation(vs, "I2", id));
+}
+
+// ---- I3: at most one open run per job ----
+
+TEST(InvariantI3, ClaimClosesLeftoverOpenRunInsteadOfOpeningASecond) {
+  TempDir dir;
+  auto cfg = StoreConfigIn(dir);
+  auto store = MustOpen(cfg);
+  int64_t id = MustSubmit(store.get(), Spec());
+  {
+    // A leftover open run for a queued job, as a crashed older version might leave.
+    RawDb raw(cfg.path);
+    ASSERT_EQ(SQLITE_OK, raw.Exec("INSERT INTO runs(job_id, attempt, incarnation, started_at) "
+                                  "VALUES (" + std::to_string(id) + ", 1, 'old', 1)"))
+        << raw.last_error();
+  }
+  Claimed c = MustClaim(store.get(), Claim(2000));
+  auto runs = *store->GetRuns(id);
+  ASSERT_EQ(2u, runs.size());
+  EXPECT_EQ(std::optional<std::string>("lost"), runs[0].outcome);
+  EXPECT_EQ(std::optional<std::string>("stale_open_run"), runs[0].reason);
+  EXPECT_FALSE(runs[1].ended_at.has_value());
+  EXPECT_EQ(c.run.id, runs[1].id);
+  EXPECT_TRUE(MustCheck(store.get()).empty());
+}
+
+TEST(InvariantI3, RawSecondOpenRunIsRejectedByUniqueIndex) {
+  TempDir dir;
+  auto cfg = StoreConfigIn(dir);
+  auto store = MustOpen(cfg);
+  int64_t id = MustSubmit(store.get(), Spec());
+  MustClaim(store.get(), Claim(2000));
+  RawDb raw(cfg.path);
+  EXPECT_EQ(SQLITE_CONSTRAINT,
+            raw.Exec("INSERT INTO runs(job_id, attempt, incarnation, started_at) VALUES (" +
+                     std::to_string(id) + ", 2, 'x', 3)"));
+  EXPECT_NE(std::string::npos, raw.last_error().find("UNIQUE")) << raw.last_error();
+  // A closed run next to the open one is fine (history).
+  EXPECT_EQ(SQLITE_OK,
+            raw.Exec("INSERT INTO runs(job_id, attempt, incarnation, started_at, ended_at) "
+                     "VALUES (" + std::to_string(id) + ", 2, 'x', 3, 4)"));
+}
+
+// ---- I4: terminal ⇒ finished_at NOT NULL, no open run ----
+
+TEST(InvariantI4, EveryTerminalTransitionSetsFinishedAtAndClosesTheRun) {
+  TempDir dir;
+  auto store = MustOpen(StoreConfigIn(dir));
+  for (RunOutcome o : {RunOutcome::kSucceeded, RunOutcome::kFailed, RunOutcome::kCancelled,
+                       RunOutcome::kSpawnFailed}) {
+    MustSubmit(store.get(), Spec());
+    Claimed c = MustClaim(store.get(), Claim(2000));
+    ASSERT_TRUE(store->FinishRun(EndOf(c, o, 2100)).ok());
+    Job j = *store->GetJob(c.job.id);
+    EXPECT_TRUE(IsTerminal(j.status));
+    EXPECT_EQ(std::optional<int64_t>(2100), j.finished_at);
+    EXPECT_TRUE((*store->GetRun(c.run.id))->ended_at.has_value());
+  }
+  int64_t q = MustSubmit(store.get(), Spec());
+  ASSERT_TRUE(store->Cancel(q, 2200).ok());
+  EXPECT_TRUE(store->GetJob(q)->finished_at.has_value());
+  EXPECT_TRUE(MustCheck(store.get()).empty());
+}
+
+TEST(InvariantI4, RawTerminalWithoutFinishedAtIsRejectedAndOpenRunIsReported) {
+  TempDir dir;
+  auto cfg = StoreConfigIn(dir);
+  auto store = MustOpen(cfg);
+  int64_t id = MustSubmit(store.get(), Spec());
+  Claimed c = MustClaim(store.get(), Claim(2000));
+  RawDb raw(cfg.path);
+  EXPECT_EQ(SQLITE_CONSTRAINT,
+            raw.Exec("UPDATE jobs SET status='succeeded' WHERE id=" + std::to_string(id)));
+  EXPECT_NE(std::string::npos, raw.last_error().find("i4_terminal_has_finished_at"));
+  // Terminal with finished_at but the run left open: reported.
+  ASSERT_EQ(SQLITE_OK, raw.Exec("UPDATE jobs SET status='failed', finished_at=9 WHERE id=" +
+                                std::to_string(id)));
+  auto vs = MustCheck(store.get());
+  EXPECT_TRUE(HasViolation(vs, "I4", id));
+  (void)c;
+}
+
+// ---- I5: running ≤ max_concurrency, counted at claim time ----
+
+TEST(InvariantI5, TwoStoresOnOneFileNeverExceedMaxConcurrency) {
+  TempDir dir;
+  auto cfg = StoreConfigIn(dir);
+  auto a = MustOpen(cfg);
+  auto b = MustOpen(cfg);
+  for (int i = 0; i < 5; ++i) MustSubmit(a.get(), Spec());
+  MustClaim(a.get(), Claim(2000, 2));
+  MustClaim(b.get(), Claim(2000, 2));
+  EXPECT_FALSE(a->ClaimNext(Claim(2000, 2))->has_value());
+  EXPECT_FALSE(b->ClaimNext(Claim(2000, 2))->has_value());
+  EXPECT_TRUE(MustCheck(a.get(), InvariantLimits{2, true}).empty());
+}
+
+TEST(InvariantI5, RawExtraRunningRowsBlockClaimsAndAreReported) {
+  TempDir dir;
+  auto cfg = StoreConfigIn(dir);
+  auto store = MustOpen(cfg);
+  for (int i = 0; i < 3; ++i) MustSubmit(store.get(), Spec());
+  // Another writer marks two jobs running behind the store's back.
+  {
+    RawDb raw(cfg.path);
+    ASSERT_EQ(SQLITE_OK, raw.Exec("INSERT INTO runs(id, job_id, attempt, incarnation, started_at) "
+                                  "VALUES (101, 1, 1, 'raw', 1), (102, 2, 1, 'raw', 1); "
+                                  "UPDATE jobs SET status='running', run_id=100+id, started_at=1 "
+                                  "WHERE id IN (1, 2)"))
+        << raw.last_error();
+  }
+  EXPECT_EQ(2, store->Counts()->running) << "triggers count raw writes too";
+  EXPECT_FALSE(store->ClaimNext(Claim(2000, 1))->has_value());
+  auto vs = MustCheck(store.get(), InvariantLimits{1, true});
+  ASSERT_EQ(1u, vs.size());
+  EXPECT_EQ("I5", vs[0].invariant);
+  EXPECT_NE(std::string::npos, vs[0].detail.find("2 jobs running")) << vs[0].detail;
+}
+
+// ---- I6: with the gate on, one running job per serial_key ----
+
+TEST(InvariantI6, ConcurrentClaimsWithGateNeverRunTheSameKeyTwice) {
+  TempDir dir;
+  auto cfg = StoreConfigIn(dir);
+  auto a = MustOpen(cfg);
+  auto b = MustOpen(cfg);
+  for (int i = 0; i < 4; ++i) MustSubmit(a.get(), Spec({"x"}, 0, "K"));
+  MustClaim(a.get(), Claim(2000, 10));
+  EXPECT_FALSE(b->ClaimNext(Claim(2000, 10))->has_value());
+  EXPECT_FALSE(a->ClaimNext(Claim(2000, 10))->has_value());
+  EXPECT_TRUE(MustCheck(a.get()).empty());
+}
+
+TEST(InvariantI6, RawSecondRunningJobOnKeyIsReportedAndGatesFurtherClaims) {
+  TempDir dir;
+  auto cfg = StoreConfigIn(dir);
+  auto store = MustOpen(cfg);
+  int64_t j1 = MustSubmit(store.get(), Spec({"x"}, 0, "K"));
+  int64_t j2 = MustSubmit(store.get(), Spec({"x"}, 0, "K"));
+  MustSubmit(store.get(), Spec({"x"}, 0, "K"));
+  {
+    RawDb raw(cfg.path);
+    ASSERT_EQ(SQLITE_OK, raw.Exec("INSERT INTO runs(id, job_id, attempt, incarnation, started_at) "
+                                  "VALUES (201, 1, 1, 'raw', 1), (202, 2, 1, 'raw', 1); "
+                                  "UPDATE jobs SET status='running', run_id=200+id, started_at=1 "
+                                  "WHERE id IN (1, 2)"))
+        << raw.last_error();
+  }
+  EXPECT_FALSE(store->ClaimNext(Claim(2000, 10))->has_value());
+  auto vs = MustCheck(store.get());
+  EXPECT_TRUE(HasViolation(vs, "I6", j1));
+  EXPECT_TRUE(HasViolation(vs, "I6", j2));
+  EXPECT_TRUE(MustCheck(store.get(), InvariantLimits{0, false}).empty())
+      << "with the gate off a shared key is allowed";
+}
+
+}  // namespace
+}  // namespace orch::test
