@@ -462,7 +462,9 @@ LoadedConfig LoadConfig(const ConfigInputs& inputs) {
     out.sources[FullName(d)] = ConfigSource::kEnv;
   }
 
-  for (const auto& [key, value] : inputs.flags) {
+  for (const auto& flag : inputs.flags) {
+    const std::string& key = flag.first;
+    const std::string& value = flag.second;
     auto it = std::find_if(Defs().begin(), Defs().end(),
                            [&](const KeyDef& d) { return FullName(d) == key; });
     if (it == Defs().end()) {

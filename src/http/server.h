@@ -1,3 +1,105 @@
-// HTTP server on libuv + llhttp. Placeholder header: the implementation lands
-// with the HTTP work.
+// HTTP/1.1 server on libuv + llhttp: listeners, connections, limits. Routing
+// is not here: every request goes to one synchronous handler the daemon
+// installs. Everything runs on the loop thread passed to the constructor.
 #pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_set>
+
+#include "base/status.h"
+#include "config/config.h"
+#include "http/http_types.h"
+
+namespace orch {
+
+class HttpConnection;
+
+class HttpServer {
+ public:
+  // Called on the loop thread for each complete request, one request per
+  // connection at a time (pipelined requests wait their turn). Fill in the
+  // response and return; an exception becomes a 500. For HEAD the server
+  // sends the head of what the handler produced and drops the body.
+  using Handler = std::function<void(const HttpRequest&, HttpResponse&)>;
+
+  struct Options {
+    std::string listen = "127.0.0.1:8080";  // "IPv4:PORT", "[IPv6]:PORT", "" = no TCP; port 0 = any
+    std::string unix_socket;                // "" = none; created with mode 0660
+    int64_t max_body_bytes = 1048576;       // larger bodies get 413 and a close
+    int64_t max_connections = 1024;         // connections beyond are answered 503 and closed
+    // Closed after this long without a completed request or write progress
+    // (trickled bytes do not count: slowloris); a half-sent request gets 408.
+    int64_t idle_timeout_ms = 30000;
+    size_t max_header_bytes = 16384;  // larger request heads get 431 and a close
+    // Optional: called with the status of each error response the server makes
+    // itself (400, 408, 413, 417, 431, 500 from a throwing handler, 503), e.g.
+    // for a metrics counter.
+    std::function<void(int status)> on_protocol_error;
+
+    static Options FromConfig(const Config::Server& server);
+  };
+
+  // `loop` must outlive the server. Nothing is bound until Start().
+  HttpServer(uv_loop_t* loop, Options options, Handler handler);
+  // Requires that Close() was called and its `done` has run (or Start() was
+  // never called): libuv still owns the handles until then.
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and listens: TCP on options.listen (IPv4 or IPv6; port 0 picks a
+  // free port) and the unix socket. An existing file at the socket path is
+  // replaced only when it is a socket nobody accepts on (ECONNREFUSED); a
+  // live socket is "already in use" and any other file an error. On error,
+  // whatever was opened stays open until Close(). Call once.
+  Status Start();
+
+  // "127.0.0.1:PORT" / "[::1]:PORT" with the real port; "" without TCP.
+  std::string BoundAddress() const;
+
+  // Stops listening, closes every connection (in-flight responses are cut),
+  // removes the unix socket file it created, and calls `done` once every
+  // handle's close callback has run — possibly before returning when nothing
+  // is open. Safe to call from the handler. Later calls only replace `done`.
+  void Close(std::function<void()> done);
+
+  // Connections accepted and not yet fully closed, including ones being refused.
+  size_t ConnectionCount() const { return connections_.size(); }
+
+  // Used by HttpConnection (same library; not for other callers).
+  const Options& options() const { return options_; }
+  uv_loop_t* loop() const { return loop_; }
+  bool closing() const { return closing_; }
+  // Runs the handler, turning an exception into a 500.
+  void Dispatch(const HttpRequest& request, HttpResponse& response);
+  void ReportProtocolError(int status);
+  // Final close callback of a connection: forgets and deletes it.
+  void OnConnectionClosed(HttpConnection* connection);
+
+ private:
+  static void OnNewConnection(uv_stream_t* listener, int status);
+  static void OnListenerClosed(uv_handle_t* handle);
+  Status StartTcp();
+  Status StartUnix();
+  void MaybeFinishClose();
+
+  uv_loop_t* loop_;
+  Options options_;
+  Handler handler_;
+  uv_tcp_t* tcp_ = nullptr;    // heap; freed in its close callback
+  uv_pipe_t* pipe_ = nullptr;  // heap; freed in its close callback
+  int open_listeners_ = 0;
+  std::unordered_set<HttpConnection*> connections_;
+  int64_t serving_ = 0;        // connections_ minus the ones being refused
+  bool socket_bound_ = false;  // we created options_.unix_socket
+  uint64_t socket_dev_ = 0, socket_ino_ = 0;
+  bool closing_ = false;
+  std::function<void()> done_;
+};
+
+}  // namespace orch
