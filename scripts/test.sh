@@ -20,6 +20,6 @@ if [ -f tests/fuzz/CMakeLists.txt ]; then
   echo "== fuzz (bounded)"
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DORCH_FUZZ=ON -DORCH_TESTS=OFF \
     -DCMAKE_BUILD_TYPE=Debug >/dev/null
-  cmake --build build-fuzz -j2
+  cmake --build build-fuzz -j2 --target http_fuzz config_fuzz stat_fuzz
   scripts/fuzz.sh build-fuzz "${ORCH_FUZZ_SECONDS:-60}"
 fi

@@ -6,6 +6,7 @@
 
 #include "base/clock.h"
 #include "http/http_types.h"
+#include "http/job_spec_parser.h"
 #include "store/job_store.h"
 #include "supervisor/metrics.h"
 #include "supervisor/supervisor.h"
@@ -44,9 +45,5 @@ class Api {
   std::string token_;
   std::string boot_id_;
 };
-
-// Validates a POST /jobs body into a JobSpec. On error returns kInvalidArgument
-// with a message that names the field. Exposed for tests and the fuzzer.
-Result<JobSpec> ParseJobSpec(const std::string& body, int64_t default_max_attempts);
 
 }  // namespace orch

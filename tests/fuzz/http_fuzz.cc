@@ -12,6 +12,7 @@
 
 #include "http/http_parser.h"
 #include "http/http_types.h"
+#include "http/job_spec_parser.h"
 
 namespace {
 
@@ -43,6 +44,15 @@ void CheckRequest(const orch::HttpRequest& r, const orch::HttpParser::Limits& li
   Check(head.find("\r\n\r\n") == head.size() - 4, "response head ends once");
   orch::HttpResponse err = orch::HttpErrorResponse(400, "bad_request", r.target);
   Check(!err.body.empty(), "error body");
+
+  // Submit validation: any body ends in a spec or an error naming a field.
+  auto spec = orch::ParseJobSpec(r.body, 3);
+  if (spec.ok()) {
+    Check(!spec->argv.empty() && !spec->argv[0].empty(), "argv[0] present");
+    Check(spec->max_attempts >= 1, "max_attempts positive");
+  } else {
+    Check(!spec.status().message().empty(), "validation error has a message");
+  }
 }
 
 }  // namespace
