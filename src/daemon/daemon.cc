@@ -108,6 +108,13 @@ int Daemon::Run() {
     return 2;
   }
   store_ = std::move(store.value());
+  // A store that opens but cannot take a write (read-only file or mount, full
+  // disk) is refused at start; a lock held elsewhere is waited out instead.
+  if (Status probe = store_->ProbeWritable(); !probe.ok() && probe.code() != Code::kBusy) {
+    log::Error("cannot open the store",
+               {{"path", config_.store.path}, {"error", probe.ToString()}});
+    return 2;
+  }
   auto boot_id = CurrentBootId();
   if (!boot_id.ok()) {
     log::Error("cannot read the boot id", {{"error", boot_id.status().ToString()}});

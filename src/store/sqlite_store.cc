@@ -295,6 +295,12 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const Config::Store& conf
   }
   ORCH_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(config.path, flags));
   std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(db)));
+  struct stat st {};
+  if (stat(config.path.c_str(), &st) == 0) {
+    store->path_ = config.path;
+    store->dev_ = st.st_dev;
+    store->ino_ = st.st_ino;
+  }
   ORCH_RETURN_IF_ERROR(store->Configure(config));
   ORCH_RETURN_IF_ERROR(store->Migrate());
   if (options.background_checkpoint_ms > 0) {
@@ -752,6 +758,14 @@ Result<std::optional<int64_t>> SqliteStore::NextNotBefore(int64_t now_ms) {
 }
 
 Status SqliteStore::ProbeWritable() {
+  if (!path_.empty()) {
+    struct stat st {};
+    if (stat(path_.c_str(), &st) != 0 || st.st_dev != dev_ || st.st_ino != ino_) {
+      return Status(Code::kIo, "database file " + path_ +
+                                   " was removed or replaced while open; restart the daemon "
+                                   "once it is back");
+    }
+  }
   // A committed write: a rolled-back one never reaches the disk, so it
   // would not notice a full or read-only filesystem.
   ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("INSERT INTO settings(key, value) VALUES "

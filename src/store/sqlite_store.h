@@ -3,6 +3,8 @@
 // triggers. Schema and the reasons behind each index: sqlite_store.cc.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <string>
 #include <utility>
@@ -79,6 +81,11 @@ class SqliteStore : public JobStore {
   // Null when background_checkpoint_ms is 0. Has its own connection.
   std::unique_ptr<WalCheckpointer> checkpointer_;
   std::unique_ptr<SqliteDb> db_;
+  // The file opened, to notice it being removed or replaced underneath us
+  // (SQLite would go on writing to the unlinked inode and lose it all).
+  std::string path_;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
 };
 
 }  // namespace orch

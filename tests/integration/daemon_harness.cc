@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -66,6 +67,8 @@ Daemon::~Daemon() {
   if (pid_ > 0) Kill9();
 }
 
+void Daemon::SetEnv(std::vector<std::string> env) { env_ = std::move(env); }
+
 bool Daemon::Start(const std::vector<std::string>& wrapper) {
   wrapped_ = !wrapper.empty();
   std::vector<std::string> args = wrapper;
@@ -82,6 +85,8 @@ bool Daemon::Start(const std::vector<std::string>& wrapper) {
   pid_ = fork();
   if (pid_ == 0) {
     setpgid(0, 0);
+    rlimit no_core{0, 0};  // kill-point tests abort() on purpose
+    setrlimit(RLIMIT_CORE, &no_core);
     int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
@@ -115,6 +120,16 @@ pid_t Daemon::DaemonPid() const {
   std::string kids = ReadFile("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) +
                               "/children");
   return kids.empty() ? pid_ : std::stoi(kids);
+}
+
+int Daemon::WaitExit(std::chrono::seconds timeout) {
+  if (pid_ <= 0) return -1;
+  int status = 0;
+  bool done = WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; },
+                      std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
+  if (!done) return -1;
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 int Daemon::Stop(int sig, std::chrono::seconds timeout) {

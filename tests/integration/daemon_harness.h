@@ -41,6 +41,10 @@ class Daemon {
   // SIGTERM (or `sig`) and waits; returns the exit status (128+sig if killed), -1 on timeout.
   int Stop(int sig = 15, std::chrono::seconds timeout = std::chrono::seconds(30));
   void Kill9();  // SIGKILL, waited for
+  // Waits for the daemon to exit by itself; its status, or -1 on timeout.
+  int WaitExit(std::chrono::seconds timeout);
+  // Replaces the extra environment for the next Start().
+  void SetEnv(std::vector<std::string> env);
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   // The daemon itself (inside a wrapper such as unshare, the wrapper's child).

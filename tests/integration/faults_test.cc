@@ -1,0 +1,201 @@
+// Storage faults and kill points against the real daemon (reliability):
+// a full disk, a database locked elsewhere, a read-only store, an
+// unwritable log directory, and the daemon aborting at its worst moments.
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <thread>
+
+#include "integration/daemon_harness.h"
+
+namespace orch {
+namespace {
+
+using nlohmann::json;
+using test::Daemon;
+using test::TempDir;
+using test::WaitFor;
+
+// A tmpfs mounted for one test and unmounted (lazily) when it ends.
+class Tmpfs {
+ public:
+  Tmpfs(const std::string& path, const std::string& options) : path_(path) {
+    std::filesystem::create_directories(path);
+    ok_ = mount("tmpfs", path.c_str(), "tmpfs", 0, options.c_str()) == 0;
+  }
+  ~Tmpfs() {
+    if (ok_) umount2(path_.c_str(), MNT_DETACH);
+  }
+  bool ok() const { return ok_; }
+  bool Remount(const std::string& options, unsigned long flags = 0) {
+    return mount("tmpfs", path_.c_str(), "tmpfs", MS_REMOUNT | flags, options.c_str()) == 0;
+  }
+
+ private:
+  std::string path_;
+  bool ok_ = false;
+};
+
+std::string WithStore(const std::string& path, const std::string& rest = "") {
+  return "[store]\npath = \"" + path + "\"\nbusy_timeout_ms = 200\n" + rest;
+}
+
+size_t Lines(const std::string& path) {
+  std::string s = test::ReadFile(path);
+  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+TEST(DiskFull, SubmitsGet503NothingAcknowledgedIsLostAndItRecoversBySelf) {
+  TempDir dir;
+  Tmpfs fs(dir.File("store"), "size=1m");
+  if (!fs.ok()) GTEST_SKIP() << "cannot mount tmpfs here";
+  // The base config sets [store]; replace it with one on the small tmpfs.
+  Daemon d(dir);
+  std::string cfg = test::ReadFile(d.config_path());
+  cfg.replace(cfg.find("[store]\npath = \"q.db\"\n"), 22, "");
+  test::WriteFile(d.config_path(), cfg + WithStore("store/q.db"));
+  ASSERT_TRUE(d.Start()) << d.Log();
+
+  int64_t runner = d.Submit({{"argv", {"sleep", "60"}}});
+  ASSERT_TRUE(d.WaitStatus(runner, "running"));
+
+  std::vector<int64_t> acknowledged;
+  json spec = {{"argv", {"true"}}, {"env", {{"PAD", std::string(20000, 'p')}}}};
+  ASSERT_EQ(200, d.Post("/queue/pause").status);
+  test::HttpResult last;
+  for (int i = 0; i < 400; ++i) {
+    last = d.Post("/jobs", spec.dump());
+    if (last.status == 201) {
+      acknowledged.push_back(last.Json()["id"]);
+      continue;
+    }
+    break;
+  }
+  ASSERT_EQ(503, last.status) << "the disk filled up within 400 submits: " << last.body;
+  EXPECT_NE(std::string::npos, last.body.find("full")) << last.body;
+  EXPECT_FALSE(acknowledged.empty());
+  EXPECT_TRUE(WaitFor([&] { return d.Get("/readyz").status == 503; }));
+  EXPECT_EQ(200, d.Get("/healthz").status);
+  EXPECT_EQ("running", d.Job(runner)["status"]) << "running jobs are not killed";
+
+  ASSERT_TRUE(fs.Remount("size=64m"));
+  EXPECT_TRUE(WaitFor([&] { return d.Get("/readyz").status == 200; })) << "recovers by itself";
+  EXPECT_EQ(201, d.Post("/jobs", spec.dump()).status);
+
+  EXPECT_EQ(0, d.Stop());
+  ASSERT_TRUE(d.Start()) << d.Log();
+  for (int64_t id : acknowledged) EXPECT_EQ(200, d.Get("/jobs/" + std::to_string(id)).status) << id;
+  EXPECT_EQ(0, d.Stop());
+}
+
+TEST(LockedDatabase, WritesGet503TicksCountErrorsAndItRecoversWhenTheLockGoes) {
+  TempDir dir;
+  Daemon d(dir);
+  std::string cfg = test::ReadFile(d.config_path());
+  cfg.replace(cfg.find("[store]\npath = \"q.db\"\n"), 22, "");
+  test::WriteFile(d.config_path(), cfg + WithStore("q.db"));
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t before = d.Get("/queue").Json()["reaper"]["errors_total"];
+
+  std::string flag = dir.File("locked");
+  std::string script = "import sqlite3,time,os\n"
+                       "c=sqlite3.connect('" + d.db_path() + "',isolation_level=None)\n"
+                       "c.execute('BEGIN IMMEDIATE')\n"
+                       "open('" + flag + "','w').close()\n"
+                       "time.sleep(3)\n";
+  std::thread locker([&] { test::RunCommand({"python3", "-c", script}); });
+  ASSERT_TRUE(WaitFor([&] { return access(flag.c_str(), F_OK) == 0; }));
+
+  auto submit = d.Post("/jobs", "{\"argv\":[\"true\"]}");
+  EXPECT_EQ(503, submit.status) << submit.body;
+  EXPECT_NE(std::string::npos, submit.body.find("locked")) << submit.body;
+  EXPECT_EQ(503, d.Get("/readyz").status);
+  EXPECT_EQ(200, d.Get("/healthz").status);
+  EXPECT_TRUE(WaitFor([&] {
+    return d.Get("/queue").Json()["reaper"]["errors_total"].get<int64_t>() > before;
+  })) << "failing ticks are counted";
+  locker.join();
+  EXPECT_TRUE(WaitFor([&] { return d.Get("/readyz").status == 200; }));
+  int64_t id = d.Submit({{"argv", {"true"}}});
+  EXPECT_TRUE(d.WaitStatus(id, "succeeded"));
+  EXPECT_EQ(0, d.Stop());
+}
+
+TEST(ReadOnlyStore, RefusedAtStartWithExitTwo) {
+  TempDir dir;
+  Daemon d(dir);
+  std::string cfg = test::ReadFile(d.config_path());
+  cfg.replace(cfg.find("[store]\npath = \"q.db\"\n"), 22, "");
+  test::WriteFile(d.config_path(), cfg + WithStore("ro/q.db"));
+  Tmpfs fs(dir.File("ro"), "size=8m");
+  if (!fs.ok()) GTEST_SKIP() << "cannot mount tmpfs here";
+  ASSERT_TRUE(d.Start()) << d.Log();
+  EXPECT_EQ(0, d.Stop());
+  ASSERT_TRUE(fs.Remount("size=8m", MS_RDONLY));
+  auto r = test::RunCommand({test::OrchestratorBinary(), "serve", "--config", d.config_path()});
+  EXPECT_EQ(2, r.exit_code);
+  EXPECT_NE(std::string::npos, r.err.find("cannot open the store")) << r.err;
+}
+
+TEST(VanishedStore, DegradedButAlive) {
+  TempDir dir;
+  Daemon d(dir);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::filesystem::rename(d.db_path(), dir.File("moved.db"));
+  EXPECT_TRUE(WaitFor([&] { return d.Get("/readyz").status == 503; }));
+  EXPECT_NE(std::string::npos, d.Get("/readyz").body.find("removed or replaced"));
+  EXPECT_EQ(200, d.Get("/healthz").status);
+  std::filesystem::rename(dir.File("moved.db"), d.db_path());
+  EXPECT_TRUE(WaitFor([&] { return d.Get("/readyz").status == 200; }));
+  EXPECT_EQ(0, d.Stop());
+}
+
+TEST(LogDirectory, NotWritableFailsTheJobAsSpawnFailedAndTheDaemonGoesOn) {
+  TempDir dir;
+  Daemon d(dir);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  Tmpfs ro(dir.File("var/logs"), "size=1m");
+  if (!ro.ok() || !ro.Remount("size=1m", MS_RDONLY)) GTEST_SKIP() << "cannot mount tmpfs here";
+  int64_t id = d.Submit({{"argv", {"true"}}});
+  ASSERT_TRUE(d.WaitStatus(id, "failed"));
+  json j = d.Job(id);
+  EXPECT_EQ("spawn_failed", j["runs"][0]["outcome"]);
+  EXPECT_NE(std::string::npos, j["error"].get<std::string>().find("Read-only file system")) << j.dump();
+  EXPECT_EQ(200, d.Get("/healthz").status);
+  EXPECT_EQ(0, d.Stop());
+}
+
+// The daemon aborts at a kill point; a restart must find a correct state and
+// finish the job, and a job whose pid was never recorded must never have run.
+void KillPointRecovers(const std::string& point, size_t expected_runs_of_the_program) {
+  TempDir dir;
+  Daemon d(dir, "[supervisor]\nbackoff_base_s = 0.05\nbackoff_max_s = 0.1\n",
+           {"ORCH_TEST_KILL_POINT=" + point});
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::string ran = dir.File("ran");
+  int64_t id = d.Submit({{"argv", {"sh", "-c", "echo $$ >> " + ran}}});
+  ASSERT_GT(id, 0);
+  EXPECT_EQ(128 + SIGABRT, d.WaitExit(std::chrono::seconds(20))) << d.Log();
+  d.SetEnv({});
+  ASSERT_TRUE(d.Start()) << d.Log();
+  ASSERT_TRUE(d.WaitStatus(id, "succeeded")) << d.Job(id).dump() << d.Log();
+  EXPECT_EQ(expected_runs_of_the_program, Lines(ran)) << point;
+  json j = d.Job(id);
+  ASSERT_EQ(2u, j["runs"].size()) << j.dump();
+  EXPECT_EQ("lost", j["runs"][0]["outcome"]);
+  EXPECT_EQ(0, d.Stop());
+  auto check = test::RunCommand({test::OrchestratorBinary(), "db", "check", "--config", d.config_path()});
+  EXPECT_EQ(0, check.exit_code) << check.out << check.err;
+}
+
+TEST(KillPoint, AfterClaimRecovers) { KillPointRecovers("after_claim", 1); }
+TEST(KillPoint, AfterSpawnBeforeThePidIsStampedNeverRanTheJob) { KillPointRecovers("after_spawn", 1); }
+TEST(KillPoint, AfterExitBeforeTheRunIsClosedRecovers) { KillPointRecovers("after_exit", 2); }
+
+}  // namespace
+}  // namespace orch
