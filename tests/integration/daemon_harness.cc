@@ -1,12 +1,14 @@
 #include "integration/daemon_harness.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -169,6 +171,25 @@ bool Daemon::WaitStatus(int64_t id, const std::string& status,
         return j.is_object() && j.value("status", "") == status;
       },
       timeout);
+}
+
+pid_t FindInNamespace(pid_t ns_pid, const std::string& marker) {
+  DIR* d = opendir("/proc");
+  pid_t found = -1;
+  while (dirent* e = readdir(d)) {
+    if (!std::isdigit(static_cast<unsigned char>(e->d_name[0]))) continue;
+    std::string base = std::string("/proc/") + e->d_name;
+    std::string cmd = test::ReadFile(base + "/cmdline");
+    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+    if (cmd.find(marker) == std::string::npos) continue;
+    std::string status = test::ReadFile(base + "/status");
+    size_t at = status.find("NSpid:");
+    if (at == std::string::npos) continue;
+    std::string line = status.substr(at, status.find('\n', at) - at);
+    if (std::stoi(line.substr(line.find_last_of(" \t") + 1)) == ns_pid) found = std::stoi(e->d_name);
+  }
+  closedir(d);
+  return found;
 }
 
 std::string Sql(const std::string& db, const std::string& sql) {

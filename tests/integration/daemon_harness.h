@@ -75,6 +75,10 @@ class Daemon {
   std::string address_;
 };
 
+// Host pid of a process in a child PID namespace whose innermost pid is
+// `ns_pid` and whose command line contains `marker`; -1 when none.
+pid_t FindInNamespace(pid_t ns_pid, const std::string& marker);
+
 // Runs sqlite3 on the file and returns its output (for raw checks).
 std::string Sql(const std::string& db, const std::string& sql);
 

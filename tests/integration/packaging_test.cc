@@ -1,16 +1,16 @@
 // Packaging (SPEC §10): the .deb built by CPack, the systemd unit, the
-// packaged config and the Dockerfile. The package is built once per run with
-// `cpack` into a temporary directory (the build tree's own .deb is left
-// alone); tests that need a tool this machine lacks are skipped, naming it.
+// packaged config and the Dockerfile. Each test process builds the package
+// once with `cpack` into a temporary directory (the build tree's own .deb is
+// left alone); tests that need a tool this machine lacks are skipped, naming it.
+#include <gtest/gtest.h>
+
 #include <cctype>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
 #include <sstream>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "support/test_util.h"
 
@@ -79,7 +79,12 @@ class Package : public ::testing::Test {
         return;
       }
     }
-    CommandResult r = RunCommand({"cpack", "--config", config, "-B", dir_->path()});
+    // Installing through cmake_install.cmake directly skips CPack's
+    // "preinstall" build of the whole tree: the binary under test is already
+    // built, and ctest runs these tests in parallel processes.
+    CommandResult r = RunCommand({"cpack", "--config", config, "-B", dir_->path(), "-D",
+                                  "CPACK_INSTALL_CMAKE_PROJECTS=", "-D",
+                                  "CPACK_INSTALL_SCRIPTS=" + BuildDir() + "/cmake_install.cmake"});
     if (r.exit_code != 0) {
       build_error_ = new std::string("cpack failed (exit " + std::to_string(r.exit_code) + "):\n" +
                                      r.out + r.err);

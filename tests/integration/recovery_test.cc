@@ -99,27 +99,6 @@ TEST(Recovery, KilledDaemonsOrphanIsWatchedToTheEndUnderAdopt) {
   EXPECT_EQ(1u, Lines(pids)) << "never two live processes of one job";
 }
 
-// Finds the host pid of a process in a child PID namespace whose innermost
-// pid is `ns_pid` and whose command line contains `marker`.
-pid_t FindInNamespace(pid_t ns_pid, const std::string& marker) {
-  DIR* d = opendir("/proc");
-  pid_t found = -1;
-  while (dirent* e = readdir(d)) {
-    if (!std::isdigit(static_cast<unsigned char>(e->d_name[0]))) continue;
-    std::string base = std::string("/proc/") + e->d_name;
-    std::string cmd = test::ReadFile(base + "/cmdline");
-    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
-    if (cmd.find(marker) == std::string::npos) continue;
-    std::string status = test::ReadFile(base + "/status");
-    size_t at = status.find("NSpid:");
-    if (at == std::string::npos) continue;
-    std::string line = status.substr(at, status.find('\n', at) - at);
-    if (std::stoi(line.substr(line.find_last_of(" \t") + 1)) == ns_pid) found = std::stoi(e->d_name);
-  }
-  closedir(d);
-  return found;
-}
-
 // ORCH-126 end to end: a container restart puts an unrelated process on the
 // recorded pid; the new daemon must not believe it, must not signal it, must
 // rerun the job and keep the queue moving at max_concurrency = 1.
@@ -142,7 +121,7 @@ TEST(Orch126, ContainerRestartWithPidReuseRequeuesAndLeavesTheImpostorAlone) {
   std::vector<std::string> wrapper = ns;
   wrapper.insert(wrapper.end(), {"sh", "-c", script, "sh"});
   ASSERT_TRUE(d.Start(wrapper)) << d.Log();
-  pid_t impostor = FindInNamespace(static_cast<pid_t>(recorded), "sleep 1000.126");
+  pid_t impostor = test::FindInNamespace(static_cast<pid_t>(recorded), "sleep 1000.126");
   ASSERT_GT(impostor, 0) << "the impostor holds pid " << recorded << " in the new namespace";
   int impostor_fd = static_cast<int>(syscall(SYS_pidfd_open, impostor, 0));
   ASSERT_GE(impostor_fd, 0);
