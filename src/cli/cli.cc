@@ -6,8 +6,10 @@
 #include <CLI/CLI.hpp>
 
 #include "base/log.h"
+#include "cli/client_commands.h"
 #include "config/config.h"
 #include "daemon/daemon.h"
+#include "store/db_tools.h"
 
 namespace orch {
 namespace {
@@ -58,11 +60,6 @@ bool Load(const ConfigInputs& in, LoadedConfig* out) {
   return false;
 }
 
-int NotYet(const char* what) {
-  std::fprintf(stderr, "orchestrator %s: not yet available in this build\n", what);
-  return 2;
-}
-
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -82,21 +79,7 @@ int RunCli(int argc, char** argv) {
   auto* db_sanitize = db->add_subcommand("sanitize", "repair queued rows that carry a run");
   for (auto* c : {db_check, db_sanitize}) AddConfigFlags(c, &db_flags);
 
-  std::vector<CLI::App*> client;
-  for (auto [name, help] : std::initializer_list<std::pair<const char*, const char*>>{
-           {"submit", "submit a job: submit [opts] -- CMD ARGS..."},
-           {"status", "show the queue"},
-           {"jobs", "list jobs"},
-           {"show", "show one job and its runs"},
-           {"cancel", "cancel a job"},
-           {"retry", "retry a failed or cancelled job"},
-           {"logs", "print a job's log"},
-           {"pause", "stop claiming jobs"},
-           {"resume", "resume claiming jobs"}}) {
-    auto* c = app.add_subcommand(name, help);
-    c->allow_extras();
-    client.push_back(c);
-  }
+  cli::ClientCommands client(&app);
 
   try {
     app.parse(argc, argv);
@@ -118,10 +101,13 @@ int RunCli(int argc, char** argv) {
     std::cout << DescribeConfig(loaded);
     return 0;
   }
-  if (db_check->parsed() || db_sanitize->parsed()) return NotYet("db");
-  for (auto* c : client) {
-    if (c->parsed()) return NotYet(c->get_name().c_str());
+  if (db_check->parsed() || db_sanitize->parsed()) {
+    LoadedConfig loaded;
+    if (!Load(ToInputs(db_flags), &loaded)) return 2;
+    return db_check->parsed() ? RunDbCheck(loaded.config.store, std::cout, std::cerr)
+                              : RunDbSanitize(loaded.config.store, std::cout, std::cerr);
   }
+  if (auto rc = client.RunParsed(std::cout, std::cerr)) return *rc;
   return 2;
 }
 

@@ -1,0 +1,187 @@
+#include "cli/api_client.h"
+
+#include <curl/curl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+namespace orch::cli {
+
+namespace {
+
+bool StartsWith(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// "HOST:PORT" or "[V6]:PORT" with a numeric port from 1 to 65535.
+bool ValidHostPort(const std::string& hp) {
+  size_t colon = hp.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == hp.size()) return false;
+  std::string host = hp.substr(0, colon), port = hp.substr(colon + 1);
+  if (host.find_first_of("/?#@ ") != std::string::npos) return false;
+  if (host.find(':') != std::string::npos && (host.front() != '[' || host.back() != ']')) {
+    return false;
+  }
+  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
+  int p = std::stoi(port);
+  return p >= 1 && p <= 65535;
+}
+
+// Why connecting to the unix socket at `path` failed, as far as stat(2) and
+// access(2) can tell.
+std::string UnixSocketProblem(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    return errno == ENOENT ? "the socket does not exist (is the daemon running?)"
+                           : std::string("cannot stat the socket: ") + std::strerror(errno);
+  }
+  if (!S_ISSOCK(st.st_mode)) return "not a socket";
+  if (access(path.c_str(), R_OK | W_OK) != 0) return "permission denied";
+  return "connection refused (is the daemon running?)";
+}
+
+size_t OnBody(char* data, size_t size, size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+
+}  // namespace
+
+Result<ServerAddress> ParseServerUrl(const std::string& text) {
+  ServerAddress a;
+  if (StartsWith(text, "unix:")) {
+    std::string path = text.substr(5);
+    if (StartsWith(path, "//")) path = path.substr(2);  // unix:///run/x.sock
+    if (path.empty())
+      return Result<ServerAddress>(Code::kInvalidArgument,
+                                   "server address \"" + text + "\": no socket path after unix:");
+    a.kind = ServerAddress::Kind::kUnix;
+    a.socket_path = path;
+    a.base_url = "http://localhost";
+    a.display = "unix:" + path;
+    return a;
+  }
+  std::string scheme = "http://", rest = text;
+  if (StartsWith(text, "http://") || StartsWith(text, "https://")) {
+    scheme = text.substr(0, text.find("://") + 3);
+    rest = text.substr(scheme.size());
+  } else if (text.find("://") != std::string::npos) {
+    return Result<ServerAddress>(
+        Code::kInvalidArgument,
+        "server address \"" + text + "\": expected http://HOST:PORT or unix:/PATH");
+  }
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  if (!ValidHostPort(rest)) {
+    return Result<ServerAddress>(
+        Code::kInvalidArgument,
+        "server address \"" + text + "\": expected http://HOST:PORT or unix:/PATH");
+  }
+  a.kind = ServerAddress::Kind::kTcp;
+  a.base_url = scheme + rest;
+  a.display = a.base_url;
+  return a;
+}
+
+std::string ServerUrlFromConfig(const Config::Server& server) {
+  if (!server.listen.empty()) {
+    std::string hp = server.listen;
+    // The daemon may listen on every address; clients dial loopback.
+    if (StartsWith(hp, "0.0.0.0:")) hp = "127.0.0.1" + hp.substr(7);
+    if (StartsWith(hp, "[::]:")) hp = "[::1]" + hp.substr(4);
+    if (StartsWith(hp, ":")) hp = "127.0.0.1" + hp;
+    return "http://" + hp;
+  }
+  if (!server.unix_socket.empty()) return "unix:" + server.unix_socket;
+  return "";
+}
+
+ApiClient::ApiClient(ServerAddress address, std::string token)
+    : address_(std::move(address)), token_(std::move(token)) {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  curl_ = curl_easy_init();
+}
+
+ApiClient::~ApiClient() {
+  if (curl_ != nullptr) curl_easy_cleanup(static_cast<CURL*>(curl_));
+}
+
+Result<HttpResponse> ApiClient::Send(const std::string& method, const std::string& path,
+                                     const std::string& body) {
+  CURL* c = static_cast<CURL*>(curl_);
+  if (c == nullptr) return Result<HttpResponse>(Code::kInternal, "curl_easy_init failed");
+  curl_easy_reset(c);
+  HttpResponse resp;
+  std::string url = address_.base_url + path;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 120000L);
+  // The API is local: an http_proxy meant for the internet must not capture it.
+  curl_easy_setopt(c, CURLOPT_PROXY, "");
+  if (address_.kind == ServerAddress::Kind::kUnix) {
+    curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, address_.socket_path.c_str());
+  }
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  if (method == "POST" || method == "PUT") {
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  } else if (method == "HEAD") {
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  }
+  struct curl_slist* headers = nullptr;
+  std::string auth;
+  if (!token_.empty()) {
+    auth = "Authorization: Bearer " + token_;
+    headers = curl_slist_append(headers, auth.c_str());
+  }
+  if (!body.empty()) headers = curl_slist_append(headers, "Content-Type: application/json");
+  headers = curl_slist_append(headers, "Accept: application/json, text/plain");
+  headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  std::string user_agent = std::string("orchestrator/") + ORCH_VERSION;
+  curl_easy_setopt(c, CURLOPT_USERAGENT, user_agent.c_str());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnBody);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp.body);
+
+  CURLcode rc = curl_easy_perform(c);
+  curl_slist_free_all(headers);
+  if (rc != CURLE_OK) {
+    std::string why = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);
+    // For a unix socket curl only says "localhost port 80": say what is wrong.
+    if (address_.kind == ServerAddress::Kind::kUnix && rc == CURLE_COULDNT_CONNECT) {
+      why = UnixSocketProblem(address_.socket_path);
+    }
+    return Result<HttpResponse>(Code::kUnavailable,
+                                "cannot reach the server at " + address_.display + ": " + why);
+  }
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+  char* ct = nullptr;
+  if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct != nullptr) {
+    resp.content_type = ct;
+  }
+  return resp;
+}
+
+std::string UrlEncode(const std::string& text) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char ch : text) {
+    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+      out += static_cast<char>(ch);
+    } else {
+      out += '%';
+      out += kHex[ch >> 4];
+      out += kHex[ch & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace orch::cli

@@ -1,0 +1,414 @@
+#include "cli/client_commands.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cli/job_format.h"
+#include "cli/table.h"
+#include "config/config.h"
+
+namespace orch::cli {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr auto kFollowInterval = std::chrono::milliseconds(500);
+
+// The token is the file's content without surrounding whitespace.
+Result<std::string> ReadToken(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return FromErrno("cannot read token file " + path);
+  std::stringstream s;
+  s << in.rdbuf();
+  std::string t = s.str();
+  size_t b = t.find_first_not_of(" \t\r\n"), e = t.find_last_not_of(" \t\r\n");
+  if (b == std::string::npos) {
+    return Result<std::string>(Code::kInvalidArgument, "token file " + path + " is empty");
+  }
+  return t.substr(b, e - b + 1);
+}
+
+std::string Lookup(const std::map<std::string, std::string>& env, const char* key) {
+  auto it = env.find(key);
+  return it == env.end() ? "" : it->second;
+}
+
+// One response turned into an exit status. On 2xx, `*body` holds the parsed
+// JSON (or stays null when `expect_json` is false); errors are printed.
+int Check(const Result<HttpResponse>& r, bool expect_json, std::ostream& err, json* body) {
+  if (!r.ok()) {
+    err << "orchestrator: " << r.status().message() << "\n";
+    return kExitUnreachable;
+  }
+  if (r->status >= 400 || r->status < 200) {
+    err << "orchestrator: " << ApiErrorText(r->status, r->body) << "\n";
+    if (r->status == 401) {
+      err << "orchestrator: the server wants a token: pass --token-file FILE or set "
+             "ORCH_TOKEN_FILE\n";
+    }
+    return kExitRefused;
+  }
+  if (expect_json) {
+    *body = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+    if (body->is_discarded()) {
+      err << "orchestrator: the server at the other end did not answer with JSON (HTTP "
+          << r->status << ")\n";
+      return kExitRefused;
+    }
+  }
+  return kExitOk;
+}
+
+TimePoint Now() { return std::chrono::system_clock::now(); }
+
+bool IsTerminal(const std::string& status) {
+  return status == "succeeded" || status == "failed" || status == "cancelled";
+}
+
+void AddCommonOptions(CLI::App* c, ClientOptions* o) {
+  c->add_option("--server", o->server,
+                "server URL: http://HOST:PORT or unix:/PATH (default: $ORCH_URL, else the "
+                "config's server.listen)");
+  c->add_option("--token-file", o->token_file,
+                "file holding the API token (default: $ORCH_TOKEN_FILE, else the config's "
+                "server.token_file)");
+  c->add_option("-c,--config", o->config_file,
+                "configuration file to find the server in (default: ./orchestrator.toml)");
+  c->add_flag("--json", o->json, "print the server's JSON instead of a table");
+}
+
+// A whole number from 1 up, with a message people can read.
+const CLI::Validator& Positive() {
+  static const CLI::Validator v(
+      [](std::string& text) -> std::string {
+        size_t used = 0;
+        long long n = 0;
+        try {
+          n = std::stoll(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != text.size() || text.empty() || n < 1) {
+          return "expected a whole number from 1 up, got \"" + text + "\"";
+        }
+        return std::string();
+      },
+      "N>0");
+  return v;
+}
+
+std::string JobPath(int64_t id) { return "/jobs/" + std::to_string(id); }
+
+}  // namespace
+
+Result<Endpoint> ResolveEndpoint(const ClientOptions& options,
+                                 const std::map<std::string, std::string>& env) {
+  std::string server = options.server;
+  if (server.empty()) server = Lookup(env, "ORCH_URL");
+  std::string token_file = options.token_file;
+  if (token_file.empty()) token_file = Lookup(env, "ORCH_TOKEN_FILE");
+
+  bool need_config = server.empty() || token_file.empty() || !options.config_file.empty();
+  LoadedConfig loaded;
+  if (need_config) {
+    ConfigInputs in;
+    in.file = options.config_file;
+    in.file_required = !options.config_file.empty();
+    in.env = env;
+    loaded = LoadConfig(in);
+    // A broken config only matters when it was asked for or is the only
+    // place that says where the server is.
+    if (!loaded.ok() && (server.empty() || in.file_required)) {
+      std::string msg;
+      for (const auto& e : loaded.errors) msg += "config error: " + e + "\n";
+      msg += "cannot find the server: fix the config or pass --server URL";
+      return Result<Endpoint>(Code::kInvalidArgument, msg);
+    }
+  }
+  if (server.empty()) {
+    server = ServerUrlFromConfig(loaded.config.server);
+    if (server.empty()) {
+      return Result<Endpoint>(Code::kInvalidArgument,
+                              "cannot find the server: the config sets neither server.listen "
+                              "nor server.unix_socket; pass --server URL");
+    }
+  }
+  auto address = ParseServerUrl(server);
+  if (!address.ok()) return address.status();
+
+  Endpoint ep;
+  ep.address = *address;
+  if (!token_file.empty()) {
+    auto token = ReadToken(token_file);
+    if (!token.ok()) return Result<Endpoint>(Code::kInvalidArgument, token.status().message());
+    ep.token = *token;
+  } else if (loaded.ok() && !loaded.config.server.token_file.empty()) {
+    // Only a hint from the config: a file we may not read (another user's
+    // daemon) means we try without a token and let the server decide.
+    auto token = ReadToken(loaded.config.server.token_file);
+    if (token.ok()) ep.token = *token;
+  }
+  return ep;
+}
+
+ClientCommands::ClientCommands(CLI::App* app) {
+  submit_ = app->add_subcommand("submit", "submit a job: submit [options] -- CMD ARGS...");
+  auto& s = submit_args_;
+  submit_->add_option("--name", s.name, "a name for people");
+  submit_->add_option("--priority", s.priority, "higher runs first (default 0)");
+  submit_->add_option("--serial-key", s.serial_key,
+                      "at most one running job per key (when the serial gate is on)");
+  submit_->add_option("--timeout", s.timeout_s, "seconds before the job is killed")
+      ->check(Positive());
+  submit_->add_option("--max-attempts", s.max_attempts, "attempts before it counts as failed")
+      ->check(Positive());
+  submit_->add_option("--idempotency-key", s.idempotency_key,
+                      "a repeated submit with the same key returns the first job");
+  submit_->add_option("--env", s.env, "environment entry for the job (repeatable)")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false)  // one entry per --env, so "--env A=1 cmd" leaves cmd alone
+      ->check([](const std::string& v) {
+        size_t eq = v.find('=');
+        return eq == std::string::npos || eq == 0 ? "expected KEY=VALUE, got \"" + v + "\""
+                                                  : std::string();
+      });
+  submit_->add_option("--cwd", s.cwd, "working directory (default: the current directory)");
+  submit_->add_option("command", s.argv, "the program and its arguments, after --")->required();
+  AddCommonOptions(submit_, &options_);
+
+  status_ = app->add_subcommand("status", "show the queue: counts, limits, running jobs, reaper");
+  AddCommonOptions(status_, &options_);
+
+  jobs_ = app->add_subcommand("jobs", "list jobs, newest first");
+  jobs_->add_option("--status", jobs_args_.status, "only jobs in this status")
+      ->check(CLI::IsMember({"queued", "running", "succeeded", "failed", "cancelled"}));
+  jobs_->add_option("--limit", jobs_args_.limit, "jobs per page")->check(Positive());
+  jobs_->add_option("--after", jobs_args_.after, "continue after this job id (next page)")
+      ->check(Positive());
+  AddCommonOptions(jobs_, &options_);
+
+  auto id_command = [&](const char* name, const char* help) {
+    CLI::App* c = app->add_subcommand(name, help);
+    c->add_option("id", job_id_, "job id")->required()->check(Positive());
+    AddCommonOptions(c, &options_);
+    return c;
+  };
+  show_ = id_command("show", "show one job, its runs and why it waits");
+  cancel_ = id_command("cancel", "cancel a job (a running one is terminated first)");
+  retry_ = id_command("retry", "queue a failed or cancelled job again");
+  logs_ = id_command("logs", "print a job's output");
+  logs_->add_option("--stream", logs_args_.stream, "stdout or stderr (default stdout)")
+      ->check(CLI::IsMember({"stdout", "stderr"}));
+  logs_->add_option("--tail", logs_args_.tail, "only the last BYTES bytes")
+      ->type_name("BYTES")
+      ->check(Positive());
+  logs_->add_flag("-f,--follow", logs_args_.follow, "keep printing until the job has finished");
+
+  pause_ = app->add_subcommand("pause", "stop starting jobs (running ones continue)");
+  AddCommonOptions(pause_, &options_);
+  resume_ = app->add_subcommand("resume", "start jobs again after pause");
+  AddCommonOptions(resume_, &options_);
+}
+
+std::optional<int> ClientCommands::RunParsed(std::ostream& out, std::ostream& err) {
+  CLI::App* parsed = nullptr;
+  for (CLI::App* c : {submit_, status_, jobs_, show_, cancel_, retry_, logs_, pause_, resume_}) {
+    if (c->parsed()) parsed = c;
+  }
+  if (parsed == nullptr) return std::nullopt;
+
+  auto endpoint = ResolveEndpoint(options_, ProcessEnvironment());
+  if (!endpoint.ok()) {
+    err << "orchestrator: " << endpoint.status().message() << "\n";
+    return kExitUsage;
+  }
+  ApiClient api(endpoint->address, endpoint->token);
+  if (parsed == submit_) return Submit(api, out, err);
+  if (parsed == status_) return Status(api, out, err);
+  if (parsed == jobs_) return Jobs(api, out, err);
+  if (parsed == show_) return Show(api, out, err);
+  if (parsed == cancel_) return Cancel(api, out, err);
+  if (parsed == retry_) return Retry(api, out, err);
+  if (parsed == logs_) return Logs(api, out, err);
+  return Pause(api, parsed == pause_, out, err);
+}
+
+int ClientCommands::Submit(ApiClient& api, std::ostream& out, std::ostream& err) {
+  const auto& s = submit_args_;
+  json body;
+  body["argv"] = s.argv;
+  std::string cwd = s.cwd;
+  if (cwd.empty()) {
+    std::vector<char> buf(4096);
+    if (getcwd(buf.data(), buf.size()) == nullptr) {
+      err << "orchestrator: cannot read the current directory (" << std::strerror(errno)
+          << "); pass --cwd DIR\n";
+      return kExitUsage;
+    }
+    cwd = buf.data();
+  }
+  body["cwd"] = cwd;
+  if (!s.name.empty()) body["name"] = s.name;
+  if (!s.env.empty()) {
+    json env = json::object();
+    for (const auto& e : s.env) {
+      size_t eq = e.find('=');
+      env[e.substr(0, eq)] = e.substr(eq + 1);
+    }
+    body["env"] = env;
+  }
+  if (submit_->count("--priority") > 0) body["priority"] = s.priority;
+  if (!s.serial_key.empty()) body["serial_key"] = s.serial_key;
+  if (submit_->count("--timeout") > 0) body["timeout_s"] = s.timeout_s;
+  if (submit_->count("--max-attempts") > 0) body["max_attempts"] = s.max_attempts;
+  if (!s.idempotency_key.empty()) body["idempotency_key"] = s.idempotency_key;
+
+  auto r = api.Send("POST", "/jobs", body.dump());
+  json job;
+  if (int rc = Check(r, true, err, &job); rc != kExitOk) return rc;
+  if (options_.json) {
+    out << job.dump(2) << "\n";
+  } else {
+    out << job.value("id", json()).dump() << "\n";
+  }
+  if (r->status == 200) {
+    err << "orchestrator: idempotency key \"" << s.idempotency_key
+        << "\" was used before: this is the existing job, status "
+        << job.value("status", std::string("?")) << "\n";
+  }
+  return kExitOk;
+}
+
+int ClientCommands::Status(ApiClient& api, std::ostream& out, std::ostream& err) {
+  json q;
+  if (int rc = Check(api.Send("GET", "/queue"), true, err, &q); rc != kExitOk) return rc;
+  out << (options_.json ? q.dump(2) + "\n" : RenderQueue(q, Now(), StdoutWantsColor()));
+  return kExitOk;
+}
+
+int ClientCommands::Jobs(ApiClient& api, std::ostream& out, std::ostream& err) {
+  std::string query;
+  auto param = [&](const std::string& k, const std::string& v) {
+    query += (query.empty() ? "?" : "&") + k + "=" + UrlEncode(v);
+  };
+  if (!jobs_args_.status.empty()) param("status", jobs_args_.status);
+  if (jobs_args_.limit > 0) param("limit", std::to_string(jobs_args_.limit));
+  if (jobs_args_.after > 0) param("after_id", std::to_string(jobs_args_.after));
+  json page;
+  if (int rc = Check(api.Send("GET", "/jobs" + query), true, err, &page); rc != kExitOk) {
+    return rc;
+  }
+  out << (options_.json ? page.dump(2) + "\n" : RenderJobList(page, Now(), StdoutWantsColor()));
+  return kExitOk;
+}
+
+int ClientCommands::Show(ApiClient& api, std::ostream& out, std::ostream& err) {
+  json job;
+  if (int rc = Check(api.Send("GET", JobPath(job_id_)), true, err, &job); rc != kExitOk) {
+    return rc;
+  }
+  out << (options_.json ? job.dump(2) + "\n" : RenderJob(job, Now(), StdoutWantsColor()));
+  return kExitOk;
+}
+
+int ClientCommands::Cancel(ApiClient& api, std::ostream& out, std::ostream& err) {
+  json job;
+  if (int rc = Check(api.Send("POST", JobPath(job_id_) + "/cancel"), true, err, &job);
+      rc != kExitOk) {
+    return rc;
+  }
+  if (options_.json) {
+    out << job.dump(2) << "\n";
+  } else if (job.value("status", std::string()) == "cancelled") {
+    out << "job " << job_id_ << " cancelled\n";
+  } else {
+    out << "job " << job_id_ << " is being cancelled (status "
+        << job.value("status", std::string("?")) << ")\n";
+  }
+  return kExitOk;
+}
+
+int ClientCommands::Retry(ApiClient& api, std::ostream& out, std::ostream& err) {
+  json job;
+  if (int rc = Check(api.Send("POST", JobPath(job_id_) + "/retry"), true, err, &job);
+      rc != kExitOk) {
+    return rc;
+  }
+  if (options_.json) {
+    out << job.dump(2) << "\n";
+  } else {
+    out << "job " << job_id_ << " " << job.value("status", std::string("queued")) << " again\n";
+  }
+  return kExitOk;
+}
+
+int ClientCommands::Pause(ApiClient& api, bool pause, std::ostream& out, std::ostream& err) {
+  json state;
+  auto r = api.Send("POST", pause ? "/queue/pause" : "/queue/resume");
+  if (int rc = Check(r, true, err, &state); rc != kExitOk) return rc;
+  if (options_.json) {
+    out << state.dump(2) << "\n";
+  } else {
+    out << (state.value("paused", pause) ? "queue paused: no new jobs start\n" : "queue resumed\n");
+  }
+  return kExitOk;
+}
+
+int ClientCommands::Logs(ApiClient& api, std::ostream& out, std::ostream& err) {
+  std::string path = JobPath(job_id_) + "/log?stream=" + UrlEncode(logs_args_.stream);
+  if (!logs_args_.follow) {
+    if (logs_args_.tail > 0) path += "&tail_bytes=" + std::to_string(logs_args_.tail);
+    auto r = api.Send("GET", path);
+    if (int rc = Check(r, false, err, nullptr); rc != kExitOk) return rc;
+    out << r->body << std::flush;
+    return kExitOk;
+  }
+
+  // The API has no offset parameter: each poll reads the whole log and
+  // prints what lies past the bytes already printed. A log that got shorter
+  // belongs to a new run (retry): start over from its beginning.
+  json job;
+  if (int rc = Check(api.Send("GET", JobPath(job_id_)), true, err, &job); rc != kExitOk) {
+    return rc;
+  }
+  size_t printed = 0;
+  bool first = true;
+  while (true) {
+    bool terminal = IsTerminal(job.value("status", std::string()));
+    auto r = api.Send("GET", path);
+    if (!r.ok()) return Check(r, false, err, nullptr);
+    if (r->status == 200) {
+      const std::string& log = r->body;
+      if (first && logs_args_.tail > 0 && log.size() > static_cast<size_t>(logs_args_.tail)) {
+        printed = log.size() - static_cast<size_t>(logs_args_.tail);
+      }
+      if (log.size() < printed) {
+        err << "orchestrator: the log started over (a new run)\n";
+        printed = 0;
+      }
+      out << log.substr(printed) << std::flush;
+      printed = log.size();
+    } else if (r->status != 404) {
+      return Check(r, false, err, nullptr);  // 404: no run has written a log yet
+    }
+    first = false;
+    // Status was read before this log read, so a terminal job's log is complete.
+    if (terminal) return kExitOk;
+    std::this_thread::sleep_for(kFollowInterval);
+    if (int rc = Check(api.Send("GET", JobPath(job_id_)), true, err, &job); rc != kExitOk) {
+      return rc;
+    }
+  }
+}
+
+}  // namespace orch::cli

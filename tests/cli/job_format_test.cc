@@ -1,0 +1,139 @@
+#include "cli/job_format.h"
+
+#include <gtest/gtest.h>
+
+namespace orch::cli {
+namespace {
+
+using nlohmann::json;
+
+TimePoint Now() { return *ParseRfc3339("2026-11-28T06:00:00.000Z"); }
+
+bool Contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+TEST(QuoteArgv, QuotesOnlyWordsThatNeedIt) {
+  EXPECT_EQ("echo hello", QuoteArgv(json::array({"echo", "hello"})));
+  EXPECT_EQ("sh -c 'echo $HOME; exit 1'",
+            QuoteArgv(json::array({"sh", "-c", "echo $HOME; exit 1"})));
+  EXPECT_EQ("echo '' 'it'\\''s'", QuoteArgv(json::array({"echo", "", "it's"})));
+}
+
+TEST(ApiErrorText, UsesTheErrorMessageAndCode) {
+  EXPECT_EQ("job 9 not found (not_found)",
+            ApiErrorText(404, R"({"error":{"code":"not_found","message":"job 9 not found"}})"));
+}
+
+TEST(ApiErrorText, FallsBackToStatusAndFirstLine) {
+  EXPECT_EQ("HTTP 502: Bad Gateway", ApiErrorText(502, "Bad Gateway\n<html>"));
+  EXPECT_EQ("HTTP 500", ApiErrorText(500, ""));
+}
+
+TEST(ExitText, ShellStyle) {
+  EXPECT_EQ("exit 0", ExitText(json{{"exit_code", 0}, {"signal", nullptr}}));
+  EXPECT_EQ("signal 9 (SIGKILL)", ExitText(json{{"exit_code", nullptr}, {"signal", 9}}));
+  EXPECT_EQ("-", ExitText(json{{"exit_code", nullptr}}));
+}
+
+TEST(DescribeBlockedBy, NamesTheReasonWithItsProof) {
+  EXPECT_EQ(
+      "serial_key \"db\" is held by run 7 (pid 42, alive)",
+      DescribeBlockedBy(
+          json{
+              {"reason", "serial_key"}, {"key", "db"}, {"run_id", 7}, {"pid", 42}, {"alive", true}},
+          Now()));
+  EXPECT_EQ("max_concurrency reached: slots held by run 3, 4",
+            DescribeBlockedBy(json{{"reason", "max_concurrency"}, {"held_by", {3, 4}}}, Now()));
+  EXPECT_EQ("waiting until 2026-11-28T06:00:30.000Z (in 30s)",
+            DescribeBlockedBy(json{{"reason", "not_before"}, {"until", "2026-11-28T06:00:30.000Z"}},
+                              Now()));
+  EXPECT_EQ("the queue is paused", DescribeBlockedBy(json{{"reason", "paused"}}, Now()));
+  EXPECT_EQ("", DescribeBlockedBy(json(nullptr), Now()));
+}
+
+json SampleJob() {
+  return json::parse(R"({
+    "id": 12, "name": "nightly", "argv": ["backup", "--all"], "env": {"A": "1"},
+    "cwd": "/srv", "status": "failed", "priority": 5, "serial_key": "db",
+    "attempts": 3, "max_attempts": 3, "timeout_s": 60, "not_before": "2026-11-28T05:00:00.000Z",
+    "idempotency_key": null, "created_at": "2026-11-28T05:00:00.000Z",
+    "updated_at": "2026-11-28T05:59:00.000Z", "started_at": "2026-11-28T05:58:00.000Z",
+    "finished_at": "2026-11-28T05:59:00.000Z", "run_id": null, "pid": null,
+    "exit_code": 1, "signal": null, "outcome": "failed", "error": null,
+    "runs": [{"id": 30, "job_id": 12, "attempt": 3, "pid": 4242,
+              "started_at": "2026-11-28T05:58:00.000Z", "ended_at": "2026-11-28T05:59:00.000Z",
+              "outcome": "failed", "reason": "exit status 1", "exit_code": 1, "signal": null}]
+  })");
+}
+
+TEST(RenderJobList, OneRowPerJobAndTheNextPageHint) {
+  json page{{"jobs", json::array({SampleJob()})}, {"next_after_id", 12}};
+  std::string out = RenderJobList(page, Now(), false);
+  EXPECT_TRUE(Contains(out, "ID  NAME")) << out;
+  EXPECT_TRUE(Contains(out, "nightly")) << out;
+  EXPECT_TRUE(Contains(out, "failed")) << out;
+  EXPECT_TRUE(Contains(out, "3/3")) << out;
+  EXPECT_TRUE(Contains(out, "1h ago")) << out;
+  EXPECT_TRUE(Contains(out, "backup --all")) << out;
+  EXPECT_TRUE(Contains(out, "--after 12")) << out;
+  EXPECT_EQ("no jobs\n",
+            RenderJobList(json{{"jobs", json::array()}, {"next_after_id", nullptr}}, Now(), false));
+}
+
+TEST(RenderJob, ShowsFieldsAndRuns) {
+  std::string out = RenderJob(SampleJob(), Now(), false);
+  EXPECT_TRUE(Contains(out, "job 12  nightly  failed")) << out;
+  EXPECT_TRUE(Contains(out, "command     backup --all")) << out;
+  EXPECT_TRUE(Contains(out, "env         A=1")) << out;
+  EXPECT_TRUE(Contains(out, "attempts    3 of 3")) << out;
+  EXPECT_TRUE(Contains(out, "result      failed, exit 1")) << out;
+  EXPECT_TRUE(Contains(out, "runs:")) << out;
+  EXPECT_TRUE(Contains(out, "4242")) << out;
+  EXPECT_TRUE(Contains(out, "1m00s")) << out;
+  EXPECT_TRUE(Contains(out, "exit status 1")) << out;
+}
+
+TEST(RenderJob, QueuedJobSaysWhyItWaits) {
+  json j = SampleJob();
+  j["status"] = "queued";
+  j["runs"] = json::array();
+  j["blocked_by"] = {{"reason", "paused"}};
+  std::string out = RenderJob(j, Now(), false);
+  EXPECT_TRUE(Contains(out, "blocked by  the queue is paused")) << out;
+  EXPECT_FALSE(Contains(out, "runs:")) << out;
+}
+
+TEST(RenderJob, ToleratesMissingFields) {
+  std::string out = RenderJob(json{{"id", 1}}, Now(), true);
+  EXPECT_TRUE(Contains(out, "job 1")) << out;
+}
+
+TEST(RenderQueue, CountsLimitsRunningAndReaper) {
+  json q = json::parse(R"({
+    "counts":{"queued":2,"running":1,"succeeded":5,"failed":0,"cancelled":0},
+    "max_concurrency":4, "serial_gate_enabled":true, "paused":true,
+    "oldest_queued_age_s":12.5,
+    "running":[{"id":3,"run_id":9,"pid":4242,"serial_key":null,
+                "started_at":"2026-11-28T05:59:55.000Z","runtime_s":5.0}],
+    "reaper":{"interval_ms":1000,"last_tick_at":"2026-11-28T05:59:59.000Z","ticks_total":100,
+              "reaped_total":3,"lost_total":0,"timeouts_total":1,"orphans_total":0,
+              "impossible_queued_total":0,"sanitize_enabled":true,"errors_total":0},
+    "supervisor":{"version":"0.1.0","pid":1,"incarnation":"abc","boot_id":"b",
+                  "started_at":"2026-11-28T05:00:00.000Z","uptime_s":3600}
+  })");
+  std::string out = RenderQueue(q, Now(), false);
+  EXPECT_TRUE(Contains(out, "PAUSED")) << out;
+  EXPECT_TRUE(Contains(out, "queued 2  running 1  succeeded 5")) << out;
+  EXPECT_TRUE(Contains(out, "max_concurrency 4, serial gate on")) << out;
+  EXPECT_TRUE(Contains(out, "queued for 12.5s")) << out;
+  EXPECT_TRUE(Contains(out, "running (1):")) << out;
+  EXPECT_TRUE(Contains(out, "4242")) << out;
+  EXPECT_TRUE(Contains(out, "5s ago")) << out;
+  EXPECT_TRUE(Contains(out, "timeouts 1")) << out;
+  EXPECT_TRUE(Contains(out, "last tick 1s ago")) << out;
+  EXPECT_TRUE(Contains(out, "up 1h00m")) << out;
+}
+
+}  // namespace
+}  // namespace orch::cli
