@@ -16,6 +16,12 @@ ORCH_BUILD_DIR=build-asan ORCH_BUILD_TYPE=Debug scripts/setup.sh -DORCH_SANITIZE
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j2 --timeout 600)
 
+# The store's WAL checkpointer is the one piece of code on a second thread.
+echo "== build with TSan and test the store"
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DORCH_TSAN=ON >/dev/null
+cmake --build build-tsan -j"$(nproc)" --target store_tests
+TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/store_tests --gtest_brief=1
+
 if [ -f tests/fuzz/CMakeLists.txt ]; then
   echo "== fuzz (bounded)"
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DORCH_FUZZ=ON -DORCH_TESTS=OFF \
