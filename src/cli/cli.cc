@@ -17,8 +17,7 @@ namespace {
 struct ConfigFlags {
   std::string file;
   std::vector<std::string> sets;
-  std::string listen, db_path, log_level;
-  int64_t max_concurrency = 0;
+  std::string listen, db_path, log_level, max_concurrency;
 };
 
 void AddConfigFlags(CLI::App* cmd, ConfigFlags* f) {
@@ -43,9 +42,8 @@ ConfigInputs ToInputs(const ConfigFlags& f) {
   }
   if (!f.listen.empty()) in.flags.emplace_back("server.listen", f.listen);
   if (!f.db_path.empty()) in.flags.emplace_back("store.path", f.db_path);
-  if (f.max_concurrency != 0) {
-    in.flags.emplace_back("supervisor.max_concurrency", std::to_string(f.max_concurrency));
-  }
+  // Validated with the other flags by the config loader (range and all).
+  if (!f.max_concurrency.empty()) in.flags.emplace_back("supervisor.max_concurrency", f.max_concurrency);
   if (!f.log_level.empty()) in.flags.emplace_back("log.level", f.log_level);
   return in;
 }
@@ -104,7 +102,9 @@ int RunCli(int argc, char** argv) {
   if (db_check->parsed() || db_sanitize->parsed()) {
     LoadedConfig loaded;
     if (!Load(ToInputs(db_flags), &loaded)) return 2;
-    return db_check->parsed() ? RunDbCheck(loaded.config.store, std::cout, std::cerr)
+    InvariantLimits limits{loaded.config.supervisor.max_concurrency,
+                           loaded.config.supervisor.serial_gate_enabled};
+    return db_check->parsed() ? RunDbCheck(loaded.config.store, std::cout, std::cerr, limits)
                               : RunDbSanitize(loaded.config.store, std::cout, std::cerr);
   }
   if (auto rc = client.RunParsed(std::cout, std::cerr)) return *rc;

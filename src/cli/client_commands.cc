@@ -189,7 +189,7 @@ ClientCommands::ClientCommands(CLI::App* app) {
   status_ = app->add_subcommand("status", "show the queue: counts, limits, running jobs, reaper");
   AddCommonOptions(status_, &options_);
 
-  jobs_ = app->add_subcommand("jobs", "list jobs, newest first");
+  jobs_ = app->add_subcommand("jobs", "list jobs in id order (use --after to page)");
   jobs_->add_option("--status", jobs_args_.status, "only jobs in this status")
       ->check(CLI::IsMember({"queued", "running", "succeeded", "failed", "cancelled"}));
   jobs_->add_option("--limit", jobs_args_.limit, "jobs per page")->check(Positive());

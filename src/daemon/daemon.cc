@@ -3,11 +3,14 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -30,16 +33,11 @@ Result<std::string> ReadToken(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) return FromErrno("server.token_file " + path);
   if ((st.st_mode & S_IRWXO) != 0) {
-    return Status(Code::kInvalidArgument,
-                  "server.token_file " + path +
-                      " is accessible by other users (mode " +
-                      std::to_string(st.st_mode & 0777) + " octal " +
-                      [&] {
-                        char b[8];
-                        std::snprintf(b, sizeof b, "%03o", st.st_mode & 0777);
-                        return std::string(b);
-                      }() +
-                      "); chmod o-rwx it");
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%03o", st.st_mode & 0777);
+    return Status(Code::kInvalidArgument, "server.token_file " + path +
+                                              " is accessible by other users (mode " + mode +
+                                              "); chmod o-rwx it");
   }
   std::ifstream in(path);
   if (!in) return FromErrno("server.token_file " + path);
@@ -50,6 +48,34 @@ Result<std::string> ReadToken(const std::string& path) {
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front()))) token.erase(0, 1);
   if (token.empty()) return Status(Code::kInvalidArgument, "server.token_file " + path + " is empty");
   return token;
+}
+
+// One daemon per store: a second one would take the first one's live runs
+// for orphans and kill them. The lock lives as long as the process.
+Result<int> LockStore(const std::string& db_path) {
+  std::string path = db_path + ".lock";
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) return FromErrno("lock file " + path);
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    char holder[32] = {0};
+    ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+    close(fd);
+    if (err == EWOULDBLOCK) {
+      std::string pid = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "?";
+      while (!pid.empty() && std::isspace(static_cast<unsigned char>(pid.back()))) pid.pop_back();
+      return Status(Code::kConflict, "another orchestrator (pid " + pid + ") already serves " +
+                                         db_path + " (lock " + path + ")");
+    }
+    return FromErrno("lock file " + path, err);
+  }
+  std::string pid = std::to_string(getpid()) + "\n";
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The lock holds even when the pid cannot be written.
+  }
+  return fd;
 }
 
 class Daemon {
@@ -100,6 +126,11 @@ int Daemon::Run() {
       return 2;
     }
     token = *t;
+  }
+  auto lock = LockStore(config_.store.path);
+  if (!lock.ok()) {
+    log::Error("cannot start", {{"error", lock.status().message()}});
+    return 2;
   }
   auto store = OpenSqliteStore(config_.store);
   if (!store.ok()) {

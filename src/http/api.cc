@@ -92,7 +92,7 @@ void StatusError(HttpResponse& resp, const Status& s) {
     case Code::kNotFound: return Error(resp, 404, "not_found", s.message());
     case Code::kConflict:
     case Code::kGuardMissed: return Error(resp, 409, "conflict", s.message());
-    case Code::kInvalidArgument: return Error(resp, 400, "invalid_argument", s.message());
+    case Code::kInvalidArgument: return Error(resp, 400, "invalid_request", s.message());
     case Code::kInternal: return Error(resp, 500, "internal", s.message());
     default: return Error(resp, 503, "store_unavailable", s.ToString());
   }

@@ -25,7 +25,8 @@ int64_t NowMs() {
 
 }  // namespace
 
-int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err) {
+int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err,
+               const InvariantLimits& limits) {
   auto store = OpenExisting(config, err);
   if (!store.ok()) return 2;
   bool clean = true;
@@ -38,7 +39,7 @@ int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err
     out << "integrity_check: " << line << "\n";
     if (line != "ok") clean = false;
   }
-  auto violations = (*store)->CheckInvariants();
+  auto violations = (*store)->CheckInvariants(limits);
   if (!violations.ok()) {
     err << "invariant check failed: " << violations.status().ToString() << "\n";
     return 2;

@@ -6,13 +6,16 @@
 #include <ostream>
 
 #include "config/config.h"
+#include "store/job_store.h"
 
 namespace orch {
 
 // Prints PRAGMA integrity_check's result and every invariant violation
-// (I1..I4, I6 with the serial gate assumed on). Returns 0 when the store is
-// clean, 1 when something is wrong, 2 when the database cannot be opened.
-int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err);
+// (I1..I4, and I5/I6 as `limits` says: the configured max_concurrency and
+// serial gate). Returns 0 when the store is clean, 1 when something is
+// wrong, 2 when the database cannot be opened.
+int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err,
+               const InvariantLimits& limits = InvariantLimits{});
 
 // Repairs I1 (queued rows carrying a run), printing each repaired job id and
 // a total. Returns 0 on success, 2 when the database cannot be opened or the

@@ -35,7 +35,7 @@ struct Metrics {
   uint64_t spawn_failures_total = 0;
   uint64_t reaper_ticks_total = 0;
   uint64_t reaper_errors_total = 0;
-  uint64_t reaped_total = 0;        // runs closed by the reaper/recovery (lost, orphans, timeouts)
+  uint64_t reaped_total = 0;        // runs closed by the reaper or recovery (lost, orphans)
   uint64_t timeouts_total = 0;
   uint64_t orphans_total = 0;
   uint64_t impossible_queued_total = 0;

@@ -90,6 +90,9 @@ RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int
   return end;
 }
 
+// How long an adopted orphan's exit status is waited for after its exit.
+constexpr int64_t kAdoptedExitWaitNs = 5'000'000'000;
+
 struct Supervisor::Running {
   Supervisor* sup = nullptr;
   int64_t job_id = 0;
@@ -107,6 +110,7 @@ struct Supervisor::Running {
   StopCause stop = StopCause::kNone;
   int64_t term_sent_ms = 0;
   bool kill_sent = false;
+  int64_t exit_seen_ns = 0;  // adopted: exited, exit status not yet readable
 };
 
 Supervisor::Supervisor(uv_loop_t* loop, JobStore* store, const Config& config, Metrics* metrics,
@@ -176,16 +180,12 @@ Status Supervisor::Init() {
 }
 
 void Supervisor::NoteStore(const Status& s) {
-  if (s.ok()) {
-    last_store_error_.clear();
-    return;
-  }
+  if (s.ok()) return;
   if (s.code() == Code::kGuardMissed) {
     ++metrics_->guard_missed_total;
-    return;
+  } else {
+    ++metrics_->store_errors_total;
   }
-  ++metrics_->store_errors_total;
-  last_store_error_ = s.ToString();
 }
 
 Status Supervisor::Sanitize() {
@@ -323,6 +323,7 @@ void Supervisor::ApplyConfig(const Config& c) {
 
 void Supervisor::ClaimPass() {
   if (stopping_ || paused_ || !recovered_) return;
+  claim_retry_ = false;
   while (static_cast<int64_t>(running_.size()) < config_.supervisor.max_concurrency) {
     ClaimRequest req;
     req.max_concurrency = config_.supervisor.max_concurrency;
@@ -332,10 +333,10 @@ void Supervisor::ClaimPass() {
     auto claimed = store_->ClaimNext(req);
     if (!claimed.ok()) {
       NoteStore(claimed.status());
+      claim_retry_ = true;
       log::Error("claim failed; retrying on the next tick", {{"error", claimed.status().ToString()}});
       return;
     }
-    NoteStore(Status::Ok());
     if (!claimed->has_value()) break;
     ++metrics_->claimed_total;
     KillPointForTest("after_claim");
@@ -504,16 +505,23 @@ void Supervisor::OnProcessExit(int64_t run_id) {
   } else if (!r.pidfd.Exited()) {
     return;
   }
-  KillPointForTest("after_exit");
+  if (r.child) KillPointForTest("after_exit");
 
   RunEnd end;
   if (!r.child) {
     auto info = ExitInfoFromPidfd(r.pidfd.get());
     if (r.killing_orphan) {
-      end.outcome = RunOutcome::kLost;
+      // The daemon's crash, not the job, ended this run: like a shutdown it
+      // does not spend an attempt.
+      end.outcome = RunOutcome::kInterrupted;
       end.reason = "orphan_killed";
       end.error = "orphan of a previous incarnation was killed to be requeued";
-      ++metrics_->lost_total[end.reason];
+    } else if (!info && (r.exit_seen_ns == 0 || MonotonicNs() - r.exit_seen_ns < kAdoptedExitWaitNs)) {
+      // Exited, but its exit status appears only once its parent (not us)
+      // has reaped it: look again on the next tick.
+      if (r.exit_seen_ns == 0) r.exit_seen_ns = MonotonicNs();
+      r.poll.Close();
+      return;
     } else if (info) {
       end = DecideRunEnd(*info, r.stop, config_.supervisor.transient_exit_codes,
                          r.timeout_s.value_or(0));
@@ -560,7 +568,6 @@ void Supervisor::OnProcessExit(int64_t run_id) {
 void Supervisor::Finish(const RunEnd& end) {
   auto result = store_->FinishRun(end);
   if (result.ok()) {
-    NoteStore(Status::Ok());
     ++metrics_->finished_total[RunOutcomeName(end.outcome)];
     log::Info("run finished", {{"job_id", end.job_id}, {"run_id", end.run_id},
                                {"outcome", RunOutcomeName(end.outcome)}, {"reason", end.reason},
@@ -618,6 +625,12 @@ void Supervisor::Tick() {
     }
   }
 
+  std::vector<int64_t> exited;
+  for (auto& [run_id, r] : running_) {
+    if (r->exit_seen_ns != 0) exited.push_back(run_id);
+  }
+  for (int64_t run_id : exited) OnProcessExit(run_id);
+
   for (auto& [run_id, r] : running_) {
     if (r->timeout_s && r->stop == StopCause::kNone && !r->killing_orphan &&
         now - r->started_at_ms >= *r->timeout_s * 1000) {
@@ -642,6 +655,7 @@ void Supervisor::Tick() {
     NoteStore(probe);
     if (!probe.ok()) errors.push_back(probe);
   }
+  if (claim_retry_) Kick();
   if (!errors.empty()) {
     ++metrics_->reaper_errors_total;
     for (const auto& e : errors) log::Error("reaper tick failed", {{"error", e.ToString()}});

@@ -27,7 +27,6 @@
 #include "store/job_store.h"
 #include "supervisor/metrics.h"
 #include "supervisor/pidfd.h"
-#include "supervisor/pidfd.h"
 
 namespace orch {
 
@@ -85,8 +84,6 @@ class Supervisor {
   const std::string& incarnation() const { return incarnation_; }
   size_t running_count() const { return running_.size(); }
   int64_t started_at_ms() const { return started_at_ms_; }
-  // The last store error seen by a write ("" when the last write succeeded).
-  const std::string& last_store_error() const { return last_store_error_; }
 
  private:
   struct Running;
@@ -104,7 +101,7 @@ class Supervisor {
   void OnSigchld();
   void ArmNotBeforeTimer();
   void MaybeFinishShutdown();
-  void NoteStore(const Status& s);
+  void NoteStore(const Status& s);  // counts failed store calls for /metrics
   std::map<std::string, std::string> JobEnvironment(const Job& job, const Run& run) const;
 
   uv_loop_t* loop_;
@@ -117,6 +114,7 @@ class Supervisor {
   bool recovered_ = false;
   bool paused_ = false;
   bool stopping_ = false;
+  bool claim_retry_ = false;  // a claim failed on the store: retry on the tick
   std::function<void()> shutdown_done_;
 
   // run_as, resolved once
@@ -129,7 +127,6 @@ class Supervisor {
   std::map<int64_t, std::unique_ptr<Running>> running_;  // by run id
   std::unordered_map<pid_t, int64_t> run_by_pid_;        // our children only
   std::vector<RunEnd> pending_finishes_;                 // store was unavailable
-  std::string last_store_error_;
 
   UvHandle<uv_timer_t> tick_timer_;
   UvHandle<uv_timer_t> kick_timer_;

@@ -185,12 +185,7 @@ TEST(Api, TokenProtectsEverythingButHealthReadinessAndMetrics) {
   TempDir dir;
   test::WriteFile(dir.File("token"), "s3cret-token\n");
   chmod(dir.File("token").c_str(), 0600);
-  Daemon d(dir, "[supervisor]\nmax_concurrency = 1\n", {});
-  test::WriteFile(d.config_path(), test::ReadFile(d.config_path()) + "");
-  // token_file belongs to [server]: rewrite the config with it.
-  std::string cfg = test::ReadFile(d.config_path());
-  cfg.replace(cfg.find("[server]\n"), 9, "[server]\ntoken_file = \"token\"\n");
-  test::WriteFile(d.config_path(), cfg);
+  Daemon d(dir, "[server]\ntoken_file = \"token\"\n");
   ASSERT_TRUE(d.Start()) << d.Log();
   EXPECT_EQ(200, d.Get("/healthz").status);
   EXPECT_EQ(200, d.Get("/readyz").status);
@@ -218,10 +213,7 @@ TEST(Api, WorldReadableTokenFileRefusesToStart) {
 TEST(Api, UnixSocketServesTheSameApi) {
   TempDir dir;
   std::string sock = dir.File("api.sock");
-  Daemon d(dir);
-  std::string cfg = test::ReadFile(d.config_path());
-  cfg.replace(cfg.find("[server]\n"), 9, "[server]\nunix_socket = \"api.sock\"\n");
-  test::WriteFile(d.config_path(), cfg);
+  Daemon d(dir, "[server]\nunix_socket = \"api.sock\"\n");
   ASSERT_TRUE(d.Start()) << d.Log();
   struct stat st {};
   ASSERT_EQ(0, stat(sock.c_str(), &st));

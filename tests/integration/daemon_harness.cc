@@ -3,6 +3,8 @@
 #include <curl/curl.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -54,15 +56,44 @@ Daemon::Daemon(const TempDir& dir, std::string extra_toml, std::vector<std::stri
     : dir_(dir), env_(std::move(env)) {
   config_path_ = dir.File("orchestrator.toml");
   log_path_ = dir.File("daemon.log");
-  // Keys given in extra_toml win: they are written into their own section
-  // header later in the file would be a duplicate table, so callers pass
-  // whole sections they do not share with this base.
-  std::string base =
-      "[server]\nlisten = \"127.0.0.1:0\"\n"
-      "[store]\npath = \"q.db\"\n"
-      "[reaper]\ninterval_ms = 100\n"
-      "[log]\nlevel = \"debug\"\n";
-  WriteFile(config_path_, base + extra_toml);
+  // extra_toml's keys win over the base; sections are merged line by line
+  // (test configs are plain "[section]" and "key = value" lines).
+  std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> sections = {
+      {"server", {{"listen", "\"127.0.0.1:0\""}}},
+      {"store", {{"path", "\"q.db\""}}},
+      {"reaper", {{"interval_ms", "100"}}},
+      {"log", {{"level", "\"debug\""}}}};
+  std::string section;
+  size_t pos = 0;
+  while (pos < extra_toml.size()) {
+    size_t nl = extra_toml.find('\n', pos);
+    if (nl == std::string::npos) nl = extra_toml.size();
+    std::string line = extra_toml.substr(pos, nl - pos);
+    pos = nl + 1;
+    if (line.empty()) continue;
+    if (line.front() == '[') {
+      section = line.substr(1, line.find(']') - 1);
+      continue;
+    }
+    size_t eq = line.find(" = ");
+    std::string key = line.substr(0, eq), value = line.substr(eq + 3);
+    auto sec = std::find_if(sections.begin(), sections.end(),
+                            [&](const auto& s) { return s.first == section; });
+    if (sec == sections.end()) sec = sections.insert(sections.end(), {section, {}});
+    auto kv = std::find_if(sec->second.begin(), sec->second.end(),
+                           [&](const auto& p) { return p.first == key; });
+    if (kv == sec->second.end()) {
+      sec->second.emplace_back(key, value);
+    } else {
+      kv->second = value;
+    }
+  }
+  std::string text;
+  for (const auto& [name, keys] : sections) {
+    text += "[" + name + "]\n";
+    for (const auto& [k, v] : keys) text += k + " = " + v + "\n";
+  }
+  WriteFile(config_path_, text);
 }
 
 Daemon::~Daemon() {
@@ -150,9 +181,17 @@ int Daemon::Stop(int sig, std::chrono::seconds timeout) {
 
 void Daemon::Kill9() {
   if (pid_ <= 0) return;
+  // Inside unshare the daemon dies a moment after the wrapper (PDEATHSIG):
+  // wait for the daemon itself so that a restart never races its lock.
+  int daemon_fd = wrapped_ ? static_cast<int>(syscall(SYS_pidfd_open, DaemonPid(), 0)) : -1;
   kill(pid_, SIGKILL);
   int status;
   waitpid(pid_, &status, 0);
+  if (daemon_fd >= 0) {
+    pollfd p{daemon_fd, POLLIN, 0};
+    poll(&p, 1, 10000);
+    close(daemon_fd);
+  }
   pid_ = -1;
 }
 
@@ -190,6 +229,11 @@ pid_t FindInNamespace(pid_t ns_pid, const std::string& marker) {
   }
   closedir(d);
   return found;
+}
+
+size_t CountLines(const std::string& path) {
+  std::string s = ReadFile(path);
+  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
 }
 
 std::string Sql(const std::string& db, const std::string& sql) {

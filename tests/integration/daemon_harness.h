@@ -29,8 +29,9 @@ HttpResult HttpCall(const std::string& method, const std::string& url,
 
 class Daemon {
  public:
-  // `extra_toml` is appended to a config that sets listen 127.0.0.1:0, the
-  // store and log_dir inside `dir`, a 100 ms reaper and short graces.
+  // `extra_toml` ("[section]" and "key = value" lines) is merged over a
+  // config that listens on 127.0.0.1:0, keeps the store in `dir` and ticks
+  // the reaper every 100 ms.
   explicit Daemon(const TempDir& dir, std::string extra_toml = "",
                   std::vector<std::string> env = {});
   ~Daemon();  // SIGKILLs the daemon if still running
@@ -78,6 +79,9 @@ class Daemon {
 // Host pid of a process in a child PID namespace whose innermost pid is
 // `ns_pid` and whose command line contains `marker`; -1 when none.
 pid_t FindInNamespace(pid_t ns_pid, const std::string& marker);
+
+// Number of lines in a file ("" when missing: 0).
+size_t CountLines(const std::string& path);
 
 // Runs sqlite3 on the file and returns its output (for raw checks).
 std::string Sql(const std::string& db, const std::string& sql);

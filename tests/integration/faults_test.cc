@@ -41,24 +41,28 @@ class Tmpfs {
   bool ok_ = false;
 };
 
-std::string WithStore(const std::string& path, const std::string& rest = "") {
-  return "[store]\npath = \"" + path + "\"\nbusy_timeout_ms = 200\n" + rest;
+std::string WithStore(const std::string& path) {
+  return "[store]\npath = \"" + path + "\"\nbusy_timeout_ms = 200\n";
 }
 
-size_t Lines(const std::string& path) {
-  std::string s = test::ReadFile(path);
-  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+// Holds the store's write lock from another process for `seconds`; returns
+// once the lock is taken.
+std::thread LockStoreFor(const std::string& db, const std::string& flag, int seconds) {
+  std::string script = "import sqlite3,time\n"
+                       "c=sqlite3.connect('" + db + "',isolation_level=None)\n"
+                       "c.execute('BEGIN IMMEDIATE')\n"
+                       "open('" + flag + "','w').close()\n"
+                       "time.sleep(" + std::to_string(seconds) + ")\n";
+  std::thread locker([script] { test::RunCommand({"python3", "-c", script}); });
+  WaitFor([&] { return access(flag.c_str(), F_OK) == 0; });
+  return locker;
 }
 
 TEST(DiskFull, SubmitsGet503NothingAcknowledgedIsLostAndItRecoversBySelf) {
   TempDir dir;
   Tmpfs fs(dir.File("store"), "size=1m");
   if (!fs.ok()) GTEST_SKIP() << "cannot mount tmpfs here";
-  // The base config sets [store]; replace it with one on the small tmpfs.
-  Daemon d(dir);
-  std::string cfg = test::ReadFile(d.config_path());
-  cfg.replace(cfg.find("[store]\npath = \"q.db\"\n"), 22, "");
-  test::WriteFile(d.config_path(), cfg + WithStore("store/q.db"));
+  Daemon d(dir, WithStore("store/q.db"));
   ASSERT_TRUE(d.Start()) << d.Log();
 
   int64_t runner = d.Submit({{"argv", {"sleep", "60"}}});
@@ -95,21 +99,11 @@ TEST(DiskFull, SubmitsGet503NothingAcknowledgedIsLostAndItRecoversBySelf) {
 
 TEST(LockedDatabase, WritesGet503TicksCountErrorsAndItRecoversWhenTheLockGoes) {
   TempDir dir;
-  Daemon d(dir);
-  std::string cfg = test::ReadFile(d.config_path());
-  cfg.replace(cfg.find("[store]\npath = \"q.db\"\n"), 22, "");
-  test::WriteFile(d.config_path(), cfg + WithStore("q.db"));
+  Daemon d(dir, WithStore("q.db"));
   ASSERT_TRUE(d.Start()) << d.Log();
   int64_t before = d.Get("/queue").Json()["reaper"]["errors_total"];
 
-  std::string flag = dir.File("locked");
-  std::string script = "import sqlite3,time,os\n"
-                       "c=sqlite3.connect('" + d.db_path() + "',isolation_level=None)\n"
-                       "c.execute('BEGIN IMMEDIATE')\n"
-                       "open('" + flag + "','w').close()\n"
-                       "time.sleep(3)\n";
-  std::thread locker([&] { test::RunCommand({"python3", "-c", script}); });
-  ASSERT_TRUE(WaitFor([&] { return access(flag.c_str(), F_OK) == 0; }));
+  std::thread locker = LockStoreFor(d.db_path(), dir.File("locked"), 3);
 
   auto submit = d.Post("/jobs", "{\"argv\":[\"true\"]}");
   EXPECT_EQ(503, submit.status) << submit.body;
@@ -126,12 +120,26 @@ TEST(LockedDatabase, WritesGet503TicksCountErrorsAndItRecoversWhenTheLockGoes) {
   EXPECT_EQ(0, d.Stop());
 }
 
+TEST(LockedDatabase, AClaimThatFailedOnTheLockIsRetriedWhenItGoes) {
+  TempDir dir;
+  Daemon d(dir, WithStore("q.db") + "[supervisor]\nbackoff_base_s = 0.5\nbackoff_max_s = 0.5\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::string marker = dir.File("first-run");
+  // Exits 75 once: its retry becomes due while the store is locked.
+  int64_t id = d.Submit({{"argv", {"sh", "-c", "[ -e " + marker + " ] && exit 0; touch " + marker +
+                                                   "; exit 75"}}});
+  ASSERT_TRUE(WaitFor([&] { return test::Sql(d.db_path(), "SELECT status FROM jobs WHERE id=" +
+                                                              std::to_string(id)) == "queued\n"; }));
+  std::thread locker = LockStoreFor(d.db_path(), dir.File("locked"), 2);
+  EXPECT_TRUE(WaitFor([&] { return d.Log().find("claim failed") != std::string::npos; }));
+  locker.join();
+  EXPECT_TRUE(d.WaitStatus(id, "succeeded", std::chrono::seconds(10))) << d.Job(id).dump();
+  EXPECT_EQ(0, d.Stop());
+}
+
 TEST(ReadOnlyStore, RefusedAtStartWithExitTwo) {
   TempDir dir;
-  Daemon d(dir);
-  std::string cfg = test::ReadFile(d.config_path());
-  cfg.replace(cfg.find("[store]\npath = \"q.db\"\n"), 22, "");
-  test::WriteFile(d.config_path(), cfg + WithStore("ro/q.db"));
+  Daemon d(dir, WithStore("ro/q.db"));
   Tmpfs fs(dir.File("ro"), "size=8m");
   if (!fs.ok()) GTEST_SKIP() << "cannot mount tmpfs here";
   ASSERT_TRUE(d.Start()) << d.Log();
@@ -184,7 +192,7 @@ void KillPointRecovers(const std::string& point, size_t expected_runs_of_the_pro
   d.SetEnv({});
   ASSERT_TRUE(d.Start()) << d.Log();
   ASSERT_TRUE(d.WaitStatus(id, "succeeded")) << d.Job(id).dump() << d.Log();
-  EXPECT_EQ(expected_runs_of_the_program, Lines(ran)) << point;
+  EXPECT_EQ(expected_runs_of_the_program, test::CountLines(ran)) << point;
   json j = d.Job(id);
   ASSERT_EQ(2u, j["runs"].size()) << j.dump();
   EXPECT_EQ("lost", j["runs"][0]["outcome"]);

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -20,11 +21,6 @@ using nlohmann::json;
 using test::Daemon;
 using test::TempDir;
 using test::WaitFor;
-
-size_t Lines(const std::string& path) {
-  std::string s = test::ReadFile(path);
-  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
-}
 
 std::vector<pid_t> ReadPids(const std::string& path) {
   std::vector<pid_t> pids;
@@ -58,7 +54,7 @@ TEST(Recovery, KilledDaemonsOrphanIsKilledAndTheJobRerunUnderRequeue) {
   ASSERT_TRUE(d.Start()) << d.Log();
   std::string pids = dir.File("pids");
   int64_t id = d.Submit(SecondRunSucceeds(pids));
-  ASSERT_TRUE(WaitFor([&] { return Lines(pids) == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return test::CountLines(pids) == 1; }));
   pid_t orphan = ReadPids(pids)[0];
   d.Kill9();
   ASSERT_TRUE(Alive(orphan)) << "the job outlives a kill -9 of the daemon";
@@ -68,10 +64,24 @@ TEST(Recovery, KilledDaemonsOrphanIsKilledAndTheJobRerunUnderRequeue) {
   EXPECT_TRUE(WaitFor([&] { return !Alive(orphan); })) << "orphan was killed";
   json j = d.Job(id);
   ASSERT_EQ(2u, j["runs"].size());
-  EXPECT_EQ("lost", j["runs"][0]["outcome"]);
+  EXPECT_EQ("interrupted", j["runs"][0]["outcome"]) << "the daemon's crash spends no attempt";
   EXPECT_EQ("orphan_killed", j["runs"][0]["reason"]);
+  EXPECT_EQ(1, j["attempts"]);
   EXPECT_EQ(1u, d.Get("/queue").Json()["reaper"]["orphans_total"].get<uint64_t>());
   EXPECT_EQ(0, d.Stop());
+}
+
+TEST(Recovery, ASecondDaemonOnTheSameStoreIsRefused) {
+  TempDir dir;
+  Daemon first(dir);
+  ASSERT_TRUE(first.Start()) << first.Log();
+  int64_t id = first.Submit({{"argv", {"sleep", "30"}}});
+  ASSERT_TRUE(first.WaitStatus(id, "running"));
+  auto second = test::RunCommand({test::OrchestratorBinary(), "serve", "--config", first.config_path()});
+  EXPECT_EQ(2, second.exit_code);
+  EXPECT_NE(std::string::npos, second.err.find("already serves")) << second.err;
+  EXPECT_EQ("running", first.Job(id)["status"]) << "the first daemon's run was not touched";
+  EXPECT_EQ(0, first.Stop());
 }
 
 TEST(Recovery, KilledDaemonsOrphanIsWatchedToTheEndUnderAdopt) {
@@ -81,7 +91,7 @@ TEST(Recovery, KilledDaemonsOrphanIsWatchedToTheEndUnderAdopt) {
   std::string pids = dir.File("pids"), release = dir.File("release");
   int64_t id = d.Submit({{"argv", {"sh", "-c", "echo $$ >> " + pids + "; while [ ! -e " + release +
                                                     " ]; do sleep 0.05; done; exit 0"}}});
-  ASSERT_TRUE(WaitFor([&] { return Lines(pids) == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return test::CountLines(pids) == 1; }));
   pid_t orphan = ReadPids(pids)[0];
   d.Kill9();
   ASSERT_TRUE(d.Start()) << d.Log();
@@ -93,10 +103,18 @@ TEST(Recovery, KilledDaemonsOrphanIsWatchedToTheEndUnderAdopt) {
     return s == "succeeded" || s == "queued" || s == "failed";
   }));
   json j = d.Job(id);
-  // With PIDFD_INFO_EXIT (kernel 6.15+) the exit status is known; else lost.
+  // With PIDFD_INFO_EXIT (kernel 6.15+) the exit status is known once the
+  // orphan's new parent has reaped it; on older kernels the run is lost.
   std::string outcome = j["runs"][0]["outcome"];
   EXPECT_TRUE(outcome == "succeeded" || outcome == "lost") << j.dump();
-  EXPECT_EQ(1u, Lines(pids)) << "never two live processes of one job";
+  struct utsname u;
+  uname(&u);
+  int major = 0, minor = 0;
+  std::sscanf(u.release, "%d.%d", &major, &minor);
+  if (major > 6 || (major == 6 && minor >= 15)) {
+    EXPECT_EQ("succeeded", outcome) << j.dump();
+  }
+  EXPECT_EQ(1u, test::CountLines(pids)) << "never two live processes of one job";
 }
 
 // ORCH-126 end to end: a container restart puts an unrelated process on the
