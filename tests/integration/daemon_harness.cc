@@ -105,7 +105,7 @@ void Daemon::SetEnv(std::vector<std::string> env) { env_ = std::move(env); }
 bool Daemon::Start(const std::vector<std::string>& wrapper) {
   wrapped_ = !wrapper.empty();
   std::vector<std::string> args = wrapper;
-  args.insert(args.end(), {OrchestratorBinary(), "serve", "--config", config_path_});
+  args.insert(args.end(), {binary_, "serve", "--config", config_path_});
   std::vector<std::string> env_store;
   for (char** e = environ; *e != nullptr; ++e) {
     if (std::strncmp(*e, "ORCH_", 5) != 0 && std::strncmp(*e, "NOTIFY_SOCKET=", 14) != 0) {

@@ -46,6 +46,11 @@ class Daemon {
   int WaitExit(std::chrono::seconds timeout);
   // Replaces the extra environment for the next Start().
   void SetEnv(std::vector<std::string> env);
+  // Runs another binary (e.g. one unpacked from the .deb) on another config.
+  void UseBinary(std::string binary, std::string config_path) {
+    binary_ = std::move(binary);
+    config_path_ = std::move(config_path);
+  }
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   // The daemon itself (inside a wrapper such as unshare, the wrapper's child).
@@ -65,10 +70,12 @@ class Daemon {
 
   std::string Log() const { return ReadFile(log_path_); }
   const std::string& config_path() const { return config_path_; }
+  const std::string& address() const { return address_; }
   std::string db_path() const { return dir_.File("q.db"); }
 
  private:
   const TempDir& dir_;
+  std::string binary_ = OrchestratorBinary();
   std::string config_path_, log_path_;
   std::vector<std::string> env_;
   pid_t pid_ = -1;

@@ -4,6 +4,8 @@
 // left alone); tests that need a tool this machine lacks are skipped, naming it.
 #include <gtest/gtest.h>
 
+#include "integration/daemon_harness.h"
+
 #include <cctype>
 #include <filesystem>
 #include <map>
@@ -179,6 +181,41 @@ TEST_F(Package, UnpackedBinaryAcceptsThePackagedConfig) {
   EXPECT_TRUE(Contains(r.out, "\"/var/lib/orchestrator/logs\"")) << r.out;
   EXPECT_EQ(ReadFile(PackagingFile("systemd/orchestrator.service")),
             ReadFile(root.File("lib/systemd/system/orchestrator.service")));
+}
+
+// What the README promises a newcomer: install the package (here: into a
+// temporary root), start the daemon, submit a job with the CLI, watch it with
+// `status` and curl, read its log, stop it cleanly.
+TEST_F(Package, ReadmeWalkthroughWorksFromTheUnpackedPackage) {
+  TempDir root;
+  ASSERT_EQ(0, RunCommand({"dpkg-deb", "-x", *deb_, root.path()}).exit_code);
+  std::string bin = root.File("usr/bin/orchestrator");
+  std::string state = root.File("var/lib/orchestrator");
+  test::Daemon d(root, "", {"ORCH_DB_PATH=" + state + "/orchestrator.db",
+                            "ORCH_SUPERVISOR_LOG_DIR=" + state + "/logs",
+                            "ORCH_LISTEN=127.0.0.1:0"});
+  d.UseBinary(bin, root.File("etc/orchestrator/orchestrator.toml"));
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::string server = "--server=" + d.url();
+
+  CommandResult submit = RunCommand({bin, "submit", server, "--name", "hello", "--", "sh", "-c",
+                                     "echo hello from the package"});
+  ASSERT_EQ(0, submit.exit_code) << submit.out << submit.err;
+  std::string id = submit.out.substr(0, submit.out.find_first_of(" \n"));
+  id.erase(0, id.find_first_of("0123456789"));
+  ASSERT_FALSE(id.empty()) << submit.out;
+  ASSERT_TRUE(d.WaitStatus(std::stoll(id), "succeeded")) << d.Log();
+
+  CommandResult status = RunCommand({bin, "status", server});
+  EXPECT_EQ(0, status.exit_code) << status.err;
+  EXPECT_TRUE(Contains(status.out, "succeeded")) << status.out;
+  CommandResult curl = RunCommand({"curl", "-s", d.url() + "/queue"});
+  EXPECT_EQ(1, nlohmann::json::parse(curl.out)["counts"]["succeeded"]) << curl.out;
+  CommandResult logs = RunCommand({bin, "logs", server, id});
+  EXPECT_EQ(0, logs.exit_code) << logs.err;
+  EXPECT_EQ("hello from the package\n", logs.out);
+  EXPECT_TRUE(fs::exists(state + "/orchestrator.db"));
+  EXPECT_EQ(0, d.Stop());
 }
 
 // Runs the packaged postinst against a config with `run_as`, in dry-run
