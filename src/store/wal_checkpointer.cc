@@ -16,6 +16,14 @@ Result<std::unique_ptr<WalCheckpointer>> WalCheckpointer::Start(const std::strin
     sqlite3_close_v2(db);
     return s;
   }
+  // A connection that has never read the database has not opened the WAL
+  // index: its checkpoints return SQLITE_OK and copy nothing.
+  rc = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) {
+    Status s = FromSqlite(db, rc);
+    sqlite3_close_v2(db);
+    return s;
+  }
   std::unique_ptr<WalCheckpointer> c(new WalCheckpointer(db, interval_ms));
   c->thread_ = std::thread([p = c.get()] { p->Loop(); });
   return c;
@@ -37,15 +45,24 @@ void WalCheckpointer::Loop() {
     cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] { return stop_; });
     if (stop_) return;
     lock.unlock();
-    int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    int log_frames = -1, copied = -1;
+    int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
+                                       &copied);
     lock.lock();
     // BUSY only means another checkpoint is running; the next tick retries.
-    if (rc == SQLITE_OK) {
+    // log_frames == -1: the connection is not in WAL mode, nothing was done.
+    if (rc == SQLITE_OK && log_frames >= 0) {
       ++checkpoints_;
+      frames_copied_ += copied;
     } else if ((rc & 0xff) != SQLITE_BUSY) {
       ++failures_;
     }
   }
+}
+
+int64_t WalCheckpointer::frames_copied() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return frames_copied_;
 }
 
 int64_t WalCheckpointer::checkpoints() const {

@@ -31,6 +31,7 @@ class WalCheckpointer {
   // Checkpoints done and failed so far (for tests and metrics).
   int64_t checkpoints() const;
   int64_t failures() const;
+  int64_t frames_copied() const;  // WAL frames written back to the database
 
  private:
   WalCheckpointer(sqlite3* db, int64_t interval_ms) : db_(db), interval_ms_(interval_ms) {}
@@ -43,6 +44,7 @@ class WalCheckpointer {
   bool stop_ = false;
   int64_t checkpoints_ = 0;
   int64_t failures_ = 0;
+  int64_t frames_copied_ = 0;
   std::thread thread_;
 };
 
