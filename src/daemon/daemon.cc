@@ -129,7 +129,8 @@ int Daemon::Run() {
   }
   auto lock = LockStore(config_.store.path);
   if (!lock.ok()) {
-    log::Error("cannot start", {{"error", lock.status().message()}});
+    log::Error("cannot open the store",
+               {{"path", config_.store.path}, {"error", lock.status().message()}});
     return 2;
   }
   auto store = OpenSqliteStore(config_.store);

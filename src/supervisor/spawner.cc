@@ -314,21 +314,31 @@ std::optional<SpawnFailure> AwaitExec(const HeldExec& held, const Pidfd& pidfd) 
 
 }  // namespace
 
-std::optional<SpawnFailure> ReleaseSpawned(SpawnedProcess& process) {
-  if (!process.held) return std::nullopt;
-  HeldExec& held = *process.held;
+Status ReleaseHeld(HeldExec& held) {
   char go = 1;
   ssize_t n;
   do {
     n = write(held.gate_fd, &go, 1);
   } while (n < 0 && errno == EINTR);
+  int err = errno;
   close(held.gate_fd);
   held.gate_fd = -1;
-  auto failure = AwaitExec(held, process.pidfd);
-  process.held.reset();
-  return failure;
+  return n == 1 ? Status::Ok() : FromErrno("release held child", err);
 }
 
+std::optional<SpawnFailure> ExecFailureAfterExit(HeldExec& held) {
+  if (held.report_fd < 0) return std::nullopt;
+  // The child is gone, so every write end is closed: this never blocks.
+  ChildReport report{};
+  ssize_t n;
+  do {
+    n = read(held.report_fd, &report, sizeof report);
+  } while (n < 0 && errno == EINTR);
+  close(held.report_fd);
+  held.report_fd = -1;
+  if (n != static_cast<ssize_t>(sizeof report)) return std::nullopt;
+  return ChildFailure(held, report).failure;
+}
 
 void ForceForkFallbackForTest(bool on) { force_fork_fallback.store(on); }
 

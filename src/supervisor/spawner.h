@@ -86,9 +86,13 @@ struct SpawnOutcome {
 // are blocked in the calling thread while the child is created.
 SpawnOutcome Spawn(const SpawnRequest& req);
 
-// Lets a held child exec and waits for the result: nullopt when exec
-// succeeded; else the failure, with the child already reaped.
-std::optional<SpawnFailure> ReleaseSpawned(SpawnedProcess& process);
+// Lets a held child go on to exec, without waiting for the exec: its result
+// is read after the child has exited, with ExecFailureAfterExit().
+Status ReleaseHeld(HeldExec& held);
+
+// For a released child that has exited (or been killed): the failure it
+// reported before exec, or nullopt when it exec'd or was never released.
+std::optional<SpawnFailure> ExecFailureAfterExit(HeldExec& held);
 
 // Test hook: force the fork+pidfd_open fallback.
 void ForceForkFallbackForTest(bool on);

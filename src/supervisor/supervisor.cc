@@ -111,6 +111,7 @@ struct Supervisor::Running {
   int64_t term_sent_ms = 0;
   bool kill_sent = false;
   int64_t exit_seen_ns = 0;  // adopted: exited, exit status not yet readable
+  std::unique_ptr<HeldExec, HeldExecDeleter> exec;  // our child: its exec report
 };
 
 Supervisor::Supervisor(uv_loop_t* loop, JobStore* store, const Config& config, Metrics* metrics,
@@ -324,7 +325,15 @@ void Supervisor::ApplyConfig(const Config& c) {
 void Supervisor::ClaimPass() {
   if (stopping_ || paused_ || !recovered_) return;
   claim_retry_ = false;
-  while (static_cast<int64_t>(running_.size()) < config_.supervisor.max_concurrency) {
+  // A few launches per loop turn, so that exits and requests are served
+  // between them when many slots open at once.
+  constexpr int kMaxLaunchesPerPass = 8;
+  for (int launched = 0;
+       static_cast<int64_t>(running_.size()) < config_.supervisor.max_concurrency; ++launched) {
+    if (launched == kMaxLaunchesPerPass) {
+      Kick();
+      return;
+    }
     ClaimRequest req;
     req.max_concurrency = config_.supervisor.max_concurrency;
     req.serial_gate_enabled = config_.supervisor.serial_gate_enabled;
@@ -396,30 +405,22 @@ void Supervisor::Launch(Claimed c) {
     spawned = Spawn(req);
   }
 
-  auto spawn_failed = [&](const SpawnFailure& failure) {
-    ++metrics_->spawn_failures_total;
-    log::Warn("spawn failed", {{"job_id", c.job.id}, {"run_id", c.run.id},
-                               {"error", failure.message}});
-    RunEnd end;
-    end.job_id = c.job.id;
-    end.run_id = c.run.id;
-    end.outcome = RunOutcome::kSpawnFailed;
-    end.reason = failure.message;
-    end.error = failure.message;
-    end.exit_code = failure.shell_code;
+  if (!spawned.ok) {
+    RunEnd end = SpawnFailed(c.job.id, c.run.id, spawned.failure);
     end.now_ms = now;
     Finish(end);
-  };
-  if (!spawned.ok) return spawn_failed(spawned.failure);
+    return;
+  }
 
   KillPointForTest("after_spawn");
   Status stamped = store_->RecordSpawned(c.job.id, c.run.id, spawned.process.identity, out_path);
   NoteStore(stamped);
   StopCause cause = StopCause::kNone;
   if (stamped.ok()) {
-    if (auto failure = ReleaseSpawned(spawned.process)) {
-      return spawn_failed(*failure);  // the child is reaped; it never ran the job
-    }
+    // The exec's outcome is read when the child exits: the loop never
+    // waits for an exec.
+    Status released = ReleaseHeld(*spawned.process.held);
+    if (!released.ok()) log::Error("could not release child", {{"error", released.ToString()}});
     log::Debug("job started", {{"job_id", c.job.id}, {"run_id", c.run.id},
                                {"pid", spawned.process.pid}, {"attempt", c.run.attempt}});
   } else {
@@ -443,8 +444,22 @@ void Supervisor::Launch(Claimed c) {
   r->out_path = out_path;
   r->err_path = err_path;
   r->stop = cause;
+  r->exec = std::move(spawned.process.held);
   run_by_pid_[r->pid] = r->run_id;
   Watch(std::move(r));
+}
+
+RunEnd Supervisor::SpawnFailed(int64_t job_id, int64_t run_id, const SpawnFailure& failure) {
+  ++metrics_->spawn_failures_total;
+  log::Warn("spawn failed", {{"job_id", job_id}, {"run_id", run_id}, {"error", failure.message}});
+  RunEnd end;
+  end.job_id = job_id;
+  end.run_id = run_id;
+  end.outcome = RunOutcome::kSpawnFailed;
+  end.reason = failure.message;
+  end.error = failure.message;
+  end.exit_code = failure.shell_code;
+  return end;
 }
 
 void Supervisor::Watch(std::unique_ptr<Running> r) {
@@ -532,6 +547,8 @@ void Supervisor::OnProcessExit(int64_t run_id) {
       ++metrics_->lost_total[end.reason];
     }
     ++metrics_->reaped_total;
+  } else if (auto failure = r.exec ? ExecFailureAfterExit(*r.exec) : std::nullopt) {
+    end = SpawnFailed(r.job_id, r.run_id, *failure);
   } else {
     end = DecideRunEnd(exit, r.stop, config_.supervisor.transient_exit_codes,
                        r.timeout_s.value_or(0));

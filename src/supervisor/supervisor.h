@@ -27,6 +27,7 @@
 #include "store/job_store.h"
 #include "supervisor/metrics.h"
 #include "supervisor/pidfd.h"
+#include "supervisor/spawner.h"
 
 namespace orch {
 
@@ -91,6 +92,7 @@ class Supervisor {
   void ClaimPass();
   void Launch(Claimed claimed);
   void Watch(std::unique_ptr<Running> r);
+  RunEnd SpawnFailed(int64_t job_id, int64_t run_id, const SpawnFailure& failure);
   void OnProcessExit(int64_t run_id);
   void Finish(const RunEnd& end);
   void Tick();
