@@ -273,19 +273,19 @@ void Api::Readyz(HttpResponse& resp) {
 void Api::Queue(HttpResponse& resp) {
   auto counts = store_->Counts();
   if (!counts.ok()) return StatusError(resp, counts.status());
-  auto running = store_->ListRunning();
+  auto running = store_->ListRunningBrief();
   if (!running.ok()) return StatusError(resp, running.status());
   int64_t now = clock_->NowMs();
   const Config& cfg = supervisor_->config();
 
   json run_list = json::array();
   for (const auto& e : *running) {
-    run_list.push_back({{"id", e.job.id},
-                        {"run_id", e.run.id},
-                        {"pid", e.run.identity.pid ? json(e.run.identity.pid) : json(nullptr)},
-                        {"serial_key", Opt(e.job.serial_key)},
-                        {"started_at", FormatRfc3339(e.run.started_at)},
-                        {"runtime_s", static_cast<double>(now - e.run.started_at) / 1000.0}});
+    run_list.push_back({{"id", e.job_id},
+                        {"run_id", e.run_id},
+                        {"pid", e.pid ? json(e.pid) : json(nullptr)},
+                        {"serial_key", Opt(e.serial_key)},
+                        {"started_at", FormatRfc3339(e.started_at)},
+                        {"runtime_s", static_cast<double>(now - e.started_at) / 1000.0}});
   }
   const Metrics& m = *metrics_;
   json body = {
@@ -407,16 +407,16 @@ void Api::GetJob(int64_t id, HttpResponse& resp) {
   } else if (job->not_before > now) {
     blocked = {{"reason", "not_before"}, {"until", FormatRfc3339(job->not_before)}};
   } else {
-    auto running = store_->ListRunning();
+    auto running = store_->ListRunningBrief();
     if (!running.ok()) return StatusError(resp, running.status());
     if (cfg.supervisor.serial_gate_enabled && job->serial_key) {
       for (const auto& e : *running) {
-        if (e.job.serial_key == job->serial_key) {
+        if (e.serial_key == job->serial_key) {
           blocked = {{"reason", "serial_key"},
                      {"key", *job->serial_key},
-                     {"run_id", e.run.id},
-                     {"pid", e.run.identity.pid ? json(e.run.identity.pid) : json(nullptr)},
-                     {"alive", supervisor_->IsRunAlive(e.run.id)}};
+                     {"run_id", e.run_id},
+                     {"pid", e.pid ? json(e.pid) : json(nullptr)},
+                     {"alive", supervisor_->IsRunAlive(e.run_id)}};
           break;
         }
       }
@@ -424,7 +424,7 @@ void Api::GetJob(int64_t id, HttpResponse& resp) {
     if (blocked.is_null() &&
         static_cast<int64_t>(running->size()) >= cfg.supervisor.max_concurrency) {
       json held = json::array();
-      for (const auto& e : *running) held.push_back(e.run.id);
+      for (const auto& e : *running) held.push_back(e.run_id);
       blocked = {{"reason", "max_concurrency"}, {"held_by", held}};
     }
   }

@@ -82,6 +82,15 @@ struct RunningEntry {
   Run run;
 };
 
+// What /queue and blocked_by show of a running job: no argv or env.
+struct RunningBrief {
+  int64_t job_id = 0;
+  int64_t run_id = 0;
+  int64_t pid = 0;  // 0 until the process is stamped
+  std::optional<std::string> serial_key;
+  int64_t started_at = 0;
+};
+
 struct Violation {
   std::string invariant;  // "I1".."I6"
   int64_t job_id = 0;
@@ -136,8 +145,11 @@ class JobStore {
   // reason "impossible_queued"); returns the ids repaired.
   virtual Result<std::vector<int64_t>> SanitizeImpossibleQueued(int64_t now_ms) = 0;
 
-  // Every running job with its current run (recovery, liveness, /queue).
+  // Every running job with its current run (recovery).
   virtual Result<std::vector<RunningEntry>> ListRunning() = 0;
+  // The same rows, only the columns /queue, blocked_by and the reaper's
+  // liveness pass need (cheap with many running jobs), by job id.
+  virtual Result<std::vector<RunningBrief>> ListRunningBrief() = 0;
 
   virtual Result<JobPage> ListJobs(std::optional<JobStatus> status, int64_t after_id,
                                    int64_t limit) = 0;

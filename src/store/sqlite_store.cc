@@ -153,6 +153,9 @@ constexpr const char* kNextNotBeforeSql =
 constexpr const char* kListRunningSql =
     "SELECT " ORCH_JOB_COLS ", " ORCH_RUN_COLS " FROM jobs j INDEXED BY jobs_running "
     "JOIN runs r ON r.id = j.run_id WHERE j.status='running' ORDER BY j.id";
+constexpr const char* kListRunningBriefSql =
+    "SELECT j.id, r.id, r.pid, j.serial_key, r.started_at FROM jobs j INDEXED BY jobs_running "
+    "JOIN runs r ON r.id = j.run_id WHERE j.status='running' ORDER BY j.id";
 constexpr const char* kGetJobSql = "SELECT " ORCH_JOB_COLS " FROM jobs j WHERE j.id=?";
 constexpr const char* kGetRunSql = "SELECT " ORCH_RUN_COLS " FROM runs r WHERE r.id=?";
 constexpr const char* kGetRunsSql =
@@ -687,6 +690,18 @@ Result<std::vector<RunningEntry>> SqliteStore::ListRunning() {
   return out;
 }
 
+Result<std::vector<RunningBrief>> SqliteStore::ListRunningBrief() {
+  std::vector<RunningBrief> out;
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kListRunningBriefSql));
+  for (;;) {
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(RunningBrief{st.Int(0), st.Int(1), st.OptInt(2).value_or(0), st.OptText(3),
+                               st.Int(4)});
+  }
+  return out;
+}
+
 Result<JobPage> SqliteStore::ListJobs(std::optional<JobStatus> status, int64_t after_id,
                                       int64_t limit) {
   if (limit <= 0) return Status(Code::kInvalidArgument, "limit must be positive");
@@ -854,7 +869,8 @@ std::vector<std::pair<std::string, std::string>> SqliteStore::HotQueriesForTest(
           {"counts", kCountsSql},              {"oldest_queued", kOldestQueuedSql},
           {"sanitize_find", kImpossibleQueuedSql}, {"list_by_status", kListByStatusSql},
           {"list_all", kListAllSql},            {"next_not_before", kNextNotBeforeSql},
-          {"list_running", kListRunningSql},    {"get_job", kGetJobSql}};
+          {"list_running", kListRunningSql},    {"list_running_brief", kListRunningBriefSql},
+          {"get_job", kGetJobSql}};
 }
 
 Status SqliteStore::SetMaxPageCountForTest(int64_t pages) {

@@ -50,6 +50,7 @@ class SqliteStore : public JobStore {
   Result<std::vector<int64_t>> FindImpossibleQueued() override;
   Result<std::vector<int64_t>> SanitizeImpossibleQueued(int64_t now_ms) override;
   Result<std::vector<RunningEntry>> ListRunning() override;
+  Result<std::vector<RunningBrief>> ListRunningBrief() override;
   Result<JobPage> ListJobs(std::optional<JobStatus> status, int64_t after_id,
                            int64_t limit) override;
   Result<Job> GetJob(int64_t job_id) override;

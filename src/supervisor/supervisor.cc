@@ -283,6 +283,17 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
   return Status::Ok();
 }
 
+Status Supervisor::ReconcileById(int64_t job_id, int64_t run_id) {
+  auto job = store_->GetJob(job_id);
+  if (!job.ok()) return job.status();
+  auto run = store_->GetRun(run_id);
+  if (!run.ok()) return run.status();
+  if (job->status != JobStatus::kRunning || job->run_id != run_id || !run->has_value()) {
+    return Status::Ok();  // it moved on since the listing
+  }
+  return Reconcile(RunningEntry{*job, **run}, false);
+}
+
 void Supervisor::Start() {
   sigchld_.Init(uv_signal_init, loop_, this);
   uv_signal_start(
@@ -627,16 +638,18 @@ void Supervisor::Tick() {
     Status s = Sanitize();
     if (!s.ok()) errors.push_back(s);
 
-    auto rows = store_->ListRunning();
+    // Liveness: rows that no pidfd of ours watches (rare) are read in full
+    // and checked by identity.
+    auto rows = store_->ListRunningBrief();
     if (!rows.ok()) {
       errors.push_back(rows.status());
     } else {
-      for (const auto& e : *rows) {
-        if (running_.count(e.run.id) != 0) continue;
+      for (const auto& brief : *rows) {
+        if (running_.count(brief.run_id) != 0) continue;
         bool pending = std::any_of(pending_finishes_.begin(), pending_finishes_.end(),
-                                   [&](const RunEnd& p) { return p.run_id == e.run.id; });
+                                   [&](const RunEnd& p) { return p.run_id == brief.run_id; });
         if (pending) continue;
-        Status r = Reconcile(e, false);
+        Status r = ReconcileById(brief.job_id, brief.run_id);
         if (!r.ok()) errors.push_back(r);
       }
     }

@@ -97,6 +97,7 @@ class Supervisor {
   void Finish(const RunEnd& end);
   void Tick();
   Status Reconcile(const RunningEntry& entry, bool startup);
+  Status ReconcileById(int64_t job_id, int64_t run_id);
   Status Sanitize();
   void SignalGroup(Running& r, int sig);
   void RequestStop(Running& r, StopCause cause);
