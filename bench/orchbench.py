@@ -1,0 +1,341 @@
+"""Shared helpers for the orchestrator benchmarks (not tests).
+
+A daemon launcher with a temporary config on loopback, a minimal keep-alive
+HTTP/1.1 client with pipelining, /proc readers (VmRSS, fd count) and small
+statistics. Standard library only.
+
+Every daemon started here is stopped in Daemon.stop() (SIGTERM, then SIGKILL
+after a bound); job processes it still listed as running are killed by pid
+only after their /proc start time was checked against the one recorded while
+the daemon was alive.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def orch_bin():
+    b = os.environ.get("ORCH_BIN", os.path.join(REPO, "build-rel", "orchestrator"))
+    if not os.access(b, os.X_OK):
+        sys.exit(f"orchestrator binary not found at {b}; build it (see bench/README.md) "
+                 "or set ORCH_BIN")
+    return b
+
+
+def work_dir(name):
+    base = os.environ.get("BENCH_TMP", "/tmp/orch-bench")
+    d = os.path.join(base, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+def build_c(src_name, out_dir):
+    """Compiles bench/<src_name>.c with -O2 into out_dir; returns the path."""
+    out = os.path.join(out_dir, src_name)
+    subprocess.run(["cc", "-O2", "-o", out, os.path.join(HERE, src_name + ".c")], check=True)
+    return out
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def machine():
+    load = open("/proc/loadavg").read().split()[:3]
+    return f"nproc={os.cpu_count()} kernel={os.uname().release} loadavg={' '.join(load)}"
+
+
+# ---------------------------------------------------------------- /proc
+
+
+def proc_status(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def rss_kib(pid):
+    return proc_status(pid, "VmRSS")
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def start_time(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+        return int(s[s.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- stats
+
+
+def pct(values, p):
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    k = min(len(v) - 1, max(0, int(round(p / 100.0 * (len(v) - 1)))))
+    return v[k]
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection. Responses must carry Content-Length."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=30):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.host = host
+
+    def close(self):
+        self.sock.close()
+
+    @staticmethod
+    def encode(method, path, body=None):
+        head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\n"
+        if body is None:
+            return (head + "\r\n").encode()
+        if not isinstance(body, (bytes, bytearray)):
+            body = json.dumps(body).encode()
+        return (head + "Content-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    def read_response(self):
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed by server")
+            self.buf += chunk
+        head, rest = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = 0
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                length = int(v)
+        while len(rest) < length:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed mid-body")
+            rest += chunk
+        self.buf = rest[length:]
+        return status, rest[:length]
+
+    def request(self, method, path, body=None):
+        self.sock.sendall(self.encode(method, path, body))
+        return self.read_response()
+
+    def get_json(self, path):
+        st, body = self.request("GET", path)
+        if st != 200:
+            raise RuntimeError(f"GET {path}: {st} {body[:200]!r}")
+        return json.loads(body)
+
+    def pipeline(self, requests, window=64):
+        """Sends encoded requests `window` at a time; returns the statuses."""
+        statuses = []
+        for i in range(0, len(requests), window):
+            batch = requests[i:i + window]
+            self.sock.sendall(b"".join(batch))
+            for _ in batch:
+                statuses.append(self.read_response()[0])
+        return statuses
+
+
+def submit_many(port, bodies, conns=4, window=64):
+    """Submits the JSON bodies over `conns` keep-alive connections, pipelined.
+    Returns {status: count}."""
+    import threading
+    reqs = [Conn.encode("POST", "/jobs", b) for b in bodies]
+    shards = [reqs[i::conns] for i in range(conns)]
+    results = [None] * conns
+
+    def worker(i):
+        c = Conn(port)
+        try:
+            results[i] = c.pipeline(shards[i], window)
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    counts = {}
+    for r in results:
+        for s in r or []:
+            counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+def metric_histogram(text, name):
+    """Parses a Prometheus histogram into ([(le, cumulative_count)], count, sum)."""
+    buckets, count, total = [], 0, 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
+        elif line.startswith(name + "_count"):
+            count = float(line.split()[-1])
+        elif line.startswith(name + "_sum"):
+            total = float(line.split()[-1])
+    return buckets, count, total
+
+
+def histogram_quantile(buckets, q):
+    """Prometheus-style linear interpolation inside the bucket holding q."""
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    target = q * buckets[-1][1]
+    prev_le, prev_c = 0.0, 0.0
+    for le, c in buckets:
+        if c >= target:
+            if le == float("inf"):
+                return prev_le
+            if c == prev_c:
+                return le
+            return prev_le + (le - prev_le) * (target - prev_c) / (c - prev_c)
+        prev_le, prev_c = le, c
+    return prev_le
+
+
+# ---------------------------------------------------------------- daemon
+
+
+class Daemon:
+    def __init__(self, name, max_concurrency=1, extra_server="", extra_supervisor="",
+                 workdir=None):
+        self.dir = workdir or work_dir(name)
+        self.port = free_port()
+        self.proc = None
+        self.cfg = os.path.join(self.dir, "orchestrator.toml")
+        with open(self.cfg, "w") as f:
+            f.write(f"""[server]
+listen = "127.0.0.1:{self.port}"
+{extra_server}
+[store]
+path = "{self.dir}/q.db"
+[supervisor]
+max_concurrency = {max_concurrency}
+log_dir = "{self.dir}/logs"
+kill_grace_s = 2
+shutdown_grace_s = 5
+{extra_supervisor}
+[log]
+level = "warn"
+""")
+        self.known_jobs = {}  # pid -> start_time of job processes seen running
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def start(self, timeout=30):
+        self.log = open(os.path.join(self.dir, "daemon.log"), "ab")
+        self.proc = subprocess.Popen([orch_bin(), "serve", "--config", self.cfg],
+                                     stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}; see {self.dir}/daemon.log")
+            try:
+                c = Conn(self.port, timeout=2)
+                st, _ = c.request("GET", "/readyz")
+                c.close()
+                if st == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError("daemon not ready in time")
+
+    def queue(self, conn=None):
+        c = conn or Conn(self.port)
+        try:
+            return c.get_json("/queue")
+        finally:
+            if conn is None:
+                c.close()
+
+    def note_running(self, q=None):
+        """Records (pid, start_time) of listed running jobs for the clean-up."""
+        q = q or self.queue()
+        for r in q["running"]:
+            if r["pid"] and r["pid"] not in self.known_jobs:
+                st = start_time(r["pid"])
+                if st is not None:
+                    self.known_jobs[r["pid"]] = st
+
+    def wait_counts(self, pred, timeout, interval=0.01):
+        """Polls GET /queue until pred(counts); returns (elapsed_s, counts)."""
+        c = Conn(self.port)
+        t0 = time.monotonic()
+        try:
+            while True:
+                q = c.get_json("/queue")
+                if pred(q["counts"]):
+                    return time.monotonic() - t0, q["counts"]
+                if time.monotonic() - t0 > timeout:
+                    raise TimeoutError(f"counts {q['counts']} after {timeout}s")
+                time.sleep(interval)
+        finally:
+            c.close()
+
+    def post(self, path):
+        c = Conn(self.port)
+        try:
+            return c.request("POST", path, b"")[0]
+        finally:
+            c.close()
+
+    def stop(self, timeout=20):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        # Safety net: job processes the daemon left behind, identified by
+        # pid *and* start time (never by a bare pid).
+        for pid, st in self.known_jobs.items():
+            if start_time(pid) == st:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        self.proc = None
+        self.log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

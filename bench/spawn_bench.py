@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Supervisor throughput: N `/bin/true` jobs end to end, next to the machine's
+raw spawn+wait rate and to xargs -P2, task-spooler (-S 2) and GNU parallel -j2,
+all in the same run.
+
+Orchestrator: jobs are submitted while the queue is paused (pipelined over
+keep-alive connections), then POST /queue/resume; the clock runs from resume
+until GET /queue says counts.succeeded == N (polled every 10 ms). The daemon's
+own CPU time over that window (utime+stime of its pid) is printed per job.
+
+    python3 bench/spawn_bench.py                 # N=10000, concurrency 1,2,8
+    python3 bench/spawn_bench.py --jobs 2000 --skip tsp,parallel
+"""
+
+import argparse
+import os
+import subprocess
+import time
+
+import orchbench as ob
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    fields = s[s.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def raw(binary, n, inflight):
+    out = subprocess.run([binary, str(n), str(inflight)], capture_output=True, text=True,
+                         check=True).stdout
+    secs = float(out.split("seconds=")[1].split()[0])
+    return n / secs
+
+
+def timed(cmd, env=None, shell=False):
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True, env=env, shell=shell, stdout=subprocess.DEVNULL)
+    return time.monotonic() - t0
+
+
+def orchestrator(n, conc, argv):
+    d = ob.Daemon(f"spawn-c{conc}", max_concurrency=conc)
+    d.start()
+    try:
+        assert d.post("/queue/pause") == 200
+        t0 = time.monotonic()
+        statuses = ob.submit_many(d.port, [{"argv": argv}] * n, conns=4, window=128)
+        submit_s = time.monotonic() - t0
+        assert statuses == {201: n}, statuses
+        rss_before = ob.rss_kib(d.pid)
+        cpu0 = cpu_s(d.pid)
+        assert d.post("/queue/resume") == 200
+        secs, counts = d.wait_counts(lambda c: c["succeeded"] + c["failed"] >= n,
+                                     timeout=max(120, n / 50))
+        cpu = cpu_s(d.pid) - cpu0
+        assert counts["succeeded"] == n, counts
+        return {"rate": n / secs, "secs": secs, "submit_rate": n / submit_s,
+                "cpu_ms_per_job": cpu * 1000 / n, "rss_kib": ob.rss_kib(d.pid),
+                "rss_before_kib": rss_before}
+    finally:
+        d.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=10000)
+    ap.add_argument("--conc", default="1,2,8")
+    ap.add_argument("--skip", default="", help="comma list of: xargs,tsp,parallel")
+    a = ap.parse_args()
+    n = a.jobs
+    skip = set(filter(None, a.skip.split(",")))
+    wd = ob.work_dir("spawn")
+    raw_bin = ob.build_c("raw_spawn", wd)
+    print(f"# spawn_bench jobs={n} {ob.machine()}", flush=True)
+
+    rows = []  # (name, rate, note)
+    raw_rates = {}
+    for k in (1, 2, 8):
+        raw_rates[k] = raw(raw_bin, n, k)
+        rows.append((f"raw posix_spawn+wait, {k} in flight", raw_rates[k], ""))
+        print(f"raw inflight={k}: {raw_rates[k]:.0f}/s", flush=True)
+
+    for c in [int(x) for x in a.conc.split(",")]:
+        r = orchestrator(n, c, ["/bin/true"])
+        note = (f"submit {r['submit_rate']:.0f}/s; daemon cpu {r['cpu_ms_per_job']:.3f} ms/job; "
+                f"rss {r['rss_kib']} KiB")
+        rows.append((f"orchestrator max_concurrency={c}", r["rate"], note))
+        print(f"orchestrator c={c}: {r['rate']:.0f}/s ({note})", flush=True)
+
+    if "xargs" not in skip:
+        s = timed(f"seq {n} | xargs -P2 -n1 /bin/true", shell=True)
+        rows.append(("xargs -P2 -n1", n / s, ""))
+        print(f"xargs -P2: {n / s:.0f}/s", flush=True)
+
+    if "tsp" not in skip:
+        env = dict(os.environ, TS_SOCKET=os.path.join(wd, "tsp.sock"), TMPDIR=wd)
+        subprocess.run(["tsp", "-S", "2"], env=env, check=True)
+        # End to end: one `tsp -n /bin/true` client per job (that is how tsp
+        # queues), then wait for the last job.
+        script = f"for i in $(seq {n}); do tsp -n /bin/true >/dev/null; done; tsp -w >/dev/null"
+        try:
+            s = timed(["bash", "-c", script], env=env)
+            rows.append(("task-spooler -S 2 (submit+run)", n / s, ""))
+            print(f"tsp -S 2: {n / s:.0f}/s", flush=True)
+        finally:
+            subprocess.run(["tsp", "-K"], env=env)
+
+    if "parallel" not in skip:
+        s = timed(f"seq {n} | parallel -j2 -N0 /bin/true", shell=True)
+        rows.append(("GNU parallel -j2", n / s, ""))
+        print(f"parallel -j2: {n / s:.0f}/s", flush=True)
+
+    again = raw(raw_bin, n, 2)
+    rows.append(("raw posix_spawn+wait, 2 in flight (again, at the end)", again, ""))
+    base = (raw_rates[2] + again) / 2
+    print(f"\n| workload ({n} x /bin/true) | jobs/s | x raw(2 in flight, mean {base:.0f}/s) | notes |")
+    print("| --- | --- | --- | --- |")
+    for name, rate, note in rows:
+        print(f"| {name} | {rate:,.0f} | {rate / base:.2f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()
