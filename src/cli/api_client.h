@@ -34,6 +34,8 @@ struct HttpResponse {
 };
 
 // Not thread-safe; keeps its connection open between requests.
+struct CurlLib;
+
 class ApiClient {
  public:
   // `token` ("" = none) is sent as "Authorization: Bearer <token>".
@@ -54,7 +56,9 @@ class ApiClient {
  private:
   ServerAddress address_;
   std::string token_;
-  void* curl_;  // CURL*, kept out of this header
+  const CurlLib* lib_ = nullptr;  // libcurl, loaded on first use
+  std::string load_error_;
+  void* curl_ = nullptr;  // CURL*, kept out of this header
 };
 
 // Percent-encodes a query parameter value.
