@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/syscall.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -97,7 +98,8 @@ Daemon::Daemon(const TempDir& dir, std::string extra_toml, std::vector<std::stri
 }
 
 Daemon::~Daemon() {
-  if (pid_ > 0) Kill9();
+  // A graceful stop ends the jobs too (Kill9 would leave them as orphans).
+  if (pid_ > 0) Stop(SIGTERM, std::chrono::seconds(30));
 }
 
 void Daemon::SetEnv(std::vector<std::string> env) { env_ = std::move(env); }
@@ -120,6 +122,8 @@ bool Daemon::Start(const std::vector<std::string>& wrapper) {
     setpgid(0, 0);
     rlimit no_core{0, 0};  // kill-point tests abort() on purpose
     setrlimit(RLIMIT_CORE, &no_core);
+    // A test killed half-way (timeout, crash) must not leave its daemon behind.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 1);
     dup2(fd, 2);

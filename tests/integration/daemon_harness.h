@@ -34,7 +34,7 @@ class Daemon {
   // the reaper every 100 ms.
   explicit Daemon(const TempDir& dir, std::string extra_toml = "",
                   std::vector<std::string> env = {});
-  ~Daemon();  // SIGKILLs the daemon if still running
+  ~Daemon();  // stops the daemon (and so its jobs) if still running
 
   // Starts and waits until it listens and /readyz says 200. `wrapper` runs
   // before the binary (e.g. {"unshare","--pid","--fork","--mount-proc"}).
