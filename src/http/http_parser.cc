@@ -205,12 +205,16 @@ int HttpParser::OnMessageBegin(llhttp_t* p) {
   return 0;
 }
 
+int HttpParser::FailHeaderTooLarge() {
+  return Fail(431, "header_too_large",
+              "request line and headers exceed " + std::to_string(limits_.max_header_bytes) +
+                  " bytes");
+}
+
 int HttpParser::OnUrl(llhttp_t* p, const char* at, size_t len) {
   HttpParser* self = Self(p);
   if (!self->CountHeaderBytes(len)) {
-    return self->Fail(431, "header_too_large",
-                      "request line and headers exceed " +
-                          std::to_string(self->limits_.max_header_bytes) + " bytes");
+    return self->FailHeaderTooLarge();
   }
   self->request_.target.append(at, len);
   return 0;
@@ -227,9 +231,7 @@ int HttpParser::OnHeaderField(llhttp_t* p, const char* at, size_t len) {
     cost += kLineOverhead;
   }
   if (!self->CountHeaderBytes(cost)) {
-    return self->Fail(431, "header_too_large",
-                      "request line and headers exceed " +
-                          std::to_string(self->limits_.max_header_bytes) + " bytes");
+    return self->FailHeaderTooLarge();
   }
   self->field_.append(at, len);
   return 0;
@@ -238,9 +240,7 @@ int HttpParser::OnHeaderField(llhttp_t* p, const char* at, size_t len) {
 int HttpParser::OnHeaderValue(llhttp_t* p, const char* at, size_t len) {
   HttpParser* self = Self(p);
   if (!self->CountHeaderBytes(len)) {
-    return self->Fail(431, "header_too_large",
-                      "request line and headers exceed " +
-                          std::to_string(self->limits_.max_header_bytes) + " bytes");
+    return self->FailHeaderTooLarge();
   }
   self->value_.append(at, len);
   return 0;

@@ -84,6 +84,7 @@ class HttpParser {
 
   // Records the error and returns HPE_USER for the callback to return.
   int Fail(int status, std::string code, std::string message);
+  int FailHeaderTooLarge();  // 431 naming the limit
   bool CountHeaderBytes(size_t n);
   void FinishHeader();
 
