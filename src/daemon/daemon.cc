@@ -162,12 +162,6 @@ int Daemon::Run() {
     uv_loop_close(&loop_);
     return 2;
   }
-  Status recovered = supervisor_->Recover();
-  if (!recovered.ok()) {
-    log::Error("start-up recovery failed; retrying on each reaper tick",
-               {{"error", recovered.ToString()}});
-  }
-
   api_ = std::make_unique<Api>(store_.get(), supervisor_.get(), &metrics_, &clock_, token, *boot_id);
   HttpServer::Options opts = HttpServer::Options::FromConfig(config_.server);
   opts.on_protocol_error = [this](int status) {
@@ -190,6 +184,12 @@ int Daemon::Run() {
     }
     if (!config_.server.unix_socket.empty()) {
       log::Info("listening", {{"unix_socket", config_.server.unix_socket}});
+    }
+    // Recovery may kill orphans: only once this daemon is sure to run.
+    Status recovered = supervisor_->Recover();
+    if (!recovered.ok()) {
+      log::Error("start-up recovery failed; retrying on each reaper tick",
+                 {{"error", recovered.ToString()}});
     }
     log::Info("orchestrator started",
               {{"version", ORCH_VERSION}, {"pid", static_cast<int64_t>(getpid())},

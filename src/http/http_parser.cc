@@ -205,6 +205,13 @@ int HttpParser::OnMessageBegin(llhttp_t* p) {
   return 0;
 }
 
+int HttpParser::CountBodyBytes(size_t n) {
+  body_bytes_ += static_cast<int64_t>(n);
+  if (body_bytes_ <= limits_.max_body_bytes) return 0;
+  return Fail(413, "payload_too_large",
+              "request body exceeds the limit of " + std::to_string(limits_.max_body_bytes));
+}
+
 int HttpParser::FailHeaderTooLarge() {
   return Fail(431, "header_too_large",
               "request line and headers exceed " + std::to_string(limits_.max_header_bytes) +
@@ -316,23 +323,12 @@ int HttpParser::OnChunkExtension(llhttp_t* p, const char*, size_t len) {
   HttpParser* self = Self(p);
   // Extensions are ignored but not free: they count against the body budget
   // so a stream of them cannot run forever.
-  self->body_bytes_ += static_cast<int64_t>(len);
-  if (self->body_bytes_ > self->limits_.max_body_bytes) {
-    return self->Fail(
-        413, "payload_too_large",
-        "request body exceeds the limit of " + std::to_string(self->limits_.max_body_bytes));
-  }
-  return 0;
+  return self->CountBodyBytes(len);
 }
 
 int HttpParser::OnBody(llhttp_t* p, const char* at, size_t len) {
   HttpParser* self = Self(p);
-  self->body_bytes_ += static_cast<int64_t>(len);
-  if (self->body_bytes_ > self->limits_.max_body_bytes) {
-    return self->Fail(
-        413, "payload_too_large",
-        "request body exceeds the limit of " + std::to_string(self->limits_.max_body_bytes));
-  }
+  if (int rc = self->CountBodyBytes(len); rc != 0) return rc;
   self->request_.body.append(at, len);
   return 0;
 }

@@ -85,6 +85,7 @@ class HttpParser {
   // Records the error and returns HPE_USER for the callback to return.
   int Fail(int status, std::string code, std::string message);
   int FailHeaderTooLarge();  // 431 naming the limit
+  int CountBodyBytes(size_t n);  // 0, or a 413 once the body passes the limit
   bool CountHeaderBytes(size_t n);
   void FinishHeader();
 

@@ -207,7 +207,8 @@ Status Supervisor::Recover() {
   auto running = store_->ListRunning();
   if (!running.ok()) return running.status();
   for (const auto& entry : *running) {
-    if (entry.run.incarnation == incarnation_) continue;
+    // A retried recovery must not reconcile again what it already watches.
+    if (entry.run.incarnation == incarnation_ || running_.count(entry.run.id) != 0) continue;
     Status r = Reconcile(entry, true);
     if (!r.ok()) return r;
   }
@@ -509,6 +510,15 @@ void Supervisor::RequestStop(Running& r, StopCause cause) {
   SignalGroup(r, SIGTERM);
 }
 
+void Supervisor::CapLogs(Running& r, bool final) {
+  for (auto [path, cut] : {std::pair{&r.out_path, &r.cut_out}, std::pair{&r.err_path, &r.cut_err}}) {
+    if (path->empty()) continue;
+    auto removed = EnforceLogCap(*path, config_.supervisor.max_log_bytes);
+    if (removed.ok()) *cut += *removed;
+    if (final && *cut > 0) (void)AppendLogCutNote(*path, *cut);
+  }
+}
+
 void Supervisor::OnProcessExit(int64_t run_id) {
   auto it = running_.find(run_id);
   if (it == running_.end()) return;
@@ -573,12 +583,7 @@ void Supervisor::OnProcessExit(int64_t run_id) {
                       config_.supervisor.backoff_max_s, UnitRandom());
   if (end.outcome == RunOutcome::kTimeout) ++metrics_->timeouts_total;
 
-  for (auto [path, cut] : {std::pair{&r.out_path, &r.cut_out}, std::pair{&r.err_path, &r.cut_err}}) {
-    if (path->empty()) continue;
-    auto removed = EnforceLogCap(*path, config_.supervisor.max_log_bytes);
-    if (removed.ok()) *cut += *removed;
-    if (*cut > 0) (void)AppendLogCutNote(*path, *cut);
-  }
+  CapLogs(r, /*final=*/true);
 
   metrics_->run_duration_seconds.Observe(static_cast<double>(now - r.started_at_ms) / 1000.0);
   log::Debug("job exited", {{"job_id", r.job_id}, {"run_id", r.run_id}, {"pid", r.pid},
@@ -673,11 +678,7 @@ void Supervisor::Tick() {
       r->kill_sent = true;
       SignalGroup(*r, SIGKILL);
     }
-    for (auto [path, cut] : {std::pair{&r->out_path, &r->cut_out}, std::pair{&r->err_path, &r->cut_err}}) {
-      if (path->empty()) continue;
-      auto removed = EnforceLogCap(*path, config_.supervisor.max_log_bytes);
-      if (removed.ok()) *cut += *removed;
-    }
+    CapLogs(*r, /*final=*/false);
   }
 
   if (recovered_) {

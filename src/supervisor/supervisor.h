@@ -94,6 +94,8 @@ class Supervisor {
   void Watch(std::unique_ptr<Running> r);
   RunEnd SpawnFailed(int64_t job_id, int64_t run_id, const SpawnFailure& failure);
   void OnProcessExit(int64_t run_id);
+  // Truncates the run's logs to max_log_bytes; `final` adds the cut note.
+  void CapLogs(Running& r, bool final);
   void Finish(const RunEnd& end);
   void Tick();
   Status Reconcile(const RunningEntry& entry, bool startup);
