@@ -12,6 +12,8 @@ int64_t Clock::NowMs() const {
       .count();
 }
 
+int64_t Clock::MonotonicMs() const { return MonotonicNs() / 1000000; }
+
 std::string FormatRfc3339(int64_t ms) {
   std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};

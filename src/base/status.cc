@@ -15,6 +15,7 @@ const char* CodeName(Code code) {
     case Code::kBusy: return "busy";
     case Code::kFull: return "full";
     case Code::kReadOnly: return "read_only";
+    case Code::kPermission: return "permission";
     case Code::kCorrupt: return "corrupt";
     case Code::kIo: return "io";
     case Code::kUnavailable: return "unavailable";

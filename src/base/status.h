@@ -18,6 +18,7 @@ enum class Code {
   kBusy,             // database locked past busy_timeout
   kFull,             // disk or database full
   kReadOnly,
+  kPermission,       // refused: not ours to touch (e.g. a swapped file)
   kCorrupt,
   kIo,               // other I/O or OS error
   kUnavailable,      // not ready / shutting down

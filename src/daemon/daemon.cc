@@ -110,9 +110,13 @@ class Daemon {
 int Daemon::Run() {
   signal(SIGPIPE, SIG_IGN);
   struct rlimit rl {};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+  std::optional<rlimit> original_nofile;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    original_nofile = rl;
+    if (rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
   }
   if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
     log::Warn("cannot become a child subreaper; orphaned grandchildren go to init");
@@ -155,6 +159,7 @@ int Daemon::Run() {
 
   uv_loop_init(&loop_);
   supervisor_ = std::make_unique<Supervisor>(&loop_, store_.get(), config_, &metrics_, &clock_);
+  if (original_nofile) supervisor_->SetJobFileLimit(*original_nofile);
   Status init = supervisor_->Init();
   if (!init.ok()) {
     log::Error("cannot start", {{"error", init.message()}});

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <sstream>
@@ -278,6 +279,7 @@ void Api::Queue(HttpResponse& resp) {
   int64_t now = clock_->NowMs();
   const Config& cfg = supervisor_->config();
 
+  HostFaultState host = supervisor_->host_fault();
   json run_list = json::array();
   for (const auto& e : *running) {
     run_list.push_back({{"id", e.job_id},
@@ -314,6 +316,11 @@ void Api::Queue(HttpResponse& resp) {
         {"impossible_queued_total", m.impossible_queued_total},
         {"sanitize_enabled", cfg.reaper.sanitize_impossible_queued},
         {"errors_total", m.reaper_errors_total}}},
+      {"host_fault",
+       {{"consecutive", host.consecutive},
+        {"backoff_until",
+         host.backoff_until_ms ? json(FormatRfc3339(host.backoff_until_ms)) : json(nullptr)},
+        {"last_error", host.last_error.empty() ? json(nullptr) : json(host.last_error)}}},
       {"supervisor",
        {{"version", ORCH_VERSION},
         {"pid", static_cast<int64_t>(getpid())},
@@ -475,18 +482,25 @@ void Api::Log(int64_t id, const HttpRequest& req, HttpResponse& resp) {
     if (!r.log_path.empty() && (run == nullptr || r.id > run->id)) run = &r;
   }
   if (run == nullptr) return Error(resp, 404, "no_log", "job " + std::to_string(id) + " has no log yet");
-  std::string path = run->log_path;
-  if (stream == "stderr") path = path.substr(0, path.size() - 4) + ".err";
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) {
+  // By ids, never by the stored path; a name that is not the daemon's own
+  // regular file (a job swapped in a link or a FIFO) is refused.
+  auto opened = supervisor_->log_dir().OpenForRead(
+      id, run->id, stream == "stderr" ? LogStream::kStderr : LogStream::kStdout);
+  if (!opened.ok()) {
+    if (opened.status().code() == Code::kNotFound) {
       resp.status = 200;
       resp.content_type = "text/plain; charset=utf-8";
       resp.body.clear();
       return;
     }
-    return Error(resp, 500, "log_unreadable", path + ": " + std::strerror(errno));
+    if (opened.status().code() == Code::kPermission) {
+      log::Warn("refused to serve a log", {{"job_id", id}, {"run_id", run->id},
+                                           {"error", opened.status().message()}});
+      return Error(resp, 403, "log_refused", opened.status().message());
+    }
+    return Error(resp, 500, "log_unreadable", opened.status().message());
   }
+  int fd = opened->Release();
   struct stat st {};
   fstat(fd, &st);
   int64_t size = st.st_size;
@@ -551,6 +565,16 @@ void Api::MetricsText(HttpResponse& resp) {
   counter("orchestrator_orphans_total", "Live orphans of earlier incarnations found.", m.orphans_total);
   counter("orchestrator_spawn_failures_total", "Runs whose process could not be started.",
           m.spawn_failures_total);
+  counter("orchestrator_host_faults_total",
+          "Runs the host could not start (resources, I/O): requeued, attempt kept.",
+          m.host_faults_total);
+  {
+    HostFaultState host = supervisor_->host_fault();
+    family("orchestrator_claim_backoff_seconds", "gauge",
+           "Seconds until claiming resumes after a host fault (0 = claiming).");
+    o << "orchestrator_claim_backoff_seconds "
+      << static_cast<double>(host.backoff_left_ms) / 1000.0 << '\n';
+  }
   counter("orchestrator_store_errors_total", "Store operations that failed.", m.store_errors_total);
   counter("orchestrator_guard_missed_total", "Guarded transitions that matched no row.",
           m.guard_missed_total);

@@ -32,7 +32,8 @@ struct Metrics {
   uint64_t claimed_total = 0;
   std::map<std::string, uint64_t> finished_total;  // by run outcome
   std::map<std::string, uint64_t> lost_total;      // by reason
-  uint64_t spawn_failures_total = 0;
+  uint64_t spawn_failures_total = 0;  // the job's fault (spawn_failed)
+  uint64_t host_faults_total = 0;     // the host's fault (interrupted, requeued)
   uint64_t reaper_ticks_total = 0;
   uint64_t reaper_errors_total = 0;
   uint64_t reaped_total = 0;        // runs closed by the reaper or recovery (lost, orphans)

@@ -83,6 +83,17 @@ bool Pidfd::Exited() const {
   return rc > 0 && (p.revents & POLLIN) != 0;
 }
 
+Result<bool> HasExited(int pidfd) {
+  siginfo_t info{};
+  int rc;
+  do {
+    rc = waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
+                WEXITED | WNOHANG | WNOWAIT);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) return FromErrno("waitid(P_PIDFD, WNOWAIT)");
+  return info.si_pid != 0;
+}
+
 Result<std::optional<ExitInfo>> ReapPidfd(int pidfd) {
   siginfo_t info{};
   int rc;

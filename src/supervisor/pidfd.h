@@ -47,6 +47,11 @@ struct ExitInfo {
   int ShellCode() const { return exited ? code : 128 + signal; }
 };
 
+// True when our own child has exited (a zombie waiting to be reaped); does
+// not reap it (WNOWAIT). An error (ECHILD: not our child, or reaped already)
+// is returned as such.
+Result<bool> HasExited(int pidfd);
+
 // waitid(P_PIDFD, WEXITED|WNOHANG) on our own child: the one place that reaps
 // a job (STYLE §8). nullopt when it has not exited yet.
 Result<std::optional<ExitInfo>> ReapPidfd(int pidfd);

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/unique_fd.h"
 #include "supervisor/identity.h"
 
 namespace orch {
@@ -48,39 +49,12 @@ enum Stage : int32_t {
   kStageSetuid,
   kStageUidCheck,
   kStageExec,
+  kStageRlimit,
 };
 
 struct ChildReport {
   int32_t stage;
   int32_t err;
-};
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { Reset(); }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-  int Release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  UniqueFd(UniqueFd&& o) noexcept : fd_(o.Release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    Reset();
-    fd_ = o.Release();
-    return *this;
-  }
-
- private:
-  int fd_ = -1;
 };
 
 // Everything the child needs, built in the parent: between clone and exec
@@ -97,6 +71,8 @@ struct ChildPlan {
   int report_fd = -1;
   int gate_fd = -1;  // held spawn: wait for one byte before exec
   int max_fd = 1024;  // for the close() loop when close_range is missing
+  bool set_nofile = false;
+  rlimit nofile{};
   bool drop_privileges = false;
   uid_t uid = 0;
   gid_t gid = 0;
@@ -144,7 +120,9 @@ void CloseFrom(unsigned first, unsigned last, int max_fd) {
     ReportAndExit(p.report_fd, kStageStdio, errno);
   }
 
-  if (p.cwd != nullptr && chdir(p.cwd) < 0) ReportAndExit(p.report_fd, kStageCwd, errno);
+  if (p.set_nofile && setrlimit(RLIMIT_NOFILE, &p.nofile) < 0) {
+    ReportAndExit(p.report_fd, kStageRlimit, errno);
+  }
 
   if (p.drop_privileges) {
     if (syscall(SYS_setgroups, p.ngroups, p.groups) < 0) {
@@ -155,6 +133,9 @@ void CloseFrom(unsigned first, unsigned last, int max_fd) {
     // Defense in depth: a drop that left a way back to root is no drop.
     if (p.uid != 0 && syscall(SYS_setuid, 0) == 0) ReportAndExit(p.report_fd, kStageUidCheck, 0);
   }
+
+  // As the job's user: it must not learn which paths only root can reach.
+  if (p.cwd != nullptr && chdir(p.cwd) < 0) ReportAndExit(p.report_fd, kStageCwd, errno);
 
   // Close everything but 0-2, the report pipe (which is CLOEXEC, so a
   // successful exec closes it and the parent reads EOF) and the gate.
@@ -185,13 +166,26 @@ void CloseFrom(unsigned first, unsigned last, int max_fd) {
   ReportAndExit(p.report_fd, kStageExec, errno);
 }
 
-SpawnOutcome Fail(int err, int shell_code, std::string message) {
+SpawnOutcome Fail(int err, int shell_code, std::string message, bool host_fault) {
   SpawnOutcome out;
   out.ok = false;
   out.failure.err = err;
   out.failure.shell_code = shell_code;
+  out.failure.host_fault = host_fault;
   out.failure.message = std::move(message);
   return out;
+}
+
+// The host's fault, not the job's: the same request could succeed later.
+SpawnOutcome HostFault(int err, std::string message) {
+  return Fail(err, 126, std::move(message), true);
+}
+
+// exec and chdir fail for the job's reasons (no such file, permission, not
+// an executable) or, with these, for the host's.
+bool IsResourceError(int err) {
+  return err == EAGAIN || err == ENOMEM || err == ENFILE || err == EMFILE || err == EIO ||
+         err == ENOSPC || err == EINTR;
 }
 
 std::string ErrText(int err) { return std::strerror(err); }
@@ -207,9 +201,10 @@ int AboveStdio(int fd) {
   return moved;
 }
 
-int OpenLog(const std::string& path) {
-  if (path.empty()) return AboveStdio(open("/dev/null", O_WRONLY | O_CLOEXEC));
-  return AboveStdio(open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+// The child's copy of an output fd the caller owns, >= 3; /dev/null for -1.
+int OutputFd(int fd) {
+  if (fd < 0) return AboveStdio(open("/dev/null", O_WRONLY | O_CLOEXEC));
+  return fcntl(fd, F_DUPFD_CLOEXEC, 3);
 }
 
 struct Resolved {
@@ -264,25 +259,28 @@ namespace {
 SpawnOutcome ChildFailure(const HeldExec& req, const ChildReport& r) {
   int err = r.err;
   switch (r.stage) {
+    case kStageRlimit:
+      return HostFault(err, "setrlimit RLIMIT_NOFILE: " + ErrText(err));
     case kStageExec:
-      return Fail(err, err == ENOENT ? 127 : 126, "exec " + req.argv0 + ": " + ErrText(err));
+      return Fail(err, err == ENOENT || err == ENOTDIR ? 127 : 126,
+                  "exec " + req.argv0 + ": " + ErrText(err), IsResourceError(err));
     case kStageCwd:
-      return Fail(err, 126, "cwd " + req.cwd + ": " + ErrText(err));
+      return Fail(err, 126, "cwd " + req.cwd + ": " + ErrText(err), IsResourceError(err));
     case kStageSetsid:
-      return Fail(err, 126, "setsid: " + ErrText(err));
+      return HostFault(err, "setsid: " + ErrText(err));
     case kStageStdio:
-      return Fail(err, 126, "dup2 stdio: " + ErrText(err));
+      return HostFault(err, "dup2 stdio: " + ErrText(err));
     case kStageSetgroups:
-      return Fail(err, 126, "setgroups: " + ErrText(err));
+      return HostFault(err, "setgroups: " + ErrText(err));
     case kStageSetgid:
-      return Fail(err, 126, "setgid " + std::to_string(req.gid) + ": " + ErrText(err));
+      return HostFault(err, "setgid " + std::to_string(req.gid) + ": " + ErrText(err));
     case kStageSetuid:
-      return Fail(err, 126, "setuid " + std::to_string(req.uid) + ": " + ErrText(err));
+      return HostFault(err, "setuid " + std::to_string(req.uid) + ": " + ErrText(err));
     case kStageUidCheck:
-      return Fail(EPERM, 126,
-                  "setuid " + std::to_string(req.uid) + ": setuid(0) still succeeds afterwards");
+      return HostFault(EPERM,
+                       "setuid " + std::to_string(req.uid) + ": setuid(0) still succeeds afterwards");
     default:
-      return Fail(EPROTO, 126, "child reported unknown stage " + std::to_string(r.stage));
+      return HostFault(EPROTO, "child reported unknown stage " + std::to_string(r.stage));
   }
 }
 
@@ -307,7 +305,7 @@ std::optional<SpawnFailure> AwaitExec(const HeldExec& held, const Pidfd& pidfd) 
   if (n == 0) return std::nullopt;
   WaitAndReap(pidfd);
   if (n != static_cast<ssize_t>(sizeof report)) {
-    return Fail(EPROTO, 126, "exec " + held.argv0 + ": short report from child").failure;
+    return HostFault(EPROTO, "exec " + held.argv0 + ": short report from child").failure;
   }
   return ChildFailure(held, report).failure;
 }
@@ -343,10 +341,10 @@ std::optional<SpawnFailure> ExecFailureAfterExit(HeldExec& held) {
 void ForceForkFallbackForTest(bool on) { force_fork_fallback.store(on); }
 
 SpawnOutcome Spawn(const SpawnRequest& req) {
-  if (req.argv.empty()) return Fail(EINVAL, 127, "exec: empty argv");
+  if (req.argv.empty()) return Fail(EINVAL, 127, "exec: empty argv", false);
   Resolved exe = ResolveExecutable(req.argv[0], req.env);
   if (exe.path.empty()) {
-    return Fail(ENOENT, 127, "exec " + req.argv[0] + ": " + ErrText(ENOENT));
+    return Fail(ENOENT, 127, "exec " + req.argv[0] + ": " + ErrText(ENOENT), false);
   }
 
   // argv/envp arrays: the child may not allocate.
@@ -361,25 +359,27 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
   envp.push_back(nullptr);
 
   UniqueFd null_fd(AboveStdio(open("/dev/null", O_RDONLY | O_CLOEXEC)));
-  if (null_fd.get() < 0) return Fail(errno, 126, "open /dev/null: " + ErrText(errno));
-  UniqueFd out_fd(OpenLog(req.stdout_path));
-  if (out_fd.get() < 0)
-    return Fail(errno, 126, "open log " + req.stdout_path + ": " + ErrText(errno));
-  UniqueFd err_fd(OpenLog(req.stderr_path));
-  if (err_fd.get() < 0)
-    return Fail(errno, 126, "open log " + req.stderr_path + ": " + ErrText(errno));
+  auto host_errno = [](const std::string& what) {
+    int err = errno;
+    return HostFault(err, what + ": " + ErrText(err));
+  };
+  if (null_fd.get() < 0) return host_errno("open /dev/null");
+  UniqueFd out_fd(OutputFd(req.stdout_fd));
+  if (out_fd.get() < 0) return host_errno("stdout fd");
+  UniqueFd err_fd(OutputFd(req.stderr_fd));
+  if (err_fd.get() < 0) return host_errno("stderr fd");
   int pipe_fds[2];
-  if (pipe2(pipe_fds, O_CLOEXEC) < 0) return Fail(errno, 126, "pipe2: " + ErrText(errno));
+  if (pipe2(pipe_fds, O_CLOEXEC) < 0) return host_errno("pipe2");
   UniqueFd report_r(pipe_fds[0]);
   UniqueFd report_w(AboveStdio(pipe_fds[1]));
-  if (report_w.get() < 0) return Fail(errno, 126, "pipe2: " + ErrText(errno));
+  if (report_w.get() < 0) return host_errno("pipe2");
   UniqueFd gate_r, gate_w;
   if (req.hold_until_released) {
     int gate_fds[2];
-    if (pipe2(gate_fds, O_CLOEXEC) < 0) return Fail(errno, 126, "pipe2: " + ErrText(errno));
+    if (pipe2(gate_fds, O_CLOEXEC) < 0) return host_errno("pipe2");
     gate_r = UniqueFd(AboveStdio(gate_fds[0]));
     gate_w = UniqueFd(gate_fds[1]);
-    if (gate_r.get() < 0) return Fail(errno, 126, "pipe2: " + ErrText(errno));
+    if (gate_r.get() < 0) return host_errno("pipe2");
   }
 
   ChildPlan plan;
@@ -394,6 +394,10 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
   plan.gate_fd = gate_r.get();
   long open_max = sysconf(_SC_OPEN_MAX);
   if (open_max > 0) plan.max_fd = static_cast<int>(std::min<long>(open_max, 1 << 20));
+  if (req.nofile_limit) {
+    plan.set_nofile = true;
+    plan.nofile = *req.nofile_limit;
+  }
   plan.drop_privileges = req.drop_privileges;
   plan.uid = req.uid;
   plan.gid = req.gid;
@@ -418,7 +422,7 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
     clone_err = errno;
     if (pid < 0 && clone_err != EPERM && clone_err != ENOSYS) {
       pthread_sigmask(SIG_SETMASK, &old, nullptr);
-      return Fail(clone_err, 126, "clone3: " + ErrText(clone_err));
+      return HostFault(clone_err, "clone3: " + ErrText(clone_err));
     }
   }
   out.process.used_clone3 = pid > 0;
@@ -430,7 +434,7 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
     int fork_err = errno;
     if (pid < 0) {
       pthread_sigmask(SIG_SETMASK, &old, nullptr);
-      return Fail(fork_err, 126, "fork: " + ErrText(fork_err));
+      return HostFault(fork_err, "fork: " + ErrText(fork_err));
     }
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
@@ -447,7 +451,7 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
       siginfo_t info{};
       while (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED) < 0 && errno == EINTR) {
       }
-      return Fail(EIO, 126, "pidfd_open after fork: " + opened.status().message());
+      return HostFault(EIO, "pidfd_open after fork: " + opened.status().message());
     }
     out.process.pidfd = std::move(opened).value();
   }
@@ -475,47 +479,13 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
   if (!identity.ok()) {
     (void)out.process.pidfd.SendSignal(SIGKILL);
     WaitAndReap(out.process.pidfd);
-    return Fail(EIO, 126,
+    return HostFault(EIO,
                 "identity of pid " + std::to_string(pid) + ": " + identity.status().ToString());
   }
   out.process.identity = std::move(identity).value();
   out.process.held = std::move(held);
   out.ok = true;
   return out;
-}
-
-Result<int64_t> EnforceLogCap(const std::string& path, int64_t max_bytes) {
-  if (max_bytes <= 0) return int64_t{0};
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return int64_t{0};
-    return FromErrno("open " + path);
-  }
-  UniqueFd guard(fd);
-  struct stat st {};
-  if (fstat(fd, &st) != 0) return FromErrno("fstat " + path);
-  if (st.st_size <= max_bytes) return int64_t{0};
-  // Bytes the child appends between fstat and ftruncate are dropped too and
-  // not counted: the count is a lower bound.
-  if (ftruncate(fd, max_bytes) != 0) return FromErrno("ftruncate " + path);
-  return static_cast<int64_t>(st.st_size) - max_bytes;
-}
-
-Status AppendLogCutNote(const std::string& path, int64_t cut_bytes) {
-  if (cut_bytes <= 0) return Status::Ok();
-  int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  if (fd < 0) return FromErrno("open " + path);
-  UniqueFd guard(fd);
-  std::string note = "\n[orchestrator: output cut at the max_log_bytes limit; " +
-                     std::to_string(cut_bytes) + " bytes dropped]\n";
-  size_t off = 0;
-  while (off < note.size()) {
-    ssize_t n = write(fd, note.data() + off, note.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return FromErrno("write " + path);
-    off += static_cast<size_t>(n);
-  }
-  return Status::Ok();
 }
 
 }  // namespace orch

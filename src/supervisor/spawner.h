@@ -2,6 +2,7 @@
 // the child behind our back (STYLE §8).
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -23,9 +24,13 @@ struct SpawnRequest {
   std::vector<std::string> argv;
   std::map<std::string, std::string> env;  // the complete environment of the child
   std::string cwd;                         // "" = the daemon's
-  // Opened O_WRONLY|O_APPEND|O_CREAT, 0640, in the parent; "" = /dev/null.
-  std::string stdout_path;
-  std::string stderr_path;
+  // Where the child's stdout/stderr go: fds the caller opened and still owns
+  // (the child gets copies). -1 = /dev/null.
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  // RLIMIT_NOFILE for the child: the limit the daemon started with, before
+  // it raised its own. nullopt = inherit.
+  std::optional<rlimit> nofile_limit;
   // run_as: "" = keep the daemon's user; else resolved user (and groups).
   bool drop_privileges = false;
   uid_t uid = 0;
@@ -59,11 +64,14 @@ struct SpawnedProcess {
 struct SpawnFailure {
   int err = 0;  // errno
   // 127 only when the executable was not found (ENOENT/ENOTDIR, or no match
-  // in PATH); 126 for everything else: not executable, permission, bad cwd,
-  // a log file that cannot be opened, a failed privilege drop.
+  // in PATH); 126 for everything else: not executable, permission, bad cwd.
   int shell_code = 127;
+  // Whose fault: false = the job's (its executable or cwd); true = the
+  // host's (no memory, process or fd limits, I/O errors): nothing about the
+  // job says it would fail again, so it must not spend an attempt.
+  bool host_fault = false;
   // "exec /no/such: No such file or directory" / "cwd /x: ..." /
-  // "open log /x/out: ..." / "setuid 65534: ..."
+  // "clone3: Resource temporarily unavailable" / "setuid 65534: ..."
   std::string message;
 };
 
@@ -75,12 +83,12 @@ struct SpawnOutcome {
 
 // Starts the child in a new session/process group with stdin /dev/null,
 // stdout/stderr appended to the given files, default signal dispositions, an
-// empty mask, no inherited fds (close_range) and an optional uid/gid drop.
+// empty mask, no inherited fds (close_range), the daemon's original fd limit
+// and an optional uid/gid drop.
 // Uses clone3(CLONE_PIDFD); on EPERM/ENOSYS (container seccomp) falls back to
-// fork + pidfd_open before any wait. Blocks only until exec succeeded or
-// failed. A failure to open a log file is a SpawnFailure too. On failure the
-// child (if one was made) has been reaped; on success it is not reaped and
-// the caller owns the pidfd. If the new process's identity cannot be read
+// fork + pidfd_open before any wait. Without hold_until_released, blocks
+// until exec succeeded or failed. On failure the child (if one was made) has
+// been reaped; on success it is not reaped and the caller owns the pidfd. If the new process's identity cannot be read
 // (no /proc), it is killed and reaped and that is a failure: a run without
 // an identity could never be verified. Callable from any thread; all signals
 // are blocked in the calling thread while the child is created.
@@ -96,17 +104,5 @@ std::optional<SpawnFailure> ExecFailureAfterExit(HeldExec& held);
 
 // Test hook: force the fork+pidfd_open fallback.
 void ForceForkFallbackForTest(bool on);
-
-// Caps a run's log file at max_bytes: when the file is larger, truncates it
-// to max_bytes and returns how many bytes were removed; else (and for a
-// missing file, or max_bytes <= 0 = no cap) returns 0. Safe while the child
-// still writes (it opened the file O_APPEND, so its next write lands at the
-// new end). Call it from a timer while the run lives and once when it ends.
-Result<int64_t> EnforceLogCap(const std::string& path, int64_t max_bytes);
-
-// Appends one line saying that `cut_bytes` bytes of output were dropped at the
-// max_log_bytes limit (SPEC §4: what is cut is said at the end of the log).
-// Meant for the end of a run, after the last EnforceLogCap.
-Status AppendLogCutNote(const std::string& path, int64_t cut_bytes);
 
 }  // namespace orch

@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <random>
 
 #include "base/log.h"
@@ -33,10 +32,6 @@ std::string NewIncarnation() {
 double UnitRandom() {
   static std::mt19937_64 rng{std::random_device{}()};
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-}
-
-std::string ErrPathFor(const std::string& out_path) {
-  return out_path.substr(0, out_path.size() - 4) + ".err";
 }
 
 }  // namespace
@@ -103,12 +98,12 @@ struct Supervisor::Running {
   bool child = true;         // our child: reaped with waitid; else an adopted orphan
   bool killing_orphan = false;
   UvHandle<uv_poll_t> poll;
-  int64_t started_at_ms = 0;
+  int64_t started_mono_ms = 0;  // for timeout_s and the duration
   std::optional<int64_t> timeout_s;
-  std::string out_path, err_path;
+  UniqueFd out_fd, err_fd;  // the parent's copies, O_APPEND: capped through them
   int64_t cut_out = 0, cut_err = 0;
   StopCause stop = StopCause::kNone;
-  int64_t term_sent_ms = 0;
+  int64_t term_sent_mono_ms = 0;
   bool kill_sent = false;
   int64_t exit_seen_ns = 0;  // adopted: exited, exit status not yet readable
   std::unique_ptr<HeldExec, HeldExecDeleter> exec;  // our child: its exec report
@@ -163,18 +158,11 @@ Status Supervisor::Init() {
   } else if (passwd* pw = getpwuid(geteuid()); pw != nullptr && pw->pw_dir != nullptr) {
     home_ = pw->pw_dir;
   }
-  std::error_code ec;
-  std::filesystem::create_directories(config_.supervisor.log_dir, ec);
-  if (ec) {
-    return Status(Code::kIo, "supervisor.log_dir " + config_.supervisor.log_dir + ": " + ec.message());
-  }
-  chmod(config_.supervisor.log_dir.c_str(), 0750);
-  if (drop_privileges_) {
-    // Jobs write their own logs after the drop: the directory must let them.
-    if (chown(config_.supervisor.log_dir.c_str(), 0, gid_) == 0) {
-      chmod(config_.supervisor.log_dir.c_str(), 0770);
-    }
-  }
+  // The tree under log_dir is the daemon's alone: jobs write through fds
+  // the parent opens, so nothing there is ever chowned to the run_as user.
+  auto log_dir = LogDir::Open(config_.supervisor.log_dir);
+  if (!log_dir.ok()) return log_dir.status();
+  log_dir_ = std::move(log_dir).value();
   auto paused = store_->IsPaused();
   if (paused.ok()) paused_ = *paused;
   return Status::Ok();
@@ -231,13 +219,17 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
 
   if (e.run.identity.pid == 0) {
     // Intent without a stamped pid. A child is held before exec until its
-    // pid is recorded, so an unstamped run of a dead incarnation never ran
-    // the job; one of ours is given spawn_grace_s.
-    bool ours = e.run.incarnation == incarnation_;
-    if (ours && now - e.run.started_at < config_.reaper.spawn_grace_s * 1000) return Status::Ok();
+    // pid is recorded, so an unstamped run never ran the job: requeued
+    // without spending an attempt. One of ours is given spawn_grace_s.
+    if (e.run.incarnation == incarnation_) {
+      int64_t mono = clock_->MonotonicMs();
+      auto [seen, fresh] = unstamped_seen_.try_emplace(e.run.id, mono);
+      if (mono - seen->second < config_.reaper.spawn_grace_s * 1000) return Status::Ok();
+      unstamped_seen_.erase(seen);
+    }
+    end.outcome = RunOutcome::kInterrupted;
     end.reason = "never_spawned";
     end.error = "run was claimed but never spawned";
-    ++metrics_->lost_total[end.reason];
     ++metrics_->reaped_total;
     log::Warn("requeueing a run that never spawned", {{"job_id", e.job.id}, {"run_id", e.run.id}});
     Finish(end);
@@ -267,10 +259,21 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
   r->pid = static_cast<pid_t>(e.run.identity.pid);
   r->pidfd = std::move(v->pidfd);
   r->child = false;
-  r->started_at_ms = e.run.started_at;
+  // Elapsed time so far can only come from the stored wall time; from here
+  // on it is measured on the monotonic clock.
+  r->started_mono_ms = clock_->MonotonicMs() - std::max<int64_t>(now - e.run.started_at, 0);
   r->timeout_s = e.job.timeout_s;
-  r->out_path = e.run.log_path;
-  r->err_path = e.run.log_path.empty() ? "" : ErrPathFor(e.run.log_path);
+  if (!e.run.log_path.empty()) {
+    auto out = log_dir_->OpenForAppend(e.job.id, e.run.id, LogStream::kStdout);
+    auto err = log_dir_->OpenForAppend(e.job.id, e.run.id, LogStream::kStderr);
+    if (out.ok()) r->out_fd = std::move(out).value();
+    if (err.ok()) r->err_fd = std::move(err).value();
+    for (const Status& st : {out.status(), err.status()}) {
+      if (!st.ok() && st.code() != Code::kNotFound) {
+        log::Warn("not capping an adopted run's log", {{"run_id", e.run.id}, {"error", st.ToString()}});
+      }
+    }
+  }
   if (config_.supervisor.orphan_policy == "adopt") {
     log::Info("adopting orphan", {{"job_id", r->job_id}, {"run_id", r->run_id}, {"pid", r->pid}});
   } else {
@@ -312,6 +315,7 @@ void Supervisor::Start() {
       config_.reaper.interval_ms, config_.reaper.interval_ms);
   kick_timer_.Init(uv_timer_init, loop_, this);
   not_before_timer_.Init(uv_timer_init, loop_, this);
+  host_backoff_timer_.Init(uv_timer_init, loop_, this);
   Kick();
 }
 
@@ -337,6 +341,17 @@ void Supervisor::ApplyConfig(const Config& c) {
 void Supervisor::ClaimPass() {
   if (stopping_ || paused_ || !recovered_) return;
   claim_retry_ = false;
+  int64_t wait_ms = host_backoff_until_mono_ - clock_->MonotonicMs();
+  if (wait_ms > 0) {
+    // The host could not start processes: no claim until the delay passes.
+    uv_timer_start(
+        host_backoff_timer_.get(),
+        [](uv_timer_t* h) {
+          if (h->data != nullptr) static_cast<Supervisor*>(h->data)->Kick();
+        },
+        static_cast<uint64_t>(wait_ms), 0);
+    return;
+  }
   // A few launches per loop turn, so that exits and requests are served
   // between them when many slots open at once.
   constexpr int kMaxLaunchesPerPass = 8;
@@ -362,6 +377,10 @@ void Supervisor::ClaimPass() {
     ++metrics_->claimed_total;
     KillPointForTest("after_claim");
     Launch(std::move(**claimed));
+    if (host_backoff_until_mono_ > clock_->MonotonicMs()) {
+      Kick();  // arms the backoff timer
+      return;
+    }
   }
   ArmNotBeforeTimer();
 }
@@ -393,16 +412,11 @@ std::map<std::string, std::string> Supervisor::JobEnvironment(const Job& job, co
 
 void Supervisor::Launch(Claimed c) {
   int64_t now = clock_->NowMs();
-  std::string dir = config_.supervisor.log_dir + "/" + std::to_string(c.job.id);
-  std::string out_path = dir + "/" + std::to_string(c.run.id) + ".out";
-  std::string err_path = dir + "/" + std::to_string(c.run.id) + ".err";
-
   SpawnRequest req;
   req.argv = c.job.argv;
   req.env = JobEnvironment(c.job, c.run);
   req.cwd = c.job.cwd;
-  req.stdout_path = out_path;
-  req.stderr_path = err_path;
+  req.nofile_limit = job_nofile_;
   req.drop_privileges = drop_privileges_;
   req.uid = uid_;
   req.gid = gid_;
@@ -410,10 +424,12 @@ void Supervisor::Launch(Claimed c) {
   req.hold_until_released = true;
 
   SpawnOutcome spawned;
-  if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
-    spawned.failure = {errno, 127, "log directory " + dir + ": " + std::strerror(errno)};
+  auto logs = log_dir_->CreateRunLogs(c.job.id, c.run.id);
+  if (!logs.ok()) {
+    spawned.failure = {0, 126, true, logs.status().message()};
   } else {
-    if (drop_privileges_) (void)chown(dir.c_str(), uid_, gid_);
+    req.stdout_fd = logs->out.get();
+    req.stderr_fd = logs->err.get();
     spawned = Spawn(req);
   }
 
@@ -425,7 +441,8 @@ void Supervisor::Launch(Claimed c) {
   }
 
   KillPointForTest("after_spawn");
-  Status stamped = store_->RecordSpawned(c.job.id, c.run.id, spawned.process.identity, out_path);
+  Status stamped =
+      store_->RecordSpawned(c.job.id, c.run.id, spawned.process.identity, logs->out_path);
   NoteStore(stamped);
   StopCause cause = StopCause::kNone;
   if (stamped.ok()) {
@@ -451,10 +468,10 @@ void Supervisor::Launch(Claimed c) {
   r->attempt = c.run.attempt;
   r->pid = spawned.process.pid;
   r->pidfd = std::move(spawned.process.pidfd);
-  r->started_at_ms = c.run.started_at;
+  r->started_mono_ms = clock_->MonotonicMs();
   r->timeout_s = c.job.timeout_s;
-  r->out_path = out_path;
-  r->err_path = err_path;
+  r->out_fd = std::move(logs->out);
+  r->err_fd = std::move(logs->err);
   r->stop = cause;
   r->exec = std::move(spawned.process.held);
   run_by_pid_[r->pid] = r->run_id;
@@ -462,16 +479,45 @@ void Supervisor::Launch(Claimed c) {
 }
 
 RunEnd Supervisor::SpawnFailed(int64_t job_id, int64_t run_id, const SpawnFailure& failure) {
-  ++metrics_->spawn_failures_total;
-  log::Warn("spawn failed", {{"job_id", job_id}, {"run_id", run_id}, {"error", failure.message}});
   RunEnd end;
   end.job_id = job_id;
   end.run_id = run_id;
+  if (failure.host_fault) {
+    // Nothing says the job would fail again: requeued, attempt kept.
+    log::Warn("host could not start a job; requeued",
+              {{"job_id", job_id}, {"run_id", run_id}, {"error", failure.message}});
+    end.outcome = RunOutcome::kInterrupted;
+    end.reason = "host_fault: " + failure.message;
+    end.error = failure.message;
+    NoteHostFault(failure.message);
+    return end;
+  }
+  ++metrics_->spawn_failures_total;
+  log::Warn("spawn failed", {{"job_id", job_id}, {"run_id", run_id}, {"error", failure.message}});
   end.outcome = RunOutcome::kSpawnFailed;
   end.reason = failure.message;
   end.error = failure.message;
   end.exit_code = failure.shell_code;
   return end;
+}
+
+void Supervisor::NoteHostFault(const std::string& error) {
+  ++metrics_->host_faults_total;
+  ++host_fault_.consecutive;
+  int64_t delay = BackoffMs(host_fault_.consecutive, config_.supervisor.backoff_base_s,
+                            config_.supervisor.backoff_max_s, UnitRandom());
+  host_backoff_until_mono_ = clock_->MonotonicMs() + delay;
+  host_fault_.backoff_until_ms = clock_->NowMs() + delay;
+  host_fault_.last_error = error;
+  log::Warn("claiming backs off after a host fault",
+            {{"consecutive", host_fault_.consecutive}, {"delay_ms", delay}, {"error", error}});
+}
+
+HostFaultState Supervisor::host_fault() const {
+  HostFaultState state = host_fault_;
+  state.backoff_left_ms = std::max<int64_t>(host_backoff_until_mono_ - clock_->MonotonicMs(), 0);
+  if (state.backoff_left_ms == 0) state.backoff_until_ms = 0;
+  return state;
 }
 
 void Supervisor::Watch(std::unique_ptr<Running> r) {
@@ -506,16 +552,18 @@ void Supervisor::SignalGroup(Running& r, int sig) {
 void Supervisor::RequestStop(Running& r, StopCause cause) {
   if (r.stop != StopCause::kNone && r.stop != StopCause::kUnrecorded) return;
   r.stop = cause;
-  r.term_sent_ms = clock_->NowMs();
+  r.term_sent_mono_ms = clock_->MonotonicMs();
   SignalGroup(r, SIGTERM);
 }
 
 void Supervisor::CapLogs(Running& r, bool final) {
-  for (auto [path, cut] : {std::pair{&r.out_path, &r.cut_out}, std::pair{&r.err_path, &r.cut_err}}) {
-    if (path->empty()) continue;
-    auto removed = EnforceLogCap(*path, config_.supervisor.max_log_bytes);
+  // Through the fds opened at spawn: whatever now sits at the log's name,
+  // these are the files the job writes.
+  for (auto [fd, cut] : {std::pair{&r.out_fd, &r.cut_out}, std::pair{&r.err_fd, &r.cut_err}}) {
+    if (!fd->valid()) continue;
+    auto removed = EnforceLogCap(fd->get(), config_.supervisor.max_log_bytes);
     if (removed.ok()) *cut += *removed;
-    if (final && *cut > 0) (void)AppendLogCutNote(*path, *cut);
+    if (final && *cut > 0) (void)AppendLogCutNote(fd->get(), *cut);
   }
 }
 
@@ -527,17 +575,44 @@ void Supervisor::OnProcessExit(int64_t run_id) {
 
   ExitInfo exit;
   if (r.child) {
-    // Stragglers of the group go before the leader is reaped, while the
-    // group id is still reserved by the zombie.
-    (void)kill(-r.pid, SIGKILL);
-    auto reaped = ReapPidfd(r.pidfd.get());
-    if (!reaped.ok()) {
-      log::Error("waitid failed", {{"run_id", run_id}, {"error", reaped.status().ToString()}});
+    auto exited = HasExited(r.pidfd.get());
+    if (exited.ok() && !*exited) return;  // spurious wake-up
+    Status reap_error = exited.status();
+    if (reap_error.ok()) {
+      // Confirmed exited: stragglers of the group go before the leader is
+      // reaped, while the zombie still reserves the group id.
+      (void)kill(-r.pid, SIGKILL);
+      auto reaped = ReapPidfd(r.pidfd.get());
+      if (reaped.ok() && reaped->has_value()) {
+        exit = **reaped;
+      } else {
+        reap_error = reaped.ok() ? Status(Code::kInternal, "exited child not reapable")
+                                 : reaped.status();
+      }
+    }
+    run_by_pid_.erase(r.pid);
+    if (!reap_error.ok()) {
+      // The level-triggered poll would wake us again at once: close it and
+      // close the run instead of spinning on the error.
+      log::Error("cannot reap a job's process; closing its run as lost",
+                 {{"job_id", r.job_id}, {"run_id", run_id}, {"pid", r.pid},
+                  {"error", reap_error.ToString()}});
+      r.poll.Close();
+      RunEnd end;
+      end.job_id = r.job_id;
+      end.run_id = r.run_id;
+      end.now_ms = clock_->NowMs();
+      end.retry_not_before = end.now_ms;
+      end.outcome = RunOutcome::kLost;
+      end.reason = "reap_failed";
+      end.error = "cannot reap process: " + reap_error.ToString();
+      ++metrics_->lost_total[end.reason];
+      CapLogs(r, /*final=*/true);
+      running_.erase(it);
+      Finish(end);
+      if (stopping_) MaybeFinishShutdown();
       return;
     }
-    if (!reaped->has_value()) return;  // spurious wake-up
-    exit = **reaped;
-    run_by_pid_.erase(r.pid);
   } else if (!r.pidfd.Exited()) {
     return;
   }
@@ -571,6 +646,7 @@ void Supervisor::OnProcessExit(int64_t run_id) {
   } else if (auto failure = r.exec ? ExecFailureAfterExit(*r.exec) : std::nullopt) {
     end = SpawnFailed(r.job_id, r.run_id, *failure);
   } else {
+    if (r.stop != StopCause::kUnrecorded) host_fault_.consecutive = 0;  // it exec'd
     end = DecideRunEnd(exit, r.stop, config_.supervisor.transient_exit_codes,
                        r.timeout_s.value_or(0));
   }
@@ -585,7 +661,8 @@ void Supervisor::OnProcessExit(int64_t run_id) {
 
   CapLogs(r, /*final=*/true);
 
-  metrics_->run_duration_seconds.Observe(static_cast<double>(now - r.started_at_ms) / 1000.0);
+  metrics_->run_duration_seconds.Observe(
+      static_cast<double>(clock_->MonotonicMs() - r.started_mono_ms) / 1000.0);
   log::Debug("job exited", {{"job_id", r.job_id}, {"run_id", r.run_id}, {"pid", r.pid},
                             {"outcome", RunOutcomeName(end.outcome)}, {"reason", end.reason}});
   running_.erase(it);
@@ -661,6 +738,7 @@ void Supervisor::Tick() {
   }
 
   std::vector<int64_t> exited;
+  int64_t mono = clock_->MonotonicMs();
   for (auto& [run_id, r] : running_) {
     if (r->exit_seen_ns != 0) exited.push_back(run_id);
   }
@@ -668,13 +746,13 @@ void Supervisor::Tick() {
 
   for (auto& [run_id, r] : running_) {
     if (r->timeout_s && r->stop == StopCause::kNone && !r->killing_orphan &&
-        now - r->started_at_ms >= *r->timeout_s * 1000) {
+        mono - r->started_mono_ms >= *r->timeout_s * 1000) {
       log::Warn("run timed out", {{"job_id", r->job_id}, {"run_id", run_id}, {"pid", r->pid}});
       RequestStop(*r, StopCause::kTimeout);
     }
     int64_t grace_ms = (stopping_ ? config_.supervisor.shutdown_grace_s
                                   : config_.supervisor.kill_grace_s) * 1000;
-    if (r->stop != StopCause::kNone && !r->kill_sent && now - r->term_sent_ms >= grace_ms) {
+    if (r->stop != StopCause::kNone && !r->kill_sent && mono - r->term_sent_mono_ms >= grace_ms) {
       r->kill_sent = true;
       SignalGroup(*r, SIGKILL);
     }

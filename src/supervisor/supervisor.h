@@ -8,6 +8,7 @@
 // reaper tick is the safety net behind it.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -25,6 +26,7 @@
 #include "base/uv_handle.h"
 #include "config/config.h"
 #include "store/job_store.h"
+#include "supervisor/log_dir.h"
 #include "supervisor/metrics.h"
 #include "supervisor/pidfd.h"
 #include "supervisor/spawner.h"
@@ -38,6 +40,15 @@ int64_t BackoffMs(int64_t attempt, double base_s, double max_s, double unit_rand
 // Why the supervisor itself stopped a run, if it did.
 enum class StopCause { kNone, kTimeout, kCancel, kShutdown, kUnrecorded };
 
+// Spawn failures that were the host's fault (SpawnFailure::host_fault): they
+// do not spend the job's attempt, and claiming waits a growing delay.
+struct HostFaultState {
+  int64_t consecutive = 0;     // since a run last exec'd
+  int64_t backoff_until_ms = 0;  // wall time, for display; 0 = not backing off
+  int64_t backoff_left_ms = 0;   // monotonic
+  std::string last_error;
+};
+
 // How a reaped child's exit maps to a run outcome (pure; see SPEC §4).
 RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int64_t>& transient,
                     int64_t timeout_s);
@@ -50,8 +61,12 @@ class Supervisor {
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
-  // Resolves run_as, creates log_dir. Fails (for exit 2) on a bad user.
+  // Resolves run_as, creates and opens log_dir. Fails (for exit 2) on a bad
+  // user or an unusable log_dir.
   Status Init();
+  // RLIMIT_NOFILE the daemon started with (before raising its own): jobs get
+  // this one, not the raised limit. Call before Start().
+  void SetJobFileLimit(const rlimit& limit) { job_nofile_ = limit; }
 
   // Start-up recovery: the I1 sweep once, then every running row of another
   // incarnation is verified by identity: gone → lost and requeued; alive →
@@ -85,6 +100,10 @@ class Supervisor {
   const std::string& incarnation() const { return incarnation_; }
   size_t running_count() const { return running_.size(); }
   int64_t started_at_ms() const { return started_at_ms_; }
+  const LogDir& log_dir() const { return *log_dir_; }
+  // Host-fault backoff, for GET /queue and /metrics; backoff_until_ms is 0
+  // once the delay has passed.
+  HostFaultState host_fault() const;
 
  private:
   struct Running;
@@ -93,6 +112,7 @@ class Supervisor {
   void Launch(Claimed claimed);
   void Watch(std::unique_ptr<Running> r);
   RunEnd SpawnFailed(int64_t job_id, int64_t run_id, const SpawnFailure& failure);
+  void NoteHostFault(const std::string& error);
   void OnProcessExit(int64_t run_id);
   // Truncates the run's logs to max_log_bytes; `final` adds the cut note.
   void CapLogs(Running& r, bool final);
@@ -120,6 +140,13 @@ class Supervisor {
   bool paused_ = false;
   bool stopping_ = false;
   bool claim_retry_ = false;  // a claim failed on the store: retry on the tick
+  HostFaultState host_fault_;
+  int64_t host_backoff_until_mono_ = 0;
+  std::optional<rlimit> job_nofile_;
+  std::unique_ptr<LogDir> log_dir_;
+  // Unstamped runs of this incarnation that no launch tracks: first seen at
+  // (monotonic ms), for reaper.spawn_grace_s.
+  std::unordered_map<int64_t, int64_t> unstamped_seen_;
   std::function<void()> shutdown_done_;
 
   // run_as, resolved once
@@ -136,6 +163,7 @@ class Supervisor {
   UvHandle<uv_timer_t> tick_timer_;
   UvHandle<uv_timer_t> kick_timer_;
   UvHandle<uv_timer_t> not_before_timer_;
+  UvHandle<uv_timer_t> host_backoff_timer_;
   UvHandle<uv_timer_t> shutdown_timer_;
   UvHandle<uv_signal_t> sigchld_;
 };

@@ -163,30 +163,57 @@ TEST(VanishedStore, DegradedButAlive) {
   EXPECT_EQ(0, d.Stop());
 }
 
-TEST(LogDirectory, NotWritableFailsTheJobAsSpawnFailedAndTheDaemonGoesOn) {
+// A log directory the host cannot write is the host's fault, not the job's:
+// the job is requeued with its attempt kept, claiming backs off, and it runs
+// once the fault is gone.
+TEST(LogDirectory, NotWritableIsAHostFaultAndTheJobRunsWhenItIsGone) {
   TempDir dir;
-  Daemon d(dir);
+  Tmpfs logs(dir.File("var/logs"), "size=1m");
+  if (!logs.ok()) GTEST_SKIP() << "cannot mount tmpfs here";
+  Daemon d(dir, "[supervisor]\nbackoff_base_s = 0.05\nbackoff_max_s = 0.2\n");
   ASSERT_TRUE(d.Start()) << d.Log();
-  Tmpfs ro(dir.File("var/logs"), "size=1m");
-  if (!ro.ok() || !ro.Remount("size=1m", MS_RDONLY)) GTEST_SKIP() << "cannot mount tmpfs here";
-  int64_t id = d.Submit({{"argv", {"true"}}});
-  ASSERT_TRUE(d.WaitStatus(id, "failed"));
+  ASSERT_TRUE(logs.Remount("size=1m", MS_RDONLY));
+  int64_t id = d.Submit({{"argv", {"true"}}, {"max_attempts", 1}});
+  ASSERT_GT(id, 0);
+  json queue;
+  ASSERT_TRUE(WaitFor([&] {
+    queue = d.Get("/queue").Json();
+    return queue["host_fault"]["consecutive"].get<int64_t>() >= 3;
+  })) << queue.dump();
+  EXPECT_NE(std::string::npos,
+            queue.at("host_fault").at("last_error").get<std::string>().find("Read-only file system"))
+      << queue.dump();
   json j = d.Job(id);
-  EXPECT_EQ("spawn_failed", j["runs"][0]["outcome"]);
-  EXPECT_NE(std::string::npos, j["error"].get<std::string>().find("Read-only file system")) << j.dump();
+  EXPECT_NE("failed", j.at("status")) << j.dump();
+  EXPECT_EQ("interrupted", j.at("runs").at(0).at("outcome")) << j.dump();
+  EXPECT_EQ(0u, j.at("runs").at(0).at("reason").get<std::string>().find("host_fault: "))
+      << j.dump();
+  EXPECT_NE(std::string::npos, d.Get("/metrics").body.find("orchestrator_host_faults_total "));
   EXPECT_EQ(200, d.Get("/healthz").status);
+
+  ASSERT_TRUE(logs.Remount("size=1m"));
+  ASSERT_TRUE(d.WaitStatus(id, "succeeded")) << d.Job(id).dump();
+  EXPECT_EQ(1, d.Job(id).at("attempts")) << "host faults must not spend attempts";
   EXPECT_EQ(0, d.Stop());
 }
 
 // The daemon aborts at a kill point; a restart must find a correct state and
 // finish the job, and a job whose pid was never recorded must never have run.
-void KillPointRecovers(const std::string& point, size_t expected_runs_of_the_program) {
+// The daemon aborts at a kill point; a restart must find a correct state and
+// finish the job, and a job whose pid was never recorded must never have run.
+// A run that never ran the job keeps its attempt (max_attempts = 1 proves it).
+void KillPointRecovers(const std::string& point, size_t expected_runs_of_the_program,
+                       const std::string& first_outcome, const std::string& first_reason,
+                       int max_attempts) {
+#ifndef ORCH_TEST_HOOKS
+  GTEST_SKIP() << "kill points need -DORCH_TEST_HOOKS=ON (scripts/test.sh sets it)";
+#endif
   TempDir dir;
   Daemon d(dir, "[supervisor]\nbackoff_base_s = 0.05\nbackoff_max_s = 0.1\n",
            {"ORCH_TEST_KILL_POINT=" + point});
   ASSERT_TRUE(d.Start()) << d.Log();
   std::string ran = dir.File("ran");
-  int64_t id = d.Submit({{"argv", {"sh", "-c", "echo $$ >> " + ran}}});
+  int64_t id = d.Submit({{"argv", {"sh", "-c", "echo $$ >> " + ran}}, {"max_attempts", max_attempts}});
   ASSERT_GT(id, 0);
   EXPECT_EQ(128 + SIGABRT, d.WaitExit(std::chrono::seconds(20))) << d.Log();
   d.SetEnv({});
@@ -194,16 +221,23 @@ void KillPointRecovers(const std::string& point, size_t expected_runs_of_the_pro
   ASSERT_TRUE(d.WaitStatus(id, "succeeded")) << d.Job(id).dump() << d.Log();
   EXPECT_EQ(expected_runs_of_the_program, test::CountLines(ran)) << point;
   json j = d.Job(id);
-  ASSERT_EQ(2u, j["runs"].size()) << j.dump();
-  EXPECT_EQ("lost", j["runs"][0]["outcome"]);
+  ASSERT_EQ(2u, j.at("runs").size()) << j.dump();
+  EXPECT_EQ(first_outcome, j.at("runs").at(0).at("outcome")) << j.dump();
+  EXPECT_EQ(first_reason, j.at("runs").at(0).at("reason")) << j.dump();
   EXPECT_EQ(0, d.Stop());
   auto check = test::RunCommand({test::OrchestratorBinary(), "db", "check", "--config", d.config_path()});
   EXPECT_EQ(0, check.exit_code) << check.out << check.err;
 }
 
-TEST(KillPoint, AfterClaimRecovers) { KillPointRecovers("after_claim", 1); }
-TEST(KillPoint, AfterSpawnBeforeThePidIsStampedNeverRanTheJob) { KillPointRecovers("after_spawn", 1); }
-TEST(KillPoint, AfterExitBeforeTheRunIsClosedRecovers) { KillPointRecovers("after_exit", 2); }
+TEST(KillPoint, AfterClaimRecovers) {
+  KillPointRecovers("after_claim", 1, "interrupted", "never_spawned", 1);
+}
+TEST(KillPoint, AfterSpawnBeforeThePidIsStampedNeverRanTheJob) {
+  KillPointRecovers("after_spawn", 1, "interrupted", "never_spawned", 1);
+}
+TEST(KillPoint, AfterExitBeforeTheRunIsClosedRecovers) {
+  KillPointRecovers("after_exit", 2, "lost", "pid_gone", 2);
+}
 
 }  // namespace
 }  // namespace orch

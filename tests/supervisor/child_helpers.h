@@ -3,6 +3,7 @@
 // killing + reaping what a test started.
 #pragma once
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -11,18 +12,31 @@
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "supervisor/pidfd.h"
 #include "supervisor/spawner.h"
 #include "support/test_util.h"
 
 namespace orch::test {
 
-inline SpawnRequest RequestFor(const TempDir& dir, std::vector<std::string> argv) {
-  SpawnRequest req;
+// A request whose stdout/stderr go to out.log and err.log in a temp dir,
+// opened here the way the supervisor opens a run's logs (O_APPEND, 0640).
+struct TestRequest : SpawnRequest {
+  std::string stdout_path, stderr_path;
+  UniqueFd out, err;
+};
+
+inline TestRequest RequestFor(const TempDir& dir, std::vector<std::string> argv) {
+  TestRequest req;
   req.argv = std::move(argv);
   req.env = {{"PATH", "/usr/bin:/bin"}};
   req.stdout_path = dir.File("out.log");
   req.stderr_path = dir.File("err.log");
+  req.out = UniqueFd(open(req.stdout_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+  req.err = UniqueFd(open(req.stderr_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+  EXPECT_TRUE(req.out.valid() && req.err.valid()) << "cannot open logs in " << dir.path();
+  req.stdout_fd = req.out.get();
+  req.stderr_fd = req.err.get();
   return req;
 }
 

@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
+#include <vector>
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -15,8 +18,10 @@
 #include <string>
 #include <thread>
 
+#include "base/unique_fd.h"
 #include "supervisor/child_helpers.h"
 #include "supervisor/identity.h"
+#include "supervisor/log_dir.h"
 
 namespace orch {
 namespace {
@@ -27,6 +32,7 @@ using test::RequestFor;
 using test::RunToExit;
 using test::SpawnOk;
 using test::TempDir;
+using test::TestRequest;
 using test::WaitAndReap;
 using test::WriteFile;
 
@@ -90,7 +96,7 @@ TEST_P(Spawner, MissingExecutableIs127WithEnoentText) {
 }
 
 TEST_P(Spawner, CommandNotInTheJobsPathIs127) {
-  SpawnRequest req = RequestFor(dir_, {"no-such-command-xyz"});
+  TestRequest req = RequestFor(dir_, {"no-such-command-xyz"});
   SpawnOutcome out = Spawn(req);
   ASSERT_FALSE(out.ok);
   EXPECT_EQ(127, out.failure.shell_code);
@@ -109,7 +115,7 @@ TEST_P(Spawner, Argv0IsResolvedAgainstTheJobsPath) {
   ASSERT_EQ(0, mkdir(bin.c_str(), 0755));
   WriteFile(bin + "/hello", "#!/bin/sh\necho \"hello $0 $1\"\n");
   ASSERT_EQ(0, chmod((bin + "/hello").c_str(), 0755));
-  SpawnRequest req = RequestFor(dir_, {"hello", "world"});
+  TestRequest req = RequestFor(dir_, {"hello", "world"});
   req.env["PATH"] = "relative/dir:/nonexistent:" + bin + ":/usr/bin:/bin";
   auto info = RunToExit(req);
   ASSERT_TRUE(info.has_value());
@@ -139,7 +145,7 @@ TEST_P(Spawner, FileWithoutInterpreterLineIs126) {
 }
 
 TEST_P(Spawner, BadCwdIsAFailureNamingTheCwd) {
-  SpawnRequest req = RequestFor(dir_, {"/bin/true"});
+  TestRequest req = RequestFor(dir_, {"/bin/true"});
   req.cwd = dir_.File("no-such-dir");
   SpawnOutcome out = Spawn(req);
   ASSERT_FALSE(out.ok);
@@ -149,32 +155,38 @@ TEST_P(Spawner, BadCwdIsAFailureNamingTheCwd) {
 }
 
 TEST_P(Spawner, CwdIsApplied) {
-  SpawnRequest req = RequestFor(dir_, {"/bin/pwd"});
+  TestRequest req = RequestFor(dir_, {"/bin/pwd"});
   req.cwd = "/usr";
   auto info = RunToExit(req);
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ("/usr\n", ReadFile(req.stdout_path));
 }
 
-TEST_P(Spawner, UnopenableLogFileIsAFailureNamingThePath) {
-  SpawnRequest req = RequestFor(dir_, {"/bin/true"});
-  req.stderr_path = dir_.File("missing-dir/err.log");
+TEST_P(Spawner, MissingExecutableIsTheJobsFaultAndAForkFailureTheHosts) {
+  TestRequest req = RequestFor(dir_, {"/no/such/binary"});
   SpawnOutcome out = Spawn(req);
   ASSERT_FALSE(out.ok);
-  EXPECT_EQ(126, out.failure.shell_code);
-  EXPECT_EQ(ENOENT, out.failure.err);
-  EXPECT_TRUE(Contains(out.failure.message, req.stderr_path)) << out.failure.message;
+  EXPECT_EQ(127, out.failure.shell_code);
+  EXPECT_FALSE(out.failure.host_fault);
+
+  // An invalid output fd stands for any fd the host could not provide.
+  req.stdout_fd = 1 << 20;
+  req.argv = {"/bin/true"};
+  out = Spawn(req);
+  ASSERT_FALSE(out.ok);
+  EXPECT_TRUE(out.failure.host_fault) << out.failure.message;
+  EXPECT_EQ(EBADF, out.failure.err);
 }
 
 TEST_P(Spawner, EmptyArgvIsAFailure) {
-  SpawnRequest req = RequestFor(dir_, {});
+  TestRequest req = RequestFor(dir_, {});
   SpawnOutcome out = Spawn(req);
   EXPECT_FALSE(out.ok);
   EXPECT_EQ(EINVAL, out.failure.err);
 }
 
 TEST_P(Spawner, OutputLandsInTheLogFilesAndAppends) {
-  SpawnRequest req = RequestFor(dir_, {"/bin/sh", "-c", "echo out; echo err >&2"});
+  TestRequest req = RequestFor(dir_, {"/bin/sh", "-c", "echo out; echo err >&2"});
   for (int i = 0; i < 2; ++i) {
     auto info = RunToExit(req);
     ASSERT_TRUE(info.has_value());
@@ -188,14 +200,14 @@ TEST_P(Spawner, OutputLandsInTheLogFilesAndAppends) {
 }
 
 TEST_P(Spawner, StdinIsDevNull) {
-  SpawnRequest req = RequestFor(dir_, {"/bin/readlink", "/proc/self/fd/0"});
+  TestRequest req = RequestFor(dir_, {"/bin/readlink", "/proc/self/fd/0"});
   auto info = RunToExit(req);
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ("/dev/null\n", ReadFile(req.stdout_path));
 }
 
 TEST_P(Spawner, EnvironmentIsExactlyTheGivenOne) {
-  SpawnRequest req = RequestFor(dir_, {"/usr/bin/env"});
+  TestRequest req = RequestFor(dir_, {"/usr/bin/env"});
   req.env = {{"A", "1"}, {"B", "two words"}, {"EMPTY", ""}};
   auto info = RunToExit(req);
   ASSERT_TRUE(info.has_value());
@@ -209,7 +221,7 @@ TEST_P(Spawner, NoFileDescriptorIsInherited) {
   ASSERT_GE(leak, 0);
   ASSERT_EQ(77, dup2(leak, 77));
   close(leak);
-  SpawnRequest req = RequestFor(dir_, {"/bin/ls", "-1", "/proc/self/fd"});
+  TestRequest req = RequestFor(dir_, {"/bin/ls", "-1", "/proc/self/fd"});
   auto info = RunToExit(req);
   close(77);
   ASSERT_TRUE(info.has_value());
@@ -247,7 +259,7 @@ TEST_P(Spawner, SignalMaskIsEmptyAndDispositionsDefault) {
   sigemptyset(&usr1);
   sigaddset(&usr1, SIGUSR1);
   ASSERT_EQ(0, pthread_sigmask(SIG_BLOCK, &usr1, &old_mask));
-  SpawnRequest req = RequestFor(dir_, {"/bin/cat", "/proc/self/status"});
+  TestRequest req = RequestFor(dir_, {"/bin/cat", "/proc/self/status"});
   auto info = RunToExit(req);
   sigaction(SIGPIPE, &old_pipe, nullptr);
   pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
@@ -274,9 +286,114 @@ TEST_P(Spawner, IdentityIsFilled) {
   KillAndReap(p.pidfd);
 }
 
+// The only spawn path the supervisor uses: the child waits before exec until
+// its identity is recorded and the gate is opened.
+TEST_P(Spawner, HeldChildExecsOnlyWhenReleased) {
+  std::string marker = dir_.File("ran");
+  TestRequest req = RequestFor(dir_, {"/bin/sh", "-c", "echo yes > " + marker});
+  req.hold_until_released = true;
+  SpawnOutcome out = Spawn(req);
+  ASSERT_TRUE(out.ok) << out.failure.message;
+  ASSERT_NE(nullptr, out.process.held);
+  EXPECT_EQ(out.process.pid, out.process.identity.pid);
+  EXPECT_NE(0u, out.process.identity.start_time);
+  // Still the test binary's image, blocked on the gate: nothing exec'd.
+  char self[4096] = {}, child[4096] = {};
+  ASSERT_GT(readlink("/proc/self/exe", self, sizeof self - 1), 0);
+  ASSERT_GT(readlink(("/proc/" + std::to_string(out.process.pid) + "/exe").c_str(), child,
+                     sizeof child - 1), 0);
+  EXPECT_STREQ(self, child);
+  EXPECT_FALSE(test::WaitExited(out.process.pidfd, 50));
+
+  ASSERT_TRUE(ReleaseHeld(*out.process.held).ok());
+  auto info = WaitAndReap(out.process.pidfd);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(0, info->ShellCode());
+  EXPECT_EQ(std::nullopt, ExecFailureAfterExit(*out.process.held));
+  EXPECT_EQ("yes\n", ReadFile(marker));
+}
+
+TEST_P(Spawner, HeldChildThatIsDroppedExitsWithoutRunningTheJob) {
+  std::string marker = dir_.File("ran");
+  TestRequest req = RequestFor(dir_, {"/bin/sh", "-c", "echo yes > " + marker});
+  req.hold_until_released = true;
+  SpawnOutcome out = Spawn(req);
+  ASSERT_TRUE(out.ok) << out.failure.message;
+  out.process.held.reset();  // the daemon could not record it
+  auto info = WaitAndReap(out.process.pidfd);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(127, info->ShellCode());
+  struct stat st {};
+  EXPECT_NE(0, stat(marker.c_str(), &st)) << "the job ran although it was never released";
+}
+
+TEST_P(Spawner, HeldChildReportsItsExecFailureAfterExit) {
+  TestRequest req = RequestFor(dir_, {dir_.File("no-such-program")});
+  req.hold_until_released = true;
+  SpawnOutcome out = Spawn(req);
+  ASSERT_TRUE(out.ok) << out.failure.message;
+  ASSERT_TRUE(ReleaseHeld(*out.process.held).ok());
+  auto info = WaitAndReap(out.process.pidfd);
+  ASSERT_TRUE(info.has_value());
+  auto failure = ExecFailureAfterExit(*out.process.held);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_EQ(ENOENT, failure->err);
+  EXPECT_EQ(127, failure->shell_code);
+  EXPECT_FALSE(failure->host_fault);
+}
+
+TEST_P(Spawner, ChildGetsTheGivenFileLimitNotTheDaemons) {
+  TestRequest req = RequestFor(dir_, {"/bin/sh", "-c", "ulimit -n; ulimit -Hn"});
+  req.nofile_limit = rlimit{64, 128};
+  auto info = RunToExit(req);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(0, info->ShellCode()) << ReadFile(req.stderr_path);
+  EXPECT_EQ("64\n128\n", ReadFile(req.stdout_path));
+}
+
+TEST_P(Spawner, OutOfFileDescriptorsIsAHostFault) {
+  TestRequest req = RequestFor(dir_, {"/bin/true"});
+  rlimit saved{};
+  ASSERT_EQ(0, getrlimit(RLIMIT_NOFILE, &saved));
+  // Fill the table up to a low limit, so the spawner's next fd fails EMFILE.
+  std::vector<UniqueFd> filler;
+  rlimit low = saved;
+  low.rlim_cur = 64;
+  ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &low));
+  for (;;) {
+    UniqueFd fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) break;
+    filler.push_back(std::move(fd));
+  }
+  SpawnOutcome out = Spawn(req);
+  filler.clear();
+  ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &saved));
+  ASSERT_FALSE(out.ok);
+  EXPECT_TRUE(out.failure.host_fault) << out.failure.message;
+  EXPECT_EQ(EMFILE, out.failure.err) << out.failure.message;
+}
+
+TEST_P(Spawner, CwdIsEnteredAsTheJobUser) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  std::string private_dir = dir_.File("root-only");
+  ASSERT_EQ(0, mkdir(private_dir.c_str(), 0700));
+  TestRequest req = RequestFor(dir_, {"/bin/pwd"});
+  req.cwd = private_dir;
+  req.drop_privileges = true;
+  req.uid = 65534;
+  req.gid = 65534;
+  req.groups = {65534};
+  SpawnOutcome out = Spawn(req);
+  ASSERT_FALSE(out.ok) << "nobody entered a directory only root may enter";
+  EXPECT_EQ(EACCES, out.failure.err) << out.failure.message;
+  EXPECT_EQ(126, out.failure.shell_code);
+  EXPECT_FALSE(out.failure.host_fault);
+  EXPECT_TRUE(Contains(out.failure.message, "cwd " + private_dir)) << out.failure.message;
+}
+
 TEST_P(Spawner, DropPrivilegesToNobody) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root";
-  SpawnRequest req = RequestFor(dir_, {"/usr/bin/id"});
+  TestRequest req = RequestFor(dir_, {"/usr/bin/id"});
   req.drop_privileges = true;
   req.uid = 65534;
   req.gid = 65534;
@@ -303,7 +420,7 @@ TEST_P(Spawner, DropPrivilegesWhileTheParentHasOtherThreads) {
     std::unique_lock<std::mutex> lock(mu);
     cv.wait(lock, [&] { return done; });
   });
-  SpawnRequest req = RequestFor(dir_, {"/usr/bin/id", "-u"});
+  TestRequest req = RequestFor(dir_, {"/usr/bin/id", "-u"});
   req.drop_privileges = true;
   req.uid = 65534;
   req.gid = 65534;
@@ -320,7 +437,7 @@ TEST_P(Spawner, DropPrivilegesWhileTheParentHasOtherThreads) {
 }
 
 TEST_P(Spawner, FailedPrivilegeDropIsAFailure) {
-  SpawnRequest req = RequestFor(dir_, {"/bin/true"});
+  TestRequest req = RequestFor(dir_, {"/bin/true"});
   req.drop_privileges = true;
   req.uid = 65534;
   req.gid = 65534;
@@ -332,60 +449,19 @@ TEST_P(Spawner, FailedPrivilegeDropIsAFailure) {
   EXPECT_TRUE(Contains(out.failure.message, "setgroups")) << out.failure.message;
 }
 
-TEST(LogCap, MissingFileRemovesNothing) {
-  TempDir dir;
-  auto r = EnforceLogCap(dir.File("none.log"), 10);
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_EQ(0, *r);
-}
-
-TEST(LogCap, SmallFileIsUntouched) {
-  TempDir dir;
-  WriteFile(dir.File("a.log"), "hello\n");
-  auto r = EnforceLogCap(dir.File("a.log"), 6);
-  ASSERT_TRUE(r.ok());
-  EXPECT_EQ(0, *r);
-  EXPECT_EQ("hello\n", ReadFile(dir.File("a.log")));
-}
-
-TEST(LogCap, LargeFileIsCutAndTheCutIsSaidAtTheEnd) {
-  TempDir dir;
-  std::string path = dir.File("a.log");
-  WriteFile(path, std::string(1000, 'x'));
-  auto r = EnforceLogCap(path, 100);
-  ASSERT_TRUE(r.ok());
-  EXPECT_EQ(900, *r);
-  EXPECT_EQ(std::string(100, 'x'), ReadFile(path));
-  ASSERT_TRUE(AppendLogCutNote(path, *r).ok());
-  EXPECT_EQ(std::string(100, 'x') +
-                "\n[orchestrator: output cut at the max_log_bytes limit; 900 bytes dropped]\n",
-            ReadFile(path));
-}
-
-TEST(LogCap, NonPositiveLimitMeansNoCapAndZeroCutWritesNoNote) {
-  TempDir dir;
-  std::string path = dir.File("a.log");
-  WriteFile(path, "abc");
-  auto r = EnforceLogCap(path, 0);
-  ASSERT_TRUE(r.ok());
-  EXPECT_EQ(0, *r);
-  ASSERT_TRUE(AppendLogCutNote(path, 0).ok());
-  EXPECT_EQ("abc", ReadFile(path));
-}
-
 TEST(LogCap, WriterKeepsAppendingAfterACut) {
   TempDir dir;
   // The child writes, then waits on a fifo (stdin is /dev/null) until the cut is done.
   std::string fifo = dir.File("go");
   ASSERT_EQ(0, mkfifo(fifo.c_str(), 0600));
-  SpawnRequest req = RequestFor(
+  TestRequest req = RequestFor(
       dir, {"/bin/sh", "-c", "head -c 5000 /dev/zero; read x < " + fifo + "; echo tail"});
   SpawnedProcess p = SpawnOk(req);
   ASSERT_TRUE(test::WaitFor([&] {
     struct stat st {};
     return stat(req.stdout_path.c_str(), &st) == 0 && st.st_size == 5000;
   }));
-  auto r = EnforceLogCap(req.stdout_path, 1000);
+  auto r = EnforceLogCap(req.out.get(), 1000);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(4000, *r);
   int w = open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
