@@ -13,6 +13,9 @@ if(CMAKE_INSTALL_PREFIX_INITIALIZED_TO_DEFAULT)
 endif()
 
 set(ORCH_PKG_DIR ${CMAKE_CURRENT_LIST_DIR})
+if(ORCH_TEST_HOOKS)
+  message(WARNING "ORCH_TEST_HOOKS is ON: this build has test kill points; do not ship its package")
+endif()
 
 install(TARGETS orchestrator RUNTIME DESTINATION bin)
 # The remaining paths are fixed by the Filesystem Hierarchy Standard, not the prefix.

@@ -6,19 +6,19 @@ cd "$(dirname "$0")/.."
 export ORCH_SETUP_TEST_DEPS=1
 
 echo "== build (RelWithDebInfo) and test"
-scripts/setup.sh
+scripts/setup.sh -DORCH_TEST_HOOKS=ON
 (cd build && ctest --output-on-failure -j2 --timeout 300)
 
 [ "${ORCH_QUICK:-0}" = 1 ] && exit 0
 
 echo "== build with ASan+UBSan and test"
-ORCH_BUILD_DIR=build-asan ORCH_BUILD_TYPE=Debug scripts/setup.sh -DORCH_SANITIZE=ON
+ORCH_BUILD_DIR=build-asan ORCH_BUILD_TYPE=Debug scripts/setup.sh -DORCH_SANITIZE=ON -DORCH_TEST_HOOKS=ON
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j2 --timeout 600)
 
 # The store's WAL checkpointer is the one piece of code on a second thread.
 echo "== build with TSan and test the store"
-cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DORCH_TSAN=ON >/dev/null
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DORCH_TSAN=ON -DORCH_TEST_HOOKS=ON >/dev/null
 cmake --build build-tsan -j"$(nproc)" --target store_tests
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/store_tests --gtest_brief=1
 

@@ -473,3 +473,21 @@ TEST_F(Dockerfile, RuntimeStageInstallsEveryLibraryTheBinaryLinks) {
 
 }  // namespace
 }  // namespace orch
+
+namespace orch {
+namespace {
+
+// The build the README describes (and the .deb made from it) must not carry
+// the test kill points: ORCH_TEST_HOOKS is off unless a test build asks.
+TEST(ReleaseBuild, HasNoTestKillPointsByDefault) {
+  if (!HaveTool("cmake")) GTEST_SKIP() << "cmake is not installed";
+  TempDir build;
+  CommandResult r =
+      RunCommand({"cmake", "-S", SourceDir(), "-B", build.path(), "-DORCH_TESTS=OFF"});
+  ASSERT_EQ(0, r.exit_code) << r.out << r.err;
+  std::string cache = ReadFile(build.File("CMakeCache.txt"));
+  EXPECT_NE(std::string::npos, cache.find("ORCH_TEST_HOOKS:BOOL=OFF")) << "default must be OFF";
+}
+
+}  // namespace
+}  // namespace orch
