@@ -172,9 +172,21 @@ class JobStore {
   Result<std::vector<Violation>> CheckInvariants() { return CheckInvariants(InvariantLimits{}); }
 };
 
-// Opens (creating if needed, mode 0640, parent directories 0750) the SQLite
-// store at config.path, applies migrations in one transaction, refuses a
-// newer schema. WAL, synchronous from config, busy_timeout, foreign keys on.
-Result<std::unique_ptr<JobStore>> OpenSqliteStore(const Config::Store& config);
+struct JobStoreOpenOptions {
+  // false: the store must already exist; nothing is created (offline tools).
+  bool create = true;
+  // false: no background maintenance (SQLite: the WAL checkpointer thread),
+  // for short-lived processes such as `orchestrator db check`.
+  bool background_maintenance = true;
+};
+
+// Opens the store backend `config` selects (job_store.cc is the one place
+// that chooses) — today always SQLite at config.path, see
+// SqliteStore::Open: created if needed (mode 0640, parent directories 0750),
+// migrated in one transaction, a newer schema refused. Fails with the
+// backend's error when the store cannot be opened, or does not exist and
+// options.create is false. The caller owns the store.
+Result<std::unique_ptr<JobStore>> OpenJobStore(const Config::Store& config,
+                                               const JobStoreOpenOptions& options = {});
 
 }  // namespace orch

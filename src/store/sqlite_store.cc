@@ -255,12 +255,6 @@ std::optional<std::string> NullIfEmpty(const std::string& s) {
 
 }  // namespace
 
-Result<std::unique_ptr<JobStore>> OpenSqliteStore(const Config::Store& config) {
-  auto r = SqliteStore::Open(config);
-  if (!r.ok()) return r.status();
-  return std::unique_ptr<JobStore>(std::move(r.value()));
-}
-
 Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const Config::Store& config,
                                                        const SqliteOpenOptions& options) {
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
