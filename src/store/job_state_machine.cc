@@ -99,7 +99,9 @@ Result<CancelTransition> TransitionOnCancel(const JobState& job) {
   CancelTransition t;
   switch (job.status) {
     case JobStatus::kQueued:
-      t = {CancelEffect::kCancelled, JobStatus::kCancelled};
+      t = {.effect = CancelEffect::kCancelled,
+           .to = JobStatus::kCancelled,
+           .cancel_requested = true};
       if (Status s = Check(job, {JobStatus::kQueued}, t.to, "cancel"); !s.ok()) return s;
       return t;
     case JobStatus::kRunning:
@@ -108,6 +110,7 @@ Result<CancelTransition> TransitionOnCancel(const JobState& job) {
       t.effect = job.cancel_requested ? CancelEffect::kAlreadyRequested
                                       : CancelEffect::kRunningSignalNeeded;
       t.to = JobStatus::kRunning;
+      t.cancel_requested = true;
       return t;
     case JobStatus::kSucceeded:
     case JobStatus::kFailed:
@@ -124,7 +127,8 @@ Result<RetryTransition> TransitionOnRetry(const JobState& job, int64_t now_ms) {
                                        JobStatusName(job.status) +
                                        "; only failed or cancelled jobs can be retried");
   }
-  RetryTransition t{.to = JobStatus::kQueued, .attempts = 0, .not_before = now_ms};
+  RetryTransition t{
+      .to = JobStatus::kQueued, .attempts = 0, .not_before = now_ms, .cancel_requested = false};
   if (Status s = Check(job, {JobStatus::kFailed, JobStatus::kCancelled}, t.to, "retry"); !s.ok())
     return s;
   return t;

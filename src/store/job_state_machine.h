@@ -64,6 +64,7 @@ enum class CancelEffect {
 struct CancelTransition {
   CancelEffect effect = CancelEffect::kCancelled;
   JobStatus to = JobStatus::kCancelled;  // the status after the cancel
+  bool cancel_requested = true;          // the flag after the cancel
 };
 Result<CancelTransition> TransitionOnCancel(const JobState& job);
 
@@ -73,6 +74,7 @@ struct RetryTransition {
   JobStatus to = JobStatus::kQueued;
   int64_t attempts = 0;
   int64_t not_before = 0;
+  bool cancel_requested = false;
 };
 Result<RetryTransition> TransitionOnRetry(const JobState& job, int64_t now_ms);
 

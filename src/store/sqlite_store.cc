@@ -559,17 +559,21 @@ Result<CancelResult> SqliteStore::Cancel(int64_t job_id, int64_t now_ms) {
   if (t.effect == CancelEffect::kAlreadyRequested) return CancelResult{t.effect, std::move(job)};
   if (t.effect == CancelEffect::kCancelled) {
     ORCH_ASSIGN_OR_RETURN(
-        Stmt st, db_->Cached("UPDATE jobs SET status='cancelled', finished_at=?2, updated_at=?2, "
-                             "cancel_requested=1, outcome='cancelled', error='cancelled while queued' "
-                             "WHERE id=?1 AND status='queued'"));
-    st.Bind(1, job_id).Bind(2, now_ms);
+        Stmt st,
+        db_->Cached("UPDATE jobs SET status='cancelled', finished_at=?2, updated_at=?2, "
+                    "cancel_requested=?3, outcome='cancelled', error='cancelled while queued' "
+                    "WHERE id=?1 AND status='queued'"));
+    st.Bind(1, job_id).Bind(2, now_ms).Bind(3, static_cast<int64_t>(t.cancel_requested));
     ORCH_RETURN_IF_ERROR(st.Run());
     if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(job_id) + " left queued");
   } else {
-    ORCH_ASSIGN_OR_RETURN(
-        Stmt st, db_->Cached("UPDATE jobs SET cancel_requested=1, updated_at=?3 "
-                             "WHERE id=?1 AND status='running' AND run_id IS ?2"));
-    st.Bind(1, job_id).Bind(2, job.run_id).Bind(3, now_ms);
+    ORCH_ASSIGN_OR_RETURN(Stmt st,
+                          db_->Cached("UPDATE jobs SET cancel_requested=?4, updated_at=?3 "
+                                      "WHERE id=?1 AND status='running' AND run_id IS ?2"));
+    st.Bind(1, job_id)
+        .Bind(2, job.run_id)
+        .Bind(3, now_ms)
+        .Bind(4, static_cast<int64_t>(t.cancel_requested));
     ORCH_RETURN_IF_ERROR(st.Run());
     if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(job_id) + " left running");
   }
@@ -589,13 +593,14 @@ Result<Job> SqliteStore::Retry(int64_t job_id, int64_t now_ms) {
         Stmt st,
         db_->Cached("UPDATE jobs SET status='queued', run_id=NULL, pid=NULL, started_at=NULL, "
                     "attempts=?4, finished_at=NULL, outcome=NULL, error=NULL, exit_code=NULL, "
-                    "signal=NULL, cancel_requested=0, not_before=?5, updated_at=?3 "
+                    "signal=NULL, cancel_requested=?6, not_before=?5, updated_at=?3 "
                     "WHERE id=?1 AND status=?2"));
     st.Bind(1, job_id)
         .Bind(2, JobStatusName(job.status))
         .Bind(3, now_ms)
         .Bind(4, t.attempts)
-        .Bind(5, t.not_before);
+        .Bind(5, t.not_before)
+        .Bind(6, static_cast<int64_t>(t.cancel_requested));
     ORCH_RETURN_IF_ERROR(st.Run());
     if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(job_id) + " changed");
   }

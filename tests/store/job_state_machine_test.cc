@@ -264,6 +264,7 @@ TEST(JobStateMachine, CancelFollowsTheTableForEveryStatusAndCancelRequested) {
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     EXPECT_EQ(*row.effect, r->effect);
     EXPECT_EQ(row.to, r->to);
+    EXPECT_TRUE(r->cancel_requested);
   }
 }
 
@@ -278,6 +279,7 @@ TEST(JobStateMachine, RetryRequeuesFailedAndCancelledNowWithAttemptsReset) {
         EXPECT_EQ(S::kQueued, r->to);
         EXPECT_EQ(0, r->attempts);
         EXPECT_EQ(kNow, r->not_before);
+        EXPECT_FALSE(r->cancel_requested);
       } else {
         ASSERT_FALSE(r.ok());
         EXPECT_EQ(Code::kConflict, r.status().code());
