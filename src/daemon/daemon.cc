@@ -137,7 +137,7 @@ int Daemon::Run() {
                {{"path", config_.store.path}, {"error", lock.status().message()}});
     return 2;
   }
-  auto store = OpenSqliteStore(config_.store);
+  auto store = OpenJobStore(config_.store);
   if (!store.ok()) {
     log::Error("cannot open the store",
                {{"path", config_.store.path}, {"error", store.status().ToString()}});

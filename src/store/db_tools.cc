@@ -1,18 +1,16 @@
 #include "store/db_tools.h"
 
 #include <chrono>
-
-#include "store/sqlite_store.h"
+#include <memory>
 
 namespace orch {
 namespace {
 
-Result<std::unique_ptr<SqliteStore>> OpenExisting(const Config::Store& config,
-                                                  std::ostream& err) {
-  SqliteOpenOptions options;
+Result<std::unique_ptr<JobStore>> OpenExisting(const Config::Store& config, std::ostream& err) {
+  JobStoreOpenOptions options;
   options.create = false;
-  options.background_checkpoint_ms = 0;
-  auto store = SqliteStore::Open(config, options);
+  options.background_maintenance = false;
+  auto store = OpenJobStore(config, options);
   if (!store.ok()) err << "cannot open " << config.path << ": " << store.status().ToString() << "\n";
   return store;
 }

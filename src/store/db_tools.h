@@ -1,6 +1,8 @@
 // Offline database tools behind `orchestrator db check|sanitize` (SPEC §9).
-// They open the store file directly (the daemon may or may not be running:
-// WAL and busy_timeout make that safe) and never create a missing file.
+// They open the store through OpenJobStore and use only the JobStore
+// interface, whatever the backend; the daemon may or may not be running
+// (with SQLite, WAL and busy_timeout make that safe). A missing store is
+// never created.
 #pragma once
 
 #include <ostream>
@@ -10,10 +12,10 @@
 
 namespace orch {
 
-// Prints PRAGMA integrity_check's result and every invariant violation
-// (I1..I4, and I5/I6 as `limits` says: the configured max_concurrency and
-// serial gate). Returns 0 when the store is clean, 1 when something is
-// wrong, 2 when the database cannot be opened.
+// Prints the store's integrity check (IntegrityCheck) and every invariant
+// violation (I1..I4, and I5/I6 as `limits` says: the configured
+// max_concurrency and serial gate). Returns 0 when the store is clean, 1
+// when something is wrong, 2 when the database cannot be opened.
 int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err,
                const InvariantLimits& limits = InvariantLimits{});
 

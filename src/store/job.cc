@@ -25,19 +25,6 @@ bool IsTerminal(JobStatus s) {
   return s == JobStatus::kSucceeded || s == JobStatus::kFailed || s == JobStatus::kCancelled;
 }
 
-bool TransitionAllowed(JobStatus from, JobStatus to) {
-  using S = JobStatus;
-  switch (from) {
-    case S::kQueued: return to == S::kRunning || to == S::kCancelled;
-    case S::kRunning:
-      return to == S::kSucceeded || to == S::kFailed || to == S::kCancelled || to == S::kQueued;
-    case S::kFailed:
-    case S::kCancelled: return to == S::kQueued;
-    case S::kSucceeded: return false;
-  }
-  return false;
-}
-
 const char* RunOutcomeName(RunOutcome o) { return kOutcomeNames[static_cast<int>(o)]; }
 
 bool ParseRunOutcome(const std::string& text, RunOutcome* out) {

@@ -1,4 +1,5 @@
-// The job and run records of SPEC §3 and the job state machine (STYLE §7).
+// The job and run records of SPEC §3. What may happen to a job's status is
+// decided in store/job_state_machine.h.
 // Times are milliseconds since the Unix epoch (UTC); the API formats them.
 #pragma once
 
@@ -16,8 +17,6 @@ enum class JobStatus { kQueued, kRunning, kSucceeded, kFailed, kCancelled };
 const char* JobStatusName(JobStatus s);
 bool ParseJobStatus(const std::string& text, JobStatus* out);
 bool IsTerminal(JobStatus s);
-// The one transition table (SPEC §4); drawn in docs/architecture.md.
-bool TransitionAllowed(JobStatus from, JobStatus to);
 
 enum class RunOutcome {
   kSucceeded,

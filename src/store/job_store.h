@@ -1,12 +1,15 @@
 // The durable queue (SPEC §3, §4). An interface so that a second backend
 // (PostgreSQL) can be added without touching the supervisor or the API.
 //
-// Every status change is one guarded UPDATE (expected status, and run_id for
-// a running job). A guard that misses returns Code::kGuardMissed — never an
-// exception, never a silent success. Storage failures come back as kBusy,
-// kFull, kReadOnly, kCorrupt or kIo carrying SQLite's message; a failed call
-// leaves nothing half-written. Not thread-safe: one owner (the daemon's loop
-// thread); other processes may share the file.
+// Every status change is decided by the job state machine
+// (job_state_machine.h), which every backend calls, and persisted as one
+// guarded UPDATE (expected status, and run_id for a running job). A guard
+// that misses returns Code::kGuardMissed — never an exception, never a
+// silent success; a transition outside the table is kInternal. Storage
+// failures come back as kBusy, kFull, kReadOnly, kCorrupt or kIo carrying
+// the backend's message; a failed call leaves nothing half-written. Not
+// thread-safe: one owner (the daemon's loop thread); other processes may
+// share the store.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +22,7 @@
 #include "base/status.h"
 #include "config/config.h"
 #include "store/job.h"
+#include "store/job_state_machine.h"
 
 namespace orch {
 
@@ -39,12 +43,8 @@ struct Claimed {
   Run run;  // open, identity empty (intent first: spawn comes after)
 };
 
-// How a run ended, as the supervisor saw it. The store maps the outcome to
-// the job transition (SPEC §4):
-//   succeeded → succeeded; failed, spawn_failed → failed; cancelled → cancelled
-//   transient, timeout, lost → queued at retry_not_before, or failed when
-//     attempts >= max_attempts; interrupted → queued now, attempt not spent.
-// A job whose cancel was requested ends cancelled whatever the outcome.
+// How a run ended, as the supervisor saw it. The job's next status comes
+// from TransitionOnRunEnd (job_state_machine.h, SPEC §4).
 struct RunEnd {
   int64_t job_id = 0;
   int64_t run_id = 0;
@@ -61,7 +61,6 @@ struct FinishResult {
   JobStatus job_status;  // the job's status after the transition
 };
 
-enum class CancelEffect { kCancelled, kRunningSignalNeeded, kAlreadyRequested };
 struct CancelResult {
   CancelEffect effect;
   Job job;  // after the call
@@ -173,9 +172,21 @@ class JobStore {
   Result<std::vector<Violation>> CheckInvariants() { return CheckInvariants(InvariantLimits{}); }
 };
 
-// Opens (creating if needed, mode 0640, parent directories 0750) the SQLite
-// store at config.path, applies migrations in one transaction, refuses a
-// newer schema. WAL, synchronous from config, busy_timeout, foreign keys on.
-Result<std::unique_ptr<JobStore>> OpenSqliteStore(const Config::Store& config);
+struct JobStoreOpenOptions {
+  // false: the store must already exist; nothing is created (offline tools).
+  bool create = true;
+  // false: no background maintenance (SQLite: the WAL checkpointer thread),
+  // for short-lived processes such as `orchestrator db check`.
+  bool background_maintenance = true;
+};
+
+// Opens the store backend `config` selects (job_store.cc is the one place
+// that chooses) — today always SQLite at config.path, see
+// SqliteStore::Open: created if needed (mode 0640, parent directories 0750),
+// migrated in one transaction, a newer schema refused. Fails with the
+// backend's error when the store cannot be opened, or does not exist and
+// options.create is false. The caller owns the store.
+Result<std::unique_ptr<JobStore>> OpenJobStore(const Config::Store& config,
+                                               const JobStoreOpenOptions& options = {});
 
 }  // namespace orch

@@ -248,41 +248,12 @@ Status MakeParentDirs(const std::string& path) {
   return Status::Ok();
 }
 
-// The job transition for a closed run (SPEC §4, job_store.h RunEnd).
-struct Transition {
-  JobStatus to;
-  bool spend_attempt = true;  // false: interrupted, attempts goes back down
-};
-
-Transition TransitionFor(RunOutcome outcome, bool cancel_requested, int64_t attempts,
-                         int64_t max_attempts) {
-  if (cancel_requested) return {JobStatus::kCancelled};
-  switch (outcome) {
-    case RunOutcome::kSucceeded: return {JobStatus::kSucceeded};
-    case RunOutcome::kFailed:
-    case RunOutcome::kSpawnFailed: return {JobStatus::kFailed};
-    case RunOutcome::kCancelled: return {JobStatus::kCancelled};
-    case RunOutcome::kTransient:
-    case RunOutcome::kTimeout:
-    case RunOutcome::kLost:
-      return {attempts < max_attempts ? JobStatus::kQueued : JobStatus::kFailed};
-    case RunOutcome::kInterrupted: return {JobStatus::kQueued, false};
-  }
-  return {JobStatus::kFailed};
-}
-
 std::optional<std::string> NullIfEmpty(const std::string& s) {
   if (s.empty()) return std::nullopt;
   return s;
 }
 
 }  // namespace
-
-Result<std::unique_ptr<JobStore>> OpenSqliteStore(const Config::Store& config) {
-  auto r = SqliteStore::Open(config);
-  if (!r.ok()) return r.status();
-  return std::unique_ptr<JobStore>(std::move(r.value()));
-}
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const Config::Store& config,
                                                        const SqliteOpenOptions& options) {
@@ -435,6 +406,10 @@ Result<std::optional<Claimed>> SqliteStore::ClaimNext(const ClaimRequest& req) {
     job_id = st.Int(0);
     attempts = st.Int(1);
   }
+  // kClaimSql only returns queued rows.
+  ORCH_ASSIGN_OR_RETURN(ClaimTransition t,
+                        TransitionOnClaim(JobState{
+                            .id = job_id, .status = JobStatus::kQueued, .attempts = attempts}));
   {
     // A leftover open run (written by something else) would make the insert
     // below fail on the I3 index forever; close it instead of wedging.
@@ -448,16 +423,20 @@ Result<std::optional<Claimed>> SqliteStore::ClaimNext(const ClaimRequest& req) {
   {
     ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("INSERT INTO runs(job_id, attempt, incarnation, "
                                                "started_at) VALUES (?, ?, ?, ?)"));
-    st.Bind(1, job_id).Bind(2, attempts + 1).Bind(3, req.incarnation).Bind(4, req.now_ms);
+    st.Bind(1, job_id).Bind(2, t.attempts).Bind(3, req.incarnation).Bind(4, req.now_ms);
     ORCH_RETURN_IF_ERROR(st.Run());
     run_id = db_->LastInsertRowid();
   }
   {
-    ORCH_ASSIGN_OR_RETURN(
-        Stmt st, db_->Cached("UPDATE jobs SET status='running', run_id=?3, pid=NULL, "
-                             "started_at=?4, attempts=attempts+1, updated_at=?4 "
-                             "WHERE id=?1 AND status='queued' AND attempts=?2"));
-    st.Bind(1, job_id).Bind(2, attempts).Bind(3, run_id).Bind(4, req.now_ms);
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("UPDATE jobs SET status=?5, run_id=?3, pid=NULL, "
+                                               "started_at=?4, attempts=?6, updated_at=?4 "
+                                               "WHERE id=?1 AND status='queued' AND attempts=?2"));
+    st.Bind(1, job_id)
+        .Bind(2, attempts)
+        .Bind(3, run_id)
+        .Bind(4, req.now_ms)
+        .Bind(5, JobStatusName(t.to))
+        .Bind(6, t.attempts);
     ORCH_RETURN_IF_ERROR(st.Run());
     if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(job_id) + " left queued");
   }
@@ -512,6 +491,8 @@ Result<FinishResult> SqliteStore::FinishRun(const RunEnd& end) {
     return GuardMissed("job " + std::to_string(end.job_id) + " is not running run " +
                        std::to_string(end.run_id));
   }
+  ORCH_ASSIGN_OR_RETURN(RunEndTransition t, TransitionOnRunEnd(StateOf(job), end.outcome,
+                                                               end.now_ms, end.retry_not_before));
   const char* outcome = RunOutcomeName(end.outcome);
   {
     ORCH_ASSIGN_OR_RETURN(
@@ -529,7 +510,6 @@ Result<FinishResult> SqliteStore::FinishRun(const RunEnd& end) {
       return GuardMissed("run " + std::to_string(end.run_id) + " is already closed");
     }
   }
-  Transition t = TransitionFor(end.outcome, job.cancel_requested, job.attempts, job.max_attempts);
   if (t.to == JobStatus::kQueued) {
     // I1: the move to queued clears ownership in the same statement.
     ORCH_ASSIGN_OR_RETURN(
@@ -539,8 +519,8 @@ Result<FinishResult> SqliteStore::FinishRun(const RunEnd& end) {
                     "error=?8, updated_at=?9 WHERE id=?1 AND status='running' AND run_id=?2"));
     st.Bind(1, end.job_id)
         .Bind(2, end.run_id)
-        .Bind(3, static_cast<int64_t>(t.spend_attempt ? 0 : 1))
-        .Bind(4, t.spend_attempt ? end.retry_not_before : end.now_ms)
+        .Bind(3, static_cast<int64_t>(t.attempt_spent ? 0 : 1))
+        .Bind(4, *t.not_before)
         .Bind(5, end.exit_code)
         .Bind(6, end.signal)
         .Bind(7, outcome)
@@ -575,51 +555,52 @@ Result<CancelResult> SqliteStore::Cancel(int64_t job_id, int64_t now_ms) {
   Transaction txn(db_.get());
   ORCH_RETURN_IF_ERROR(txn.Begin());
   ORCH_ASSIGN_OR_RETURN(Job job, LoadJob(job_id));
-  CancelEffect effect;
-  if (job.status == JobStatus::kQueued) {
+  ORCH_ASSIGN_OR_RETURN(CancelTransition t, TransitionOnCancel(StateOf(job)));
+  if (t.effect == CancelEffect::kAlreadyRequested) return CancelResult{t.effect, std::move(job)};
+  if (t.effect == CancelEffect::kCancelled) {
     ORCH_ASSIGN_OR_RETURN(
-        Stmt st, db_->Cached("UPDATE jobs SET status='cancelled', finished_at=?2, updated_at=?2, "
-                             "cancel_requested=1, outcome='cancelled', error='cancelled while queued' "
-                             "WHERE id=?1 AND status='queued'"));
-    st.Bind(1, job_id).Bind(2, now_ms);
+        Stmt st,
+        db_->Cached("UPDATE jobs SET status='cancelled', finished_at=?2, updated_at=?2, "
+                    "cancel_requested=?3, outcome='cancelled', error='cancelled while queued' "
+                    "WHERE id=?1 AND status='queued'"));
+    st.Bind(1, job_id).Bind(2, now_ms).Bind(3, static_cast<int64_t>(t.cancel_requested));
     ORCH_RETURN_IF_ERROR(st.Run());
     if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(job_id) + " left queued");
-    effect = CancelEffect::kCancelled;
-  } else if (job.status == JobStatus::kRunning) {
-    if (job.cancel_requested) return CancelResult{CancelEffect::kAlreadyRequested, std::move(job)};
-    ORCH_ASSIGN_OR_RETURN(
-        Stmt st, db_->Cached("UPDATE jobs SET cancel_requested=1, updated_at=?3 "
-                             "WHERE id=?1 AND status='running' AND run_id IS ?2"));
-    st.Bind(1, job_id).Bind(2, job.run_id).Bind(3, now_ms);
+  } else {
+    ORCH_ASSIGN_OR_RETURN(Stmt st,
+                          db_->Cached("UPDATE jobs SET cancel_requested=?4, updated_at=?3 "
+                                      "WHERE id=?1 AND status='running' AND run_id IS ?2"));
+    st.Bind(1, job_id)
+        .Bind(2, job.run_id)
+        .Bind(3, now_ms)
+        .Bind(4, static_cast<int64_t>(t.cancel_requested));
     ORCH_RETURN_IF_ERROR(st.Run());
     if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(job_id) + " left running");
-    effect = CancelEffect::kRunningSignalNeeded;
-  } else {
-    return Status(Code::kConflict, "job " + std::to_string(job_id) + " is already " +
-                                       JobStatusName(job.status));
   }
   ORCH_ASSIGN_OR_RETURN(job, LoadJob(job_id));
   ORCH_RETURN_IF_ERROR(txn.Commit());
-  return CancelResult{effect, std::move(job)};
+  return CancelResult{t.effect, std::move(job)};
 }
 
 Result<Job> SqliteStore::Retry(int64_t job_id, int64_t now_ms) {
   Transaction txn(db_.get());
   ORCH_RETURN_IF_ERROR(txn.Begin());
   ORCH_ASSIGN_OR_RETURN(Job job, LoadJob(job_id));
-  if (job.status != JobStatus::kFailed && job.status != JobStatus::kCancelled) {
-    return Status(Code::kConflict, "job " + std::to_string(job_id) + " is " +
-                                       JobStatusName(job.status) +
-                                       "; only failed or cancelled jobs can be retried");
-  }
+  ORCH_ASSIGN_OR_RETURN(RetryTransition t, TransitionOnRetry(StateOf(job), now_ms));
   {
+    // I1: the move to queued clears ownership in the same statement.
     ORCH_ASSIGN_OR_RETURN(
         Stmt st,
         db_->Cached("UPDATE jobs SET status='queued', run_id=NULL, pid=NULL, started_at=NULL, "
-                    "attempts=0, finished_at=NULL, outcome=NULL, error=NULL, exit_code=NULL, "
-                    "signal=NULL, cancel_requested=0, not_before=?3, updated_at=?3 "
+                    "attempts=?4, finished_at=NULL, outcome=NULL, error=NULL, exit_code=NULL, "
+                    "signal=NULL, cancel_requested=?6, not_before=?5, updated_at=?3 "
                     "WHERE id=?1 AND status=?2"));
-    st.Bind(1, job_id).Bind(2, JobStatusName(job.status)).Bind(3, now_ms);
+    st.Bind(1, job_id)
+        .Bind(2, JobStatusName(job.status))
+        .Bind(3, now_ms)
+        .Bind(4, t.attempts)
+        .Bind(5, t.not_before)
+        .Bind(6, static_cast<int64_t>(t.cancel_requested));
     ORCH_RETURN_IF_ERROR(st.Run());
     if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(job_id) + " changed");
   }

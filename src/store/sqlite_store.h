@@ -33,8 +33,12 @@ class SqliteStore : public JobStore {
   static constexpr int kSchemaVersion = 1;
   static constexpr int kSafetyNetCheckpointPages = 20000;
 
-  // See OpenSqliteStore. Fails with kCorrupt when the file's schema is newer
-  // than kSchemaVersion, kInvalidArgument for a bad `synchronous` value.
+  // Opens (creating if `options` say so: mode 0640, parent directories
+  // 0750) the store at config.path and applies migrations in one
+  // transaction. WAL, synchronous from config, busy_timeout, foreign keys on.
+  // Fails with kCorrupt when the file's schema is newer than kSchemaVersion,
+  // kInvalidArgument for a bad `synchronous` value. Callers outside the store
+  // and its tests use OpenJobStore (job_store.h).
   static Result<std::unique_ptr<SqliteStore>> Open(const Config::Store& config,
                                                    const SqliteOpenOptions& options = {});
 
