@@ -10,6 +10,7 @@
 #include "config/config.h"
 #include "daemon/daemon.h"
 #include "store/db_tools.h"
+#include "supervisor/identity.h"
 
 namespace orch {
 namespace {
@@ -105,7 +106,8 @@ int RunCli(int argc, char** argv) {
     InvariantLimits limits{loaded.config.supervisor.max_concurrency,
                            loaded.config.supervisor.serial_gate_enabled};
     return db_check->parsed() ? RunDbCheck(loaded.config.store, std::cout, std::cerr, limits)
-                              : RunDbSanitize(loaded.config.store, std::cout, std::cerr);
+                              : RunDbSanitize(loaded.config.store, RunProcessLives, std::cout,
+                                              std::cerr);
   }
   if (auto rc = client.RunParsed(std::cout, std::cerr)) return *rc;
   return 2;

@@ -51,17 +51,23 @@ int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err
   return clean ? 0 : 1;
 }
 
-int RunDbSanitize(const Config::Store& config, std::ostream& out, std::ostream& err) {
+int RunDbSanitize(const Config::Store& config, const RunProcessCheck& alive, std::ostream& out,
+                  std::ostream& err) {
   auto store = OpenExisting(config, err);
   if (!store.ok()) return 2;
-  auto ids = (*store)->SanitizeImpossibleQueued(NowMs());
-  if (!ids.ok()) {
-    err << "sanitize failed: " << ids.status().ToString() << "\n";
+  auto report = SanitizeImpossibleQueued(**store, NowMs(), alive);
+  if (!report.ok()) {
+    err << "sanitize failed: " << report.status().ToString() << "\n";
     return 2;
   }
-  for (int64_t id : *ids) out << "repaired job " << id << " (queued row carried a run)\n";
-  out << ids->size() << " job" << (ids->size() == 1 ? "" : "s") << " repaired\n";
-  return 0;
+  for (int64_t id : report->repaired) out << "repaired job " << id << " (queued row carried a run)\n";
+  for (const auto& a : report->alive) {
+    out << "left job " << a.job_id << ": its run " << a.open_run->id << " (pid "
+        << a.open_run->identity.pid << ") is still alive; the daemon handles it at start\n";
+  }
+  out << report->repaired.size() << " job" << (report->repaired.size() == 1 ? "" : "s")
+      << " repaired\n";
+  return report->alive.empty() ? 0 : 1;
 }
 
 }  // namespace orch

@@ -19,9 +19,12 @@ namespace orch {
 int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err,
                const InvariantLimits& limits = InvariantLimits{});
 
-// Repairs I1 (queued rows carrying a run), printing each repaired job id and
-// a total. Returns 0 on success, 2 when the database cannot be opened or the
-// repair fails.
-int RunDbSanitize(const Config::Store& config, std::ostream& out, std::ostream& err);
+// Repairs I1 (queued rows carrying a run) after checking each open run's
+// process with `alive`, printing each repaired job id and a total. Returns 0
+// when everything was repaired, 1 when a job was left because its process
+// lives (the daemon handles it under orphan_policy), 2 when the database
+// cannot be opened or the repair fails.
+int RunDbSanitize(const Config::Store& config, const RunProcessCheck& alive, std::ostream& out,
+                  std::ostream& err);
 
 }  // namespace orch

@@ -79,6 +79,12 @@ Result<ClaimTransition> TransitionOnClaim(const JobState& job) {
   return t;
 }
 
+Result<ClaimTransition> TransitionOnReattach(const JobState& job, int64_t run_attempt) {
+  ClaimTransition t{.to = JobStatus::kRunning, .attempts = run_attempt};
+  if (Status s = Check(job, {JobStatus::kQueued}, t.to, "reattach"); !s.ok()) return s;
+  return t;
+}
+
 Result<RunEndTransition> TransitionOnRunEnd(const JobState& job, RunOutcome outcome, int64_t now_ms,
                                             int64_t retry_not_before) {
   RunEndTransition t;

@@ -41,6 +41,10 @@ struct ClaimTransition {
 };
 Result<ClaimTransition> TransitionOnClaim(const JobState& job);
 
+// Reattach acts on a queued job found with an open run whose process still
+// lives (the I1 sweep): → running with that run, attempts = the run's attempt.
+Result<ClaimTransition> TransitionOnReattach(const JobState& job, int64_t run_attempt);
+
 // Run end acts on running jobs, whose run closed with `outcome` (RunEnd in
 // job_store.h):
 //   succeeded → succeeded; failed, spawn_failed → failed; cancelled → cancelled;

@@ -18,4 +18,36 @@ Result<std::unique_ptr<JobStore>> OpenJobStore(const Config::Store& config,
   return std::unique_ptr<JobStore>(std::move(store.value()));
 }
 
+Result<SanitizeReport> SanitizeImpossibleQueued(JobStore& store, int64_t now_ms,
+                                                const RunProcessCheck& alive) {
+  SanitizeReport report;
+  auto found = store.FindImpossibleQueued();
+  if (!found.ok()) return found.status();
+  for (auto& entry : *found) {
+    std::optional<int64_t> run_id;
+    RunOutcome outcome = RunOutcome::kLost;
+    std::string reason = "impossible_queued";
+    if (entry.open_run) {
+      run_id = entry.open_run->id;
+      if (entry.open_run->identity.pid == 0) {
+        // Held before exec until stamped: it never ran the job.
+        outcome = RunOutcome::kInterrupted;
+        reason = "never_spawned";
+      } else {
+        auto lives = alive(*entry.open_run);
+        if (!lives.ok()) return lives.status();
+        if (*lives) {
+          report.alive.push_back(std::move(entry));
+          continue;
+        }
+      }
+    }
+    Status s = store.RepairImpossibleQueued(entry.job_id, run_id, outcome, reason, now_ms);
+    if (s.code() == Code::kGuardMissed) continue;
+    if (!s.ok()) return s;
+    report.repaired.push_back(entry.job_id);
+  }
+  return report;
+}
+
 }  // namespace orch

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -90,6 +91,12 @@ struct RunningBrief {
   int64_t started_at = 0;
 };
 
+// A queued job found by the I1 sweep.
+struct ImpossibleQueued {
+  int64_t job_id = 0;
+  std::optional<Run> open_run;
+};
+
 struct Violation {
   std::string invariant;  // "I1".."I6"
   int64_t job_id = 0;
@@ -138,11 +145,22 @@ class JobStore {
   virtual Status SetPaused(bool paused) = 0;
   virtual Result<bool> IsPaused() = 0;
 
-  // I1 sweep: queued rows carrying run_id, pid or started_at.
-  virtual Result<std::vector<int64_t>> FindImpossibleQueued() = 0;
-  // Clears their ownership (and closes any open run of theirs as lost,
-  // reason "impossible_queued"); returns the ids repaired.
-  virtual Result<std::vector<int64_t>> SanitizeImpossibleQueued(int64_t now_ms) = 0;
+  // The I1 sweep: queued jobs that carry run_id, pid or started_at, or that
+  // have an open run row, by id, each with its open run if it has one.
+  // Nothing is repaired here: the open run's process must be checked first
+  // (SanitizeImpossibleQueued below).
+  virtual Result<std::vector<ImpossibleQueued>> FindImpossibleQueued() = 0;
+  // One transaction: closes `open_run_id` (when set) with outcome/reason and
+  // clears the job's ownership. kGuardMissed when the job is no longer
+  // queued or the run no longer open.
+  virtual Status RepairImpossibleQueued(int64_t job_id, std::optional<int64_t> open_run_id,
+                                        RunOutcome outcome, const std::string& reason,
+                                        int64_t now_ms) = 0;
+  // The open run of a queued job still has a live process: the job becomes
+  // running with that run again (attempts = the run's), so that the process
+  // is tracked and never forgotten. May exceed max_concurrency: the process
+  // runs whether counted or not. kGuardMissed as above.
+  virtual Status ReattachOpenRun(int64_t job_id, int64_t run_id, int64_t now_ms) = 0;
 
   // Every running job with its current run (recovery).
   virtual Result<std::vector<RunningEntry>> ListRunning() = 0;
@@ -179,6 +197,22 @@ struct JobStoreOpenOptions {
   // for short-lived processes such as `orchestrator db check`.
   bool background_maintenance = true;
 };
+
+// What the I1 sweep did: jobs repaired (ownership cleared, a dead or
+// never-spawned run closed) and jobs left alone because their open run's
+// process lives (the daemon reattaches them under orphan_policy).
+struct SanitizeReport {
+  std::vector<int64_t> repaired;
+  std::vector<ImpossibleQueued> alive;
+};
+// Whether the run's recorded process is still that process (by identity).
+using RunProcessCheck = std::function<Result<bool>(const Run& run)>;
+// Finds and repairs I1 violations, checking each open run's process first:
+// never spawned → closed interrupted (never_spawned); gone → closed lost
+// (impossible_queued); alive → left, reported in `alive`. Guard misses (a
+// row that changed meanwhile) are skipped, not errors.
+Result<SanitizeReport> SanitizeImpossibleQueued(JobStore& store, int64_t now_ms,
+                                                const RunProcessCheck& alive);
 
 // Opens the store backend `config` selects (job_store.cc is the one place
 // that chooses) — today always SQLite at config.path, see

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -130,6 +131,10 @@ constexpr const char* kRunningCountSql = "SELECT n FROM job_counts WHERE status=
 constexpr const char* kClaimSql =
     "SELECT id, attempts FROM jobs INDEXED BY jobs_claim "
     "WHERE status='queued' AND not_before <= ?1 "
+    // A queued job with an open run waits for the I1 sweep, which checks
+    // that run's process before closing it.
+    "AND NOT EXISTS (SELECT 1 FROM runs INDEXED BY runs_one_open_per_job "
+    " WHERE runs.job_id = jobs.id AND runs.ended_at IS NULL) "
     "AND (?2 = 0 OR serial_key IS NULL OR serial_key NOT IN "
     "(SELECT serial_key FROM jobs INDEXED BY jobs_running_serial "
     " WHERE status='running' AND serial_key IS NOT NULL)) "
@@ -142,6 +147,12 @@ constexpr const char* kOldestQueuedSql =
 constexpr const char* kImpossibleQueuedSql =
     "SELECT id FROM jobs INDEXED BY jobs_impossible_queued WHERE status = 'queued' AND "
     "(run_id IS NOT NULL OR pid IS NOT NULL OR started_at IS NOT NULL) ORDER BY id";
+constexpr const char* kQueuedWithOpenRunSql =
+    "SELECT r.job_id FROM runs r INDEXED BY runs_one_open_per_job JOIN jobs j ON j.id = r.job_id "
+    "WHERE r.ended_at IS NULL AND j.status = 'queued'";
+constexpr const char* kOpenRunOfJobSql =
+    "SELECT " ORCH_RUN_COLS " FROM runs r INDEXED BY runs_one_open_per_job "
+    "WHERE r.job_id=? AND r.ended_at IS NULL";
 constexpr const char* kListByStatusSql =
     "SELECT " ORCH_JOB_COLS " FROM jobs j INDEXED BY jobs_status_id "
     "WHERE j.status=?3 AND j.id>?1 ORDER BY j.id LIMIT ?2";
@@ -410,15 +421,6 @@ Result<std::optional<Claimed>> SqliteStore::ClaimNext(const ClaimRequest& req) {
   ORCH_ASSIGN_OR_RETURN(ClaimTransition t,
                         TransitionOnClaim(JobState{
                             .id = job_id, .status = JobStatus::kQueued, .attempts = attempts}));
-  {
-    // A leftover open run (written by something else) would make the insert
-    // below fail on the I3 index forever; close it instead of wedging.
-    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("UPDATE runs SET ended_at=?2, outcome='lost', "
-                                               "reason='stale_open_run' "
-                                               "WHERE job_id=?1 AND ended_at IS NULL"));
-    st.Bind(1, job_id).Bind(2, req.now_ms);
-    ORCH_RETURN_IF_ERROR(st.Run());
-  }
   int64_t run_id = 0;
   {
     ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("INSERT INTO runs(job_id, attempt, incarnation, "
@@ -623,41 +625,75 @@ Result<bool> SqliteStore::IsPaused() {
 }
 
 
-Result<std::vector<int64_t>> SqliteStore::FindImpossibleQueued() {
-  std::vector<int64_t> ids;
-  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kImpossibleQueuedSql));
-  for (;;) {
-    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    ids.push_back(st.Int(0));
+Result<std::vector<ImpossibleQueued>> SqliteStore::FindImpossibleQueued() {
+  std::set<int64_t> ids;
+  for (const char* sql : {kImpossibleQueuedSql, kQueuedWithOpenRunSql}) {
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(sql));
+    for (;;) {
+      ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      ids.insert(st.Int(0));
+    }
   }
-  return ids;
+  std::vector<ImpossibleQueued> out;
+  for (int64_t id : ids) {
+    ImpossibleQueued entry{id, std::nullopt};
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kOpenRunOfJobSql));
+    st.Bind(1, id);
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row) entry.open_run = ReadRun(st, 0);
+    out.push_back(std::move(entry));
+  }
+  return out;
 }
 
-Result<std::vector<int64_t>> SqliteStore::SanitizeImpossibleQueued(int64_t now_ms) {
-  // The common case (nothing to repair) takes no write lock.
-  ORCH_ASSIGN_OR_RETURN(std::vector<int64_t> ids, FindImpossibleQueued());
-  if (ids.empty()) return ids;
+Status SqliteStore::RepairImpossibleQueued(int64_t job_id, std::optional<int64_t> open_run_id,
+                                           RunOutcome outcome, const std::string& reason,
+                                           int64_t now_ms) {
   Transaction txn(db_.get());
   ORCH_RETURN_IF_ERROR(txn.Begin());
-  ORCH_ASSIGN_OR_RETURN(ids, FindImpossibleQueued());
-  for (int64_t id : ids) {
-    {
-      ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("UPDATE runs SET ended_at=?2, outcome='lost', "
-                                                 "reason='impossible_queued' "
-                                                 "WHERE job_id=?1 AND ended_at IS NULL"));
-      st.Bind(1, id).Bind(2, now_ms);
-      ORCH_RETURN_IF_ERROR(st.Run());
-    }
-    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("UPDATE jobs SET run_id=NULL, pid=NULL, "
-                                               "started_at=NULL, updated_at=?2 "
-                                               "WHERE id=?1 AND status='queued'"));
-    st.Bind(1, id).Bind(2, now_ms);
+  if (open_run_id) {
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("UPDATE runs SET ended_at=?3, outcome=?4, reason=?5 "
+                                               "WHERE id=?2 AND job_id=?1 AND ended_at IS NULL"));
+    st.Bind(1, job_id).Bind(2, *open_run_id).Bind(3, now_ms).Bind(4, RunOutcomeName(outcome));
+    st.Bind(5, reason);
     ORCH_RETURN_IF_ERROR(st.Run());
-    if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(id) + " left queued");
+    if (db_->Changes() == 0) {
+      return GuardMissed("run " + std::to_string(*open_run_id) + " is no longer open");
+    }
   }
-  ORCH_RETURN_IF_ERROR(txn.Commit());
-  return ids;
+  // I1: ownership cleared in the statement that keeps the job queued.
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("UPDATE jobs SET run_id=NULL, pid=NULL, "
+                                             "started_at=NULL, updated_at=?2 "
+                                             "WHERE id=?1 AND status='queued'"));
+  st.Bind(1, job_id).Bind(2, now_ms);
+  ORCH_RETURN_IF_ERROR(st.Run());
+  if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(job_id) + " left queued");
+  return txn.Commit();
+}
+
+Status SqliteStore::ReattachOpenRun(int64_t job_id, int64_t run_id, int64_t now_ms) {
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  ORCH_ASSIGN_OR_RETURN(Job job, LoadJob(job_id));
+  ORCH_ASSIGN_OR_RETURN(Run run, LoadRun(run_id));
+  if (run.job_id != job_id || run.ended_at) {
+    return GuardMissed("run " + std::to_string(run_id) + " is not an open run of job " +
+                       std::to_string(job_id));
+  }
+  if (job.status != JobStatus::kQueued) {
+    return GuardMissed("job " + std::to_string(job_id) + " left queued");
+  }
+  ORCH_ASSIGN_OR_RETURN(ClaimTransition t, TransitionOnReattach(StateOf(job), run.attempt));
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("UPDATE jobs SET status=?3, run_id=?2, pid=?4, "
+                                             "started_at=?5, attempts=?6, updated_at=?7 "
+                                             "WHERE id=?1 AND status='queued'"));
+  st.Bind(1, job_id).Bind(2, run_id).Bind(3, JobStatusName(t.to));
+  st.Bind(4, run.identity.pid != 0 ? std::optional<int64_t>(run.identity.pid) : std::nullopt);
+  st.Bind(5, run.started_at).Bind(6, t.attempts).Bind(7, now_ms);
+  ORCH_RETURN_IF_ERROR(st.Run());
+  if (db_->Changes() == 0) return GuardMissed("job " + std::to_string(job_id) + " left queued");
+  return txn.Commit();
 }
 
 Result<std::vector<RunningEntry>> SqliteStore::ListRunning() {

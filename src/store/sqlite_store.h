@@ -51,8 +51,11 @@ class SqliteStore : public JobStore {
   Result<Job> Retry(int64_t job_id, int64_t now_ms) override;
   Status SetPaused(bool paused) override;
   Result<bool> IsPaused() override;
-  Result<std::vector<int64_t>> FindImpossibleQueued() override;
-  Result<std::vector<int64_t>> SanitizeImpossibleQueued(int64_t now_ms) override;
+  Result<std::vector<ImpossibleQueued>> FindImpossibleQueued() override;
+  Status RepairImpossibleQueued(int64_t job_id, std::optional<int64_t> open_run_id,
+                                RunOutcome outcome, const std::string& reason,
+                                int64_t now_ms) override;
+  Status ReattachOpenRun(int64_t job_id, int64_t run_id, int64_t now_ms) override;
   Result<std::vector<RunningEntry>> ListRunning() override;
   Result<std::vector<RunningBrief>> ListRunningBrief() override;
   Result<JobPage> ListJobs(std::optional<JobStatus> status, int64_t after_id,

@@ -169,4 +169,11 @@ Result<VerifyResult> Verify(const ProcessIdentity& id) {
   return v;
 }
 
+Result<bool> RunProcessLives(const Run& run) {
+  if (run.identity.pid == 0) return false;
+  auto v = Verify(run.identity);
+  if (!v.ok()) return v.status();
+  return !v->gone.has_value();
+}
+
 }  // namespace orch

@@ -9,6 +9,7 @@
 
 #include "base/process_identity.h"
 #include "base/status.h"
+#include "store/job.h"
 #include "supervisor/pidfd.h"
 
 namespace orch {
@@ -48,5 +49,9 @@ struct VerifyResult {
 // both sides have one) the pidfs inode. A pid reused by another process can
 // never verify. Errors other than "gone" (e.g. EMFILE) are returned as Status.
 Result<VerifyResult> Verify(const ProcessIdentity& id);
+
+// Whether a run's recorded process still lives (Verify; false for a run
+// without a recorded pid). A RunProcessCheck for SanitizeImpossibleQueued.
+Result<bool> RunProcessLives(const Run& run);
 
 }  // namespace orch

@@ -179,13 +179,33 @@ void Supervisor::NoteStore(const Status& s) {
 
 Status Supervisor::Sanitize() {
   if (!config_.reaper.sanitize_impossible_queued) return Status::Ok();
-  auto repaired = store_->SanitizeImpossibleQueued(clock_->NowMs());
-  if (!repaired.ok()) return repaired.status();
-  for (int64_t id : *repaired) {
+  // A run this daemon watches is alive by definition; any other is checked
+  // by identity before anything is closed.
+  auto report = SanitizeImpossibleQueued(*store_, clock_->NowMs(), [this](const Run& run) {
+    if (running_.count(run.id) != 0) return Result<bool>(true);
+    return RunProcessLives(run);
+  });
+  if (!report.ok()) return report.status();
+  for (int64_t id : report->repaired) {
     log::Warn("repaired impossible queued job: it carried a run while queued", {{"job_id", id}});
   }
-  metrics_->impossible_queued_total += repaired->size();
-  if (!repaired->empty()) Kick();
+  metrics_->impossible_queued_total += report->repaired.size() + report->alive.size();
+  for (const auto& a : report->alive) {
+    // Never forgotten: the job runs again under that run, and a process we
+    // do not watch yet is handled by orphan_policy like any orphan.
+    log::Warn("queued job has a live process; reattaching its run",
+              {{"job_id", a.job_id}, {"run_id", a.open_run->id}, {"pid", a.open_run->identity.pid}});
+    Status s = store_->ReattachOpenRun(a.job_id, a.open_run->id, clock_->NowMs());
+    NoteStore(s);
+    if (s.code() == Code::kGuardMissed) continue;
+    if (!s.ok()) return s;
+    if (running_.count(a.open_run->id) != 0) continue;
+    auto job = store_->GetJob(a.job_id);
+    if (!job.ok()) return job.status();
+    Status r = Reconcile(RunningEntry{*job, *a.open_run}, false);
+    if (!r.ok()) return r;
+  }
+  if (!report->repaired.empty()) Kick();
   return Status::Ok();
 }
 

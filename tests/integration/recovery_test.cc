@@ -71,6 +71,36 @@ TEST(Recovery, KilledDaemonsOrphanIsKilledAndTheJobRerunUnderRequeue) {
   EXPECT_EQ(0, d.Stop());
 }
 
+// The row said queued (written by something else) while its run's process
+// lived on: the I1 repair must check that process, not close the run blindly
+// and start a second copy beside an untracked first one.
+TEST(Recovery, QueuedRowWhoseOrphanLivesIsHandledByOrphanPolicyNotForgotten) {
+  TempDir dir;
+  Daemon d(dir, kOneAtATime);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::string pids = dir.File("pids");
+  int64_t id = d.Submit(SecondRunSucceeds(pids));
+  ASSERT_TRUE(WaitFor([&] { return test::CountLines(pids) == 1; }));
+  pid_t orphan = ReadPids(pids)[0];
+  d.Kill9();
+  ASSERT_TRUE(Alive(orphan));
+  test::Sql(d.db_path(), "PRAGMA ignore_check_constraints=ON; UPDATE jobs SET status='queued' "
+                         "WHERE id=" + std::to_string(id) + ";");
+  ASSERT_EQ("queued\n", test::Sql(d.db_path(), "SELECT status FROM jobs WHERE id=" +
+                                                   std::to_string(id) + ";"));
+
+  ASSERT_TRUE(d.Start()) << d.Log();
+  ASSERT_TRUE(d.WaitStatus(id, "succeeded")) << d.Job(id).dump() << d.Log();
+  EXPECT_TRUE(WaitFor([&] { return !Alive(orphan); })) << "the first copy was left running";
+  json j = d.Job(id);
+  ASSERT_EQ(2u, j.at("runs").size()) << j.dump();
+  EXPECT_EQ("interrupted", j["runs"][0].at("outcome")) << j.dump();
+  EXPECT_EQ("orphan_killed", j["runs"][0].at("reason")) << j.dump();
+  EXPECT_EQ(2u, test::CountLines(pids)) << "exactly one more run";
+  EXPECT_EQ(1u, d.Get("/queue").Json().at("reaper").at("impossible_queued_total").get<uint64_t>());
+  EXPECT_EQ(0, d.Stop());
+}
+
 TEST(Recovery, ASecondDaemonOnTheSameStoreIsRefused) {
   TempDir dir;
   Daemon first(dir);

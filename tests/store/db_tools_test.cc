@@ -11,6 +11,9 @@
 namespace orch::test {
 namespace {
 
+Result<bool> Gone(const orch::Run&) { return false; }
+Result<bool> Alive(const orch::Run&) { return true; }
+
 TEST(DbTools, CheckOnCleanDatabaseExitsZero) {
   TempDir dir;
   auto cfg = StoreConfigIn(dir);
@@ -42,7 +45,7 @@ TEST(DbTools, CheckReportsInjectedI1ViolationAndSanitizeRepairsIt) {
   }
   {
     std::ostringstream out, err;
-    EXPECT_EQ(0, RunDbSanitize(cfg, out, err)) << err.str();
+    EXPECT_EQ(0, RunDbSanitize(cfg, Gone, out, err)) << err.str();
     EXPECT_NE(std::string::npos, out.str().find("repaired job " + std::to_string(id)))
         << out.str();
     EXPECT_NE(std::string::npos, out.str().find("1 job repaired")) << out.str();
@@ -50,8 +53,27 @@ TEST(DbTools, CheckReportsInjectedI1ViolationAndSanitizeRepairsIt) {
   std::ostringstream out, err;
   EXPECT_EQ(0, RunDbCheck(cfg, out, err)) << out.str();
   std::ostringstream out2, err2;
-  EXPECT_EQ(0, RunDbSanitize(cfg, out2, err2));
+  EXPECT_EQ(0, RunDbSanitize(cfg, Gone, out2, err2));
   EXPECT_NE(std::string::npos, out2.str().find("0 jobs repaired")) << out2.str();
+}
+
+TEST(DbTools, SanitizeLeavesAJobWhoseProcessLivesAndSaysSo) {
+  TempDir dir;
+  auto cfg = StoreConfigIn(dir);
+  int64_t id = 0;
+  {
+    auto store = MustOpen(cfg);
+    id = MustSubmit(store.get(), Spec());
+    Claimed c = MustClaim(store.get(), Claim(1000));
+    ASSERT_TRUE(store->RecordSpawned(id, c.run.id, ProcessIdentity{"boot", 1, 4242, 9, 0}, "/l")
+                    .ok());
+    WriteImpossibleQueued(cfg.path, id, c.run.id, 4242);
+  }
+  std::ostringstream out, err;
+  EXPECT_EQ(1, RunDbSanitize(cfg, Alive, out, err)) << err.str();
+  EXPECT_NE(std::string::npos, out.str().find("left job " + std::to_string(id))) << out.str();
+  std::ostringstream cout, cerr;
+  EXPECT_EQ(1, RunDbCheck(cfg, cout, cerr)) << "still reported: " << cout.str();
 }
 
 TEST(DbTools, CheckOnMissingDatabaseExitsTwoAndCreatesNothing) {
@@ -61,7 +83,7 @@ TEST(DbTools, CheckOnMissingDatabaseExitsTwoAndCreatesNothing) {
   std::ostringstream out, err;
   EXPECT_EQ(2, RunDbCheck(cfg, out, err));
   EXPECT_NE(std::string::npos, err.str().find("cannot open")) << err.str();
-  EXPECT_EQ(2, RunDbSanitize(cfg, out, err));
+  EXPECT_EQ(2, RunDbSanitize(cfg, Gone, out, err));
   EXPECT_NE(0, access(dir.File("nowhere").c_str(), F_OK)) << "must not create directories";
   cfg.path = dir.File("missing.db");
   EXPECT_EQ(2, RunDbCheck(cfg, out, err));

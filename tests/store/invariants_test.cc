@@ -119,11 +119,15 @@ TEST(InvariantI2, RawRunningWithoutRunIsRejectedAndClosedRunIsReported) {
 
 // ---- I3: at most one open run per job ----
 
-TEST(InvariantI3, ClaimClosesLeftoverOpenRunInsteadOfOpeningASecond) {
+// A leftover open run is never closed by a claim that has not looked at its
+// process: the claim passes the job over (others still run) and the I1
+// sweep closes the run after checking it, here one that never spawned.
+TEST(InvariantI3, LeftoverOpenRunIsLeftToTheSweepNotClosedByAClaim) {
   TempDir dir;
   auto cfg = StoreConfigIn(dir);
   auto store = MustOpen(cfg);
   int64_t id = MustSubmit(store.get(), Spec());
+  int64_t other = MustSubmit(store.get(), Spec());
   {
     // A leftover open run for a queued job, as a crashed older version might leave.
     RawDb raw(cfg.path);
@@ -132,12 +136,25 @@ TEST(InvariantI3, ClaimClosesLeftoverOpenRunInsteadOfOpeningASecond) {
         << raw.last_error();
   }
   Claimed c = MustClaim(store.get(), Claim(2000));
+  EXPECT_EQ(other, c.job.id) << "the job with an open run must wait for the sweep";
+  EXPECT_FALSE((*store->GetRuns(id))[0].ended_at.has_value());
+
+  bool checked = false;
+  auto report = SanitizeImpossibleQueued(*store, 3000, [&](const orch::Run&) {
+    checked = true;
+    return Result<bool>(true);
+  });
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_FALSE(checked) << "a run without a pid has no process to check";
+  EXPECT_EQ(std::vector<int64_t>{id}, report->repaired);
   auto runs = *store->GetRuns(id);
-  ASSERT_EQ(2u, runs.size());
-  EXPECT_EQ(std::optional<std::string>("lost"), runs[0].outcome);
-  EXPECT_EQ(std::optional<std::string>("stale_open_run"), runs[0].reason);
-  EXPECT_FALSE(runs[1].ended_at.has_value());
-  EXPECT_EQ(c.run.id, runs[1].id);
+  ASSERT_EQ(1u, runs.size());
+  EXPECT_EQ(std::optional<std::string>("interrupted"), runs[0].outcome);
+  EXPECT_EQ(std::optional<std::string>("never_spawned"), runs[0].reason);
+
+  Claimed again = MustClaim(store.get(), Claim(4000));
+  EXPECT_EQ(id, again.job.id);
+  EXPECT_EQ(1, again.job.attempts) << "a run that never spawned spent no attempt";
   EXPECT_TRUE(MustCheck(store.get()).empty());
 }
 

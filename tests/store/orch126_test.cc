@@ -10,6 +10,15 @@
 namespace orch::test {
 namespace {
 
+Result<bool> Gone(const orch::Run&) { return false; }
+
+// True when a claim found nothing to claim.
+bool MustClaimNothing(JobStore* store, const ClaimRequest& req) {
+  auto claimed = store->ClaimNext(req);
+  EXPECT_TRUE(claimed.ok()) << claimed.status().ToString();
+  return claimed.ok() && !claimed->has_value();
+}
+
 TEST(Orch126, QueuedRowCarryingDeadRunIsRepairedThenClaimedAtConcurrencyOne) {
   TempDir dir;
   auto cfg = StoreConfigIn(dir);
@@ -36,11 +45,21 @@ TEST(Orch126, QueuedRowCarryingDeadRunIsRepairedThenClaimedAtConcurrencyOne) {
 
   auto found = store->FindImpossibleQueued();
   ASSERT_TRUE(found.ok());
-  EXPECT_EQ(std::vector<int64_t>{id}, *found);
+  ASSERT_EQ(1u, found->size());
+  EXPECT_EQ(id, found->at(0).job_id);
+  ASSERT_TRUE(found->at(0).open_run.has_value());
+  EXPECT_EQ(31337, found->at(0).open_run->identity.pid);
 
-  auto repaired = store->SanitizeImpossibleQueued(5000);
+  // The recorded process is checked before anything is closed.
+  std::vector<int64_t> checked;
+  auto repaired = SanitizeImpossibleQueued(*store, 5000, [&](const orch::Run& r) {
+    checked.push_back(r.id);
+    return Result<bool>(false);
+  });
   ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
-  EXPECT_EQ(std::vector<int64_t>{id}, *repaired);
+  EXPECT_EQ(std::vector<int64_t>{c.run.id}, checked);
+  EXPECT_EQ(std::vector<int64_t>{id}, repaired->repaired);
+  EXPECT_TRUE(repaired->alive.empty());
 
   Job j = *store->GetJob(id);
   EXPECT_EQ(JobStatus::kQueued, j.status);
@@ -54,7 +73,8 @@ TEST(Orch126, QueuedRowCarryingDeadRunIsRepairedThenClaimedAtConcurrencyOne) {
   ASSERT_TRUE(after.ok());
   EXPECT_TRUE(after->empty()) << after->front().invariant << " " << after->front().detail;
   EXPECT_TRUE(store->FindImpossibleQueued()->empty());
-  EXPECT_TRUE(store->SanitizeImpossibleQueued(6000)->empty()) << "a second sweep finds nothing";
+  EXPECT_TRUE(SanitizeImpossibleQueued(*store, 6000, Gone)->repaired.empty())
+      << "a second sweep finds nothing";
 
   // Nothing counts as running, so the one slot is free and the job runs again.
   EXPECT_EQ(0, store->Counts()->running);
@@ -75,8 +95,41 @@ TEST(Orch126, QueuedRowCarryingOnlyStartedAtIsAlsoRepaired) {
     ASSERT_EQ(SQLITE_OK, raw.Exec("PRAGMA ignore_check_constraints=ON; UPDATE jobs SET "
                                   "started_at=5 WHERE id=" + std::to_string(id)));
   }
-  EXPECT_EQ(std::vector<int64_t>{id}, *store->SanitizeImpossibleQueued(6000));
+  EXPECT_EQ(std::vector<int64_t>{id}, SanitizeImpossibleQueued(*store, 6000, Gone)->repaired);
   EXPECT_FALSE(store->GetJob(id)->started_at.has_value());
+}
+
+// A queued job whose open run's process still lives is never closed
+// blindly: it is reported, and the daemon reattaches it.
+TEST(Orch126, QueuedRowWhoseProcessLivesIsLeftAndCanBeReattached) {
+  TempDir dir;
+  auto cfg = StoreConfigIn(dir);
+  auto store = MustOpen(cfg);
+  int64_t id = MustSubmit(store.get(), Spec());
+  Claimed c = MustClaim(store.get(), Claim(1000, 1));
+  ASSERT_TRUE(store->RecordSpawned(id, c.run.id, ProcessIdentity{"boot", 1, 4242, 99, 0},
+                                   "/logs/1.out")
+                  .ok());
+  WriteImpossibleQueued(cfg.path, id, c.run.id, 4242);
+
+  auto report = SanitizeImpossibleQueued(*store, 5000, [](const orch::Run&) {
+    return Result<bool>(true);
+  });
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_TRUE(report->repaired.empty());
+  ASSERT_EQ(1u, report->alive.size());
+  EXPECT_EQ(c.run.id, report->alive[0].open_run->id);
+  EXPECT_FALSE((*store->GetRun(c.run.id))->ended_at.has_value()) << "closed without a check";
+  EXPECT_TRUE(MustClaimNothing(store.get(), Claim(5000, 4))) << "claimed while its run is open";
+
+  ASSERT_TRUE(store->ReattachOpenRun(id, c.run.id, 6000).ok());
+  Job j = *store->GetJob(id);
+  EXPECT_EQ(JobStatus::kRunning, j.status);
+  EXPECT_EQ(std::optional<int64_t>(c.run.id), j.run_id);
+  EXPECT_EQ(std::optional<int64_t>(4242), j.pid);
+  EXPECT_EQ(c.run.attempt, j.attempts);
+  EXPECT_TRUE(store->CheckInvariants()->empty());
+  EXPECT_EQ(Code::kGuardMissed, store->ReattachOpenRun(id, c.run.id, 7000).code());
 }
 
 }  // namespace
