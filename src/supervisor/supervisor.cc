@@ -86,7 +86,7 @@ RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int
 }
 
 // How long an adopted orphan's exit status is waited for after its exit.
-constexpr int64_t kAdoptedExitWaitNs = 5'000'000'000;
+constexpr int64_t kAdoptedExitWaitMs = 5000;
 
 struct Supervisor::Running {
   Supervisor* sup = nullptr;
@@ -105,7 +105,7 @@ struct Supervisor::Running {
   StopCause stop = StopCause::kNone;
   int64_t term_sent_mono_ms = 0;
   bool kill_sent = false;
-  int64_t exit_seen_ns = 0;  // adopted: exited, exit status not yet readable
+  int64_t exit_seen_mono_ms = 0;  // adopted: exited, exit status not yet readable
   std::unique_ptr<HeldExec, HeldExecDeleter> exec;  // our child: its exec report
 };
 
@@ -647,10 +647,11 @@ void Supervisor::OnProcessExit(int64_t run_id) {
       end.outcome = RunOutcome::kInterrupted;
       end.reason = "orphan_killed";
       end.error = "orphan of a previous incarnation was killed to be requeued";
-    } else if (!info && (r.exit_seen_ns == 0 || MonotonicNs() - r.exit_seen_ns < kAdoptedExitWaitNs)) {
+    } else if (!info && (r.exit_seen_mono_ms == 0 ||
+                         clock_->MonotonicMs() - r.exit_seen_mono_ms < kAdoptedExitWaitMs)) {
       // Exited, but its exit status appears only once its parent (not us)
       // has reaped it: look again on the next tick.
-      if (r.exit_seen_ns == 0) r.exit_seen_ns = MonotonicNs();
+      if (r.exit_seen_mono_ms == 0) r.exit_seen_mono_ms = clock_->MonotonicMs();
       r.poll.Close();
       return;
     } else if (info) {
@@ -760,7 +761,7 @@ void Supervisor::Tick() {
   std::vector<int64_t> exited;
   int64_t mono = clock_->MonotonicMs();
   for (auto& [run_id, r] : running_) {
-    if (r->exit_seen_ns != 0) exited.push_back(run_id);
+    if (r->exit_seen_mono_ms != 0) exited.push_back(run_id);
   }
   for (int64_t run_id : exited) OnProcessExit(run_id);
 

@@ -1,0 +1,345 @@
+// The Supervisor on a real libuv loop with real children, an injected clock
+// and a store that fails on demand: the behaviour that depends on time or on
+// a failing store, without sleeping for it.
+#include "supervisor/supervisor.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "base/log.h"
+#include "supervisor/identity.h"
+#include "support/test_util.h"
+
+namespace orch {
+namespace {
+
+using test::ReadFile;
+using test::TempDir;
+
+class FakeClock : public Clock {
+ public:
+  int64_t NowMs() const override { return wall; }
+  int64_t MonotonicMs() const override { return mono; }
+  int64_t wall = 1'800'000'000'000;
+  int64_t mono = 5'000'000;
+};
+
+// The real SQLite store, with calls that fail on demand (STYLE §11).
+class FaultyStore : public JobStore {
+ public:
+  explicit FaultyStore(std::unique_ptr<JobStore> real) : real_(std::move(real)) {}
+  // The next `n` calls of `method` fail with `code` and change nothing.
+  void FailNext(const std::string& method, int n, Code code = Code::kBusy) {
+    faults_[method] = {n, code};
+  }
+  int failed() const { return failed_; }
+
+  Result<SubmitResult> Submit(const JobSpec& s, int64_t now) override {
+    if (auto f = Fault("Submit")) return *f;
+    return real_->Submit(s, now);
+  }
+  Result<std::optional<Claimed>> ClaimNext(const ClaimRequest& r) override {
+    if (auto f = Fault("ClaimNext")) return *f;
+    return real_->ClaimNext(r);
+  }
+  Status RecordSpawned(int64_t j, int64_t r, const ProcessIdentity& id,
+                       const std::string& p) override {
+    if (auto f = Fault("RecordSpawned")) return *f;
+    return real_->RecordSpawned(j, r, id, p);
+  }
+  Result<FinishResult> FinishRun(const RunEnd& e) override {
+    if (auto f = Fault("FinishRun")) return *f;
+    return real_->FinishRun(e);
+  }
+  Result<CancelResult> Cancel(int64_t j, int64_t now) override { return real_->Cancel(j, now); }
+  Result<Job> Retry(int64_t j, int64_t now) override { return real_->Retry(j, now); }
+  Status SetPaused(bool p) override { return real_->SetPaused(p); }
+  Result<bool> IsPaused() override { return real_->IsPaused(); }
+  Result<std::vector<ImpossibleQueued>> FindImpossibleQueued() override {
+    return real_->FindImpossibleQueued();
+  }
+  Status RepairImpossibleQueued(int64_t j, std::optional<int64_t> r, RunOutcome o,
+                                const std::string& why, int64_t now) override {
+    return real_->RepairImpossibleQueued(j, r, o, why, now);
+  }
+  Status ReattachOpenRun(int64_t j, int64_t r, int64_t now) override {
+    return real_->ReattachOpenRun(j, r, now);
+  }
+  Result<std::vector<RunningEntry>> ListRunning() override { return real_->ListRunning(); }
+  Result<std::vector<RunningBrief>> ListRunningBrief() override {
+    return real_->ListRunningBrief();
+  }
+  Result<JobPage> ListJobs(std::optional<JobStatus> s, int64_t after, int64_t limit) override {
+    return real_->ListJobs(s, after, limit);
+  }
+  Result<Job> GetJob(int64_t j) override { return real_->GetJob(j); }
+  Result<std::vector<Run>> GetRuns(int64_t j) override { return real_->GetRuns(j); }
+  Result<std::optional<Run>> GetRun(int64_t r) override { return real_->GetRun(r); }
+  Result<QueueCounts> Counts() override { return real_->Counts(); }
+  Result<std::optional<int64_t>> NextNotBefore(int64_t now) override {
+    return real_->NextNotBefore(now);
+  }
+  Status ProbeWritable() override { return real_->ProbeWritable(); }
+  Result<std::vector<std::string>> IntegrityCheck() override { return real_->IntegrityCheck(); }
+  Result<std::vector<Violation>> CheckInvariants(const InvariantLimits& l) override {
+    return real_->CheckInvariants(l);
+  }
+
+ private:
+  std::optional<Status> Fault(const std::string& method) {
+    auto it = faults_.find(method);
+    if (it == faults_.end() || it->second.first == 0) return std::nullopt;
+    --it->second.first;
+    ++failed_;
+    return Status(it->second.second, "injected fault in " + method);
+  }
+
+  std::unique_ptr<JobStore> real_;
+  std::map<std::string, std::pair<int, Code>> faults_;
+  int failed_ = 0;
+};
+
+class SupervisorLoop : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(log::Setup("warn", "text").ok());
+    ASSERT_EQ(0, uv_loop_init(&loop_));
+    config_.store.path = dir_.File("q.db");
+    config_.supervisor.log_dir = dir_.File("logs");
+    config_.supervisor.backoff_base_s = 0.05;
+    config_.supervisor.backoff_max_s = 0.1;
+    config_.supervisor.kill_grace_s = 2;
+    config_.supervisor.shutdown_grace_s = 2;
+    config_.reaper.interval_ms = 10;
+    auto real = OpenJobStore(config_.store);
+    ASSERT_TRUE(real.ok()) << real.status().ToString();
+    store_ = std::make_unique<FaultyStore>(std::move(real).value());
+  }
+
+  void TearDown() override {
+    if (sup_) {
+      bool done = false;
+      sup_->Shutdown([&] { done = true; });
+      RunUntil([&] { return done; });
+      sup_.reset();
+    }
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_EQ(0, uv_loop_close(&loop_)) << "a handle leaked";
+  }
+
+  void StartSupervisor() {
+    sup_ = std::make_unique<Supervisor>(&loop_, store_.get(), config_, &metrics_, &clock_);
+    ASSERT_TRUE(sup_->Init().ok());
+    ASSERT_TRUE(sup_->Recover().ok());
+    sup_->Start();
+  }
+
+  int64_t Submit(std::vector<std::string> argv, int64_t max_attempts = 3,
+                 std::optional<int64_t> timeout_s = std::nullopt) {
+    JobSpec spec;
+    spec.argv = std::move(argv);
+    spec.max_attempts = max_attempts;
+    spec.timeout_s = timeout_s;
+    auto r = store_->Submit(spec, clock_.NowMs());
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (sup_) sup_->Kick();
+    return r.ok() ? r->job.id : -1;
+  }
+
+  // Runs the loop until `cond` holds; false after 20 s of real time.
+  bool RunUntil(const std::function<bool()>& cond) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!cond()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      uv_run(&loop_, UV_RUN_ONCE);
+    }
+    return true;
+  }
+  // Lets `n` reaper ticks pass.
+  bool Ticks(int n) {
+    uint64_t target = metrics_.reaper_ticks_total + n;
+    return RunUntil([&] { return metrics_.reaper_ticks_total >= target; });
+  }
+  JobStatus StatusOf(int64_t id) { return store_->GetJob(id)->status; }
+  std::vector<orch::Run> RunsOf(int64_t id) { return *store_->GetRuns(id); }
+
+  TempDir dir_;
+  uv_loop_t loop_{};
+  Config config_;
+  FakeClock clock_;
+  Metrics metrics_;
+  std::unique_ptr<FaultyStore> store_;
+  std::unique_ptr<Supervisor> sup_;
+};
+
+TEST_F(SupervisorLoop, AnUnrecordedSpawnNeverRunsTheJobAndSpendsNoAttempt) {
+  StartSupervisor();
+  store_->FailNext("RecordSpawned", 1);
+  std::string marker = dir_.File("ran");
+  int64_t id = Submit({"/bin/sh", "-c", "echo once >> " + marker}, 1);
+  ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kSucceeded; }));
+  auto runs = RunsOf(id);
+  ASSERT_EQ(2u, runs.size());
+  EXPECT_EQ("interrupted", runs[0].outcome.value_or(""));
+  EXPECT_EQ("spawn_not_recorded", runs[0].reason.value_or(""));
+  EXPECT_EQ("once\n", ReadFile(marker)) << "the dropped child must not have run the job";
+}
+
+TEST_F(SupervisorLoop, ARunEndTheStoreRefusedIsRecordedOnALaterTick) {
+  StartSupervisor();
+  store_->FailNext("FinishRun", 3);
+  int64_t id = Submit({"/bin/true"});
+  ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kSucceeded; }));
+  EXPECT_EQ(3, store_->failed());
+  EXPECT_GE(metrics_.store_errors_total, 3u);
+  EXPECT_EQ(0u, sup_->running_count());
+}
+
+TEST_F(SupervisorLoop, WallClockStepsNeitherTimeOutNorSpareAJob) {
+  StartSupervisor();
+  std::string pidfile = dir_.File("pid");
+  // The leader ignores SIGTERM: only the SIGKILL escalation ends it.
+  int64_t id = Submit({"/bin/sh", "-c",
+                       "trap '' TERM; echo $$ > " + pidfile + "; while :; do sleep 0.05; done"},
+                      1, 5);
+  ASSERT_TRUE(RunUntil([&] { return !ReadFile(pidfile).empty(); }));
+
+  clock_.wall += 3'600'000;  // NTP steps an hour forward
+  ASSERT_TRUE(Ticks(5));
+  EXPECT_EQ(JobStatus::kRunning, StatusOf(id)) << "a wall-clock step is not elapsed time";
+  EXPECT_EQ(0u, metrics_.timeouts_total);
+
+  clock_.mono += 5'000;  // timeout_s really passes: SIGTERM, ignored
+  ASSERT_TRUE(Ticks(5));
+  EXPECT_EQ(JobStatus::kRunning, StatusOf(id));
+
+  clock_.wall -= 7'200'000;  // and two hours back: must not postpone the SIGKILL
+  clock_.mono += 2'000;      // kill_grace_s
+  ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kFailed; }));
+  auto runs = RunsOf(id);
+  ASSERT_EQ(1u, runs.size());
+  EXPECT_EQ("timeout", runs[0].outcome.value_or(""));
+  EXPECT_EQ(std::optional<int64_t>(SIGKILL), runs[0].signal);
+}
+
+TEST_F(SupervisorLoop, AHostFaultKeepsTheAttemptAndClaimingWaitsForTheBackoff) {
+  // A file where the job's log directory must go: a host fault (the log
+  // directory), not the job's.
+  ASSERT_EQ(0, mkdir(dir_.File("logs").c_str(), 0750));
+  test::WriteFile(dir_.File("logs/1"), "in the way");
+  StartSupervisor();
+  int64_t id = Submit({"/bin/true"}, 1);
+  ASSERT_EQ(1, id);
+  ASSERT_TRUE(RunUntil([&] { return sup_->host_fault().consecutive == 1; }));
+  ASSERT_TRUE(Ticks(20));
+  EXPECT_EQ(1, sup_->host_fault().consecutive) << "claimed again before the backoff passed";
+  EXPECT_GT(sup_->host_fault().backoff_left_ms, 0);
+  EXPECT_EQ(JobStatus::kQueued, StatusOf(id));
+  auto runs = RunsOf(id);
+  ASSERT_EQ(1u, runs.size());
+  EXPECT_EQ("interrupted", runs[0].outcome.value_or(""));
+  EXPECT_EQ(0u, runs[0].reason.value_or("").find("host_fault: ")) << runs[0].reason.value_or("");
+
+  clock_.mono += 1'000;
+  ASSERT_TRUE(RunUntil([&] { return sup_->host_fault().consecutive == 2; }));
+  EXPECT_EQ(2u, metrics_.host_faults_total);
+
+  ASSERT_EQ(0, unlink(dir_.File("logs/1").c_str()));
+  clock_.mono += 1'000;
+  ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kSucceeded; }));
+  EXPECT_EQ(1, store_->GetJob(id)->attempts) << "host faults spent no attempt";
+  EXPECT_EQ(3u, RunsOf(id).size());
+  EXPECT_EQ(0u, metrics_.spawn_failures_total);
+}
+
+TEST_F(SupervisorLoop, ARunThatNeverSpawnedIsRequeuedWithoutSpendingTheAttempt) {
+  int64_t id = Submit({"/bin/true"}, 1);
+  ClaimRequest req;
+  req.incarnation = "a-dead-daemon";
+  req.now_ms = clock_.NowMs();
+  auto claimed = store_->ClaimNext(req);
+  ASSERT_TRUE(claimed.ok() && claimed->has_value());
+  StartSupervisor();
+  ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kSucceeded; }));
+  auto runs = RunsOf(id);
+  ASSERT_EQ(2u, runs.size());
+  EXPECT_EQ("interrupted", runs[0].outcome.value_or(""));
+  EXPECT_EQ("never_spawned", runs[0].reason.value_or(""));
+}
+
+// An adopted orphan whose exit status nobody can read (its parent never
+// reaps it, so the kernel has no exit info for us) ends lost after a wait.
+TEST_F(SupervisorLoop, AnAdoptedOrphanWhoseStatusCannotBeReadEndsLost) {
+  config_.supervisor.orphan_policy = "adopt";
+  int64_t id = Submit({"/bin/true"}, 2);
+  ClaimRequest req;
+  req.incarnation = "a-dead-daemon";
+  req.now_ms = clock_.NowMs();
+  auto claimed = store_->ClaimNext(req);
+  ASSERT_TRUE(claimed.ok() && claimed->has_value());
+
+  // The orphan is a grandchild: its parent (a child of ours) never reaps it.
+  struct KillOnExit {
+    pid_t pid = -1;
+    ~KillOnExit() {
+      if (pid <= 0) return;
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);  // the supervisor's SIGCHLD sweep may have reaped it
+    }
+  } parent;
+  int pipe_fds[2];
+  ASSERT_EQ(0, pipe(pipe_fds));
+  parent.pid = fork();
+  if (parent.pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    pid_t orphan = fork();
+    if (orphan == 0) {
+      execl("/bin/sleep", "sleep", "300", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    (void)!write(pipe_fds[1], &orphan, sizeof orphan);
+    for (;;) pause();
+  }
+  pid_t orphan = 0;
+  ASSERT_EQ(static_cast<ssize_t>(sizeof orphan), read(pipe_fds[0], &orphan, sizeof orphan));
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+  auto pidfd = Pidfd::Open(orphan);
+  ASSERT_TRUE(pidfd.ok());
+  auto identity = IdentityOf(orphan, pidfd->get());
+  ASSERT_TRUE(identity.ok());
+  ASSERT_TRUE(store_->RecordSpawned(id, (*claimed)->run.id, *identity, "").ok());
+
+  StartSupervisor();
+  EXPECT_EQ(1u, sup_->running_count()) << "adopted";
+  ASSERT_EQ(0, pidfd->SendSignal(SIGKILL).ok() ? 0 : 1);
+  ASSERT_TRUE(RunUntil([&] { return pidfd->Exited(); }));
+  bool kernel_tells = ExitInfoFromPidfd(pidfd->get()).has_value();
+  ASSERT_TRUE(Ticks(5));
+  if (!kernel_tells) {
+    EXPECT_EQ(JobStatus::kRunning, StatusOf(id)) << "the status may still appear: wait";
+    clock_.mono += 6'000;
+    ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kQueued; }));
+    auto runs = RunsOf(id);
+    ASSERT_EQ(1u, runs.size());
+    EXPECT_EQ("lost", runs[0].outcome.value_or(""));
+    EXPECT_EQ("adopted_exit_unknown", runs[0].reason.value_or(""));
+    EXPECT_EQ(0u, sup_->running_count());
+  }
+  if (kernel_tells) GTEST_SKIP() << "this kernel reports the exit of an unreaped zombie";
+}
+
+}  // namespace
+}  // namespace orch
