@@ -2,8 +2,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <thread>
-
 #include <gtest/gtest.h>
 
 #include "integration/daemon_harness.h"
@@ -71,26 +69,30 @@ TEST(Api, BlockedByExplainsWhyAQueuedJobWaits) {
   int64_t holder = d.Submit({{"argv", {"sleep", "30"}}, {"serial_key", "db"}});
   ASSERT_TRUE(d.WaitStatus(holder, "running"));
   int64_t same_key = d.Submit({{"argv", {"true"}}, {"serial_key", "db"}});
-  json b = d.Job(same_key)["blocked_by"];
-  EXPECT_EQ("serial_key", b["reason"]) << b.dump();
-  EXPECT_EQ("db", b["key"]);
-  EXPECT_EQ(d.Job(holder)["run_id"], b["run_id"]);
-  EXPECT_EQ(d.Job(holder)["pid"], b["pid"]);
-  EXPECT_EQ(true, b["alive"]);
+  // at() rather than operator[]: a missing key must fail, not read as null.
+  const json holder_job = d.Job(holder);
+  ASSERT_TRUE(holder_job.at("run_id").is_number_integer()) << holder_job.dump();
+  ASSERT_TRUE(holder_job.at("pid").is_number_integer()) << holder_job.dump();
+  json b = d.Job(same_key).at("blocked_by");
+  EXPECT_EQ("serial_key", b.at("reason")) << b.dump();
+  EXPECT_EQ("db", b.at("key"));
+  EXPECT_EQ(holder_job.at("run_id"), b.at("run_id")) << b.dump();
+  EXPECT_EQ(holder_job.at("pid"), b.at("pid")) << b.dump();
+  EXPECT_EQ(true, b.at("alive"));
 
   int64_t other = d.Submit({{"argv", {"sleep", "30"}}});
   ASSERT_TRUE(d.WaitStatus(other, "running")) << "a gated key does not block other keys";
   int64_t third = d.Submit({{"argv", {"true"}}});
-  b = d.Job(third)["blocked_by"];
-  EXPECT_EQ("max_concurrency", b["reason"]) << b.dump();
-  EXPECT_EQ(2u, b["held_by"].size());
+  b = d.Job(third).at("blocked_by");
+  EXPECT_EQ("max_concurrency", b.at("reason")) << b.dump();
+  const json other_job = d.Job(other);
+  EXPECT_EQ(json({holder_job.at("run_id"), other_job.at("run_id")}), b.at("held_by")) << b.dump();
 
   EXPECT_EQ(json({{"paused", true}}), d.Post("/queue/pause").Json());
-  EXPECT_EQ("paused", d.Job(third)["blocked_by"]["reason"]);
-  EXPECT_EQ(true, d.Get("/queue").Json()["paused"]);
+  EXPECT_EQ("paused", d.Job(third).at("blocked_by").at("reason"));
+  EXPECT_EQ(true, d.Get("/queue").Json().at("paused"));
   EXPECT_EQ(json({{"paused", false}}), d.Post("/queue/resume").Json());
-  EXPECT_EQ(json(nullptr), d.Job(holder)["blocked_by"]) << "only queued jobs carry blocked_by";
-  EXPECT_FALSE(d.Job(holder).contains("blocked_by"));
+  EXPECT_FALSE(d.Job(holder).contains("blocked_by")) << "only queued jobs carry blocked_by";
 }
 
 TEST(Api, PauseStopsClaimingAndResumeRestartsIt) {
@@ -99,8 +101,16 @@ TEST(Api, PauseStopsClaimingAndResumeRestartsIt) {
   ASSERT_TRUE(d.Start()) << d.Log();
   ASSERT_EQ(200, d.Post("/queue/pause").status);
   int64_t id = d.Submit({{"argv", {"true"}}});
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // would have run by now
-  EXPECT_EQ("queued", d.Job(id)["status"]);
+  ASSERT_GT(id, 0);
+  // Two reaper ticks after the submit: the claim it kicked, and the one a
+  // tick would retry, have both had their chance.
+  auto ticks = [&] { return d.Get("/queue").Json().at("reaper").at("ticks_total").get<int64_t>(); };
+  const int64_t submitted_at_tick = ticks();
+  ASSERT_TRUE(
+      test::WaitFor([&] { return ticks() >= submitted_at_tick + 2; }, std::chrono::seconds(20)))
+      << "the reaper keeps ticking while paused";
+  EXPECT_EQ("queued", d.Job(id).at("status"));
+  EXPECT_EQ("paused", d.Job(id).at("blocked_by").at("reason"));
   ASSERT_EQ(200, d.Post("/queue/resume").status);
   EXPECT_TRUE(d.WaitStatus(id, "succeeded"));
 }

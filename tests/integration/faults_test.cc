@@ -2,6 +2,7 @@
 // a full disk, a database locked elsewhere, a read-only store, an
 // unwritable log directory, and the daemon aborting at its worst moments.
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,7 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
-#include <thread>
 
 #include "integration/daemon_harness.h"
 
@@ -45,17 +45,64 @@ std::string WithStore(const std::string& path) {
   return "[store]\npath = \"" + path + "\"\nbusy_timeout_ms = 200\n";
 }
 
-// Holds the store's write lock from another process for `seconds`; returns
-// once the lock is taken.
-std::thread LockStoreFor(const std::string& db, const std::string& flag, int seconds) {
-  std::string script = "import sqlite3,time\n"
-                       "c=sqlite3.connect('" + db + "',isolation_level=None)\n"
-                       "c.execute('BEGIN IMMEDIATE')\n"
-                       "open('" + flag + "','w').close()\n"
-                       "time.sleep(" + std::to_string(seconds) + ")\n";
-  std::thread locker([script] { test::RunCommand({"python3", "-c", script}); });
-  WaitFor([&] { return access(flag.c_str(), F_OK) == 0; });
-  return locker;
+// Holds the store's write lock from the test process itself: its own
+// connection with BEGIN IMMEDIATE, until Release() or destruction. Taken in
+// milliseconds, so nothing waits for an interpreter to start.
+class StoreLock {
+ public:
+  explicit StoreLock(const std::string& db) {
+    if (sqlite3_open_v2(db.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      error_ = sqlite3_errmsg(db_);
+      return;
+    }
+    sqlite3_busy_timeout(db_, 10000);  // the daemon may be writing right now
+    held_ = Exec("BEGIN IMMEDIATE");
+  }
+  ~StoreLock() {
+    (void)Release();
+    sqlite3_close_v2(db_);
+  }
+  StoreLock(const StoreLock&) = delete;
+  StoreLock& operator=(const StoreLock&) = delete;
+
+  bool held() const { return held_; }
+  const std::string& error() const { return error_; }
+  // Rolls back (nothing was written) and so lets the lock go.
+  bool Release() {
+    if (!held_) return true;
+    held_ = false;
+    return Exec("ROLLBACK");
+  }
+  // The first column of the first row, read inside the locked transaction.
+  std::string Text(const std::string& sql) {
+    sqlite3_stmt* st = nullptr;
+    std::string out;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != nullptr) {
+      out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    return out;
+  }
+
+ private:
+  bool Exec(const char* sql) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+    error_ = err != nullptr ? err : "";
+    sqlite3_free(err);
+    return rc == SQLITE_OK;
+  }
+
+  sqlite3* db_ = nullptr;
+  bool held_ = false;
+  std::string error_;
+};
+
+size_t Occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
 }
 
 TEST(DiskFull, SubmitsGet503NothingAcknowledgedIsLostAndItRecoversBySelf) {
@@ -103,7 +150,8 @@ TEST(LockedDatabase, WritesGet503TicksCountErrorsAndItRecoversWhenTheLockGoes) {
   ASSERT_TRUE(d.Start()) << d.Log();
   int64_t before = d.Get("/queue").Json()["reaper"]["errors_total"];
 
-  std::thread locker = LockStoreFor(d.db_path(), dir.File("locked"), 3);
+  StoreLock lock(d.db_path());
+  ASSERT_TRUE(lock.held()) << lock.error();
 
   auto submit = d.Post("/jobs", "{\"argv\":[\"true\"]}");
   EXPECT_EQ(503, submit.status) << submit.body;
@@ -113,7 +161,7 @@ TEST(LockedDatabase, WritesGet503TicksCountErrorsAndItRecoversWhenTheLockGoes) {
   EXPECT_TRUE(WaitFor([&] {
     return d.Get("/queue").Json()["reaper"]["errors_total"].get<int64_t>() > before;
   })) << "failing ticks are counted";
-  locker.join();
+  ASSERT_TRUE(lock.Release()) << lock.error();
   EXPECT_TRUE(WaitFor([&] { return d.Get("/readyz").status == 200; }));
   int64_t id = d.Submit({{"argv", {"true"}}});
   EXPECT_TRUE(d.WaitStatus(id, "succeeded"));
@@ -122,18 +170,31 @@ TEST(LockedDatabase, WritesGet503TicksCountErrorsAndItRecoversWhenTheLockGoes) {
 
 TEST(LockedDatabase, AClaimThatFailedOnTheLockIsRetriedWhenItGoes) {
   TempDir dir;
-  Daemon d(dir, WithStore("q.db") + "[supervisor]\nbackoff_base_s = 0.5\nbackoff_max_s = 0.5\n");
+  // The backoff only has to outlast taking a lock in this process (milliseconds).
+  Daemon d(dir, WithStore("q.db") + "[supervisor]\nbackoff_base_s = 3.0\nbackoff_max_s = 3.0\n");
   ASSERT_TRUE(d.Start()) << d.Log();
   std::string marker = dir.File("first-run");
   // Exits 75 once: its retry becomes due while the store is locked.
   int64_t id = d.Submit({{"argv", {"sh", "-c", "[ -e " + marker + " ] && exit 0; touch " + marker +
                                                    "; exit 75"}}});
-  ASSERT_TRUE(WaitFor([&] { return test::Sql(d.db_path(), "SELECT status FROM jobs WHERE id=" +
-                                                              std::to_string(id)) == "queued\n"; }));
-  std::thread locker = LockStoreFor(d.db_path(), dir.File("locked"), 2);
-  EXPECT_TRUE(WaitFor([&] { return d.Log().find("claim failed") != std::string::npos; }));
-  locker.join();
-  EXPECT_TRUE(d.WaitStatus(id, "succeeded", std::chrono::seconds(10))) << d.Job(id).dump();
+  ASSERT_GT(id, 0);
+  ASSERT_TRUE(WaitFor([&] {
+    json j = d.Job(id);
+    return j.value("status", "") == "queued" && j.value("attempts", 0) == 1;
+  })) << d.Job(id).dump();
+  size_t failed_before = Occurrences(d.Log(), "claim failed");
+  StoreLock lock(d.db_path());
+  ASSERT_TRUE(lock.held()) << lock.error();
+  ASSERT_EQ("queued", lock.Text("SELECT status FROM jobs WHERE id=" + std::to_string(id)))
+      << "the lock was taken before the retry became due";
+  // The daemon saw the lock: the due claim failed on it.
+  ASSERT_TRUE(WaitFor([&] { return Occurrences(d.Log(), "claim failed") > failed_before; },
+                      std::chrono::seconds(20)))
+      << d.Log();
+  EXPECT_EQ("queued", d.Job(id).at("status"));
+  ASSERT_TRUE(lock.Release()) << lock.error();
+  EXPECT_TRUE(d.WaitStatus(id, "succeeded", std::chrono::seconds(20))) << d.Job(id).dump();
+  EXPECT_EQ(2u, d.Job(id).at("runs").size());
   EXPECT_EQ(0, d.Stop());
 }
 

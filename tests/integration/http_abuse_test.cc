@@ -112,7 +112,14 @@ TEST(HttpAbuse, IdleAndSlowClientsAreCutAfterTheIdleTimeout) {
   ReadAll(idle);  // returns when the daemon closes it
   std::string slow_reply = ReadAll(slow);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));
-  EXPECT_TRUE(slow_reply.empty() || slow_reply.find("408") != std::string::npos) << slow_reply;
+  // The slow client had begun a request: it is told why before the close.
+  EXPECT_EQ(0u, slow_reply.find("HTTP/1.1 408 ")) << slow_reply;
+  size_t body_at = slow_reply.find("\r\n\r\n");
+  ASSERT_NE(std::string::npos, body_at) << slow_reply;
+  nlohmann::json body = nlohmann::json::parse(slow_reply.substr(body_at + 4), nullptr, false);
+  ASSERT_TRUE(body.is_object()) << slow_reply;
+  EXPECT_EQ("timeout", body.at("error").at("code")) << slow_reply;
+  EXPECT_TRUE(body.at("error").at("message").is_string()) << slow_reply;
   close(idle);
   close(slow);
 }

@@ -3,6 +3,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <optional>
+#include <sstream>
+
 #include <gtest/gtest.h>
 
 #include "integration/daemon_harness.h"
@@ -29,8 +32,9 @@ TEST(Lifecycle, ExitZeroSucceedsAndTheLogIsReadable) {
   json j = d.Job(id);
   EXPECT_EQ(0, j["exit_code"]);
   EXPECT_EQ("succeeded", j["outcome"]);
-  EXPECT_TRUE(j["run_id"].is_null() || j["run_id"].is_number());
-  ASSERT_EQ(1u, j["runs"].size());
+  ASSERT_EQ(1u, j.at("runs").size());
+  EXPECT_EQ(j.at("runs").at(0).at("id"), j.at("run_id")) << "run_id is kept after the job finishes";
+  EXPECT_TRUE(j.at("pid").is_null()) << "pid only while running";
   EXPECT_EQ("exit 0", j["runs"][0]["reason"]);
   EXPECT_EQ("hello\n", d.Get("/jobs/" + std::to_string(id) + "/log").body);
   EXPECT_EQ("oops\n", d.Get("/jobs/" + std::to_string(id) + "/log?stream=stderr").body);
@@ -106,7 +110,9 @@ TEST(Lifecycle, TimeoutKillsTheWholeProcessGroup) {
   Daemon d(dir, kFastRetry);
   ASSERT_TRUE(d.Start()) << d.Log();
   std::string pidfile = dir.File("grandchild.pid");
-  // The grandchild ignores SIGTERM; only the group SIGKILL ends it.
+  // The grandchild ignores SIGTERM; the leader does not, so SIGTERM ends the
+  // leader and the group SIGKILL sent before it is reaped ends the grandchild.
+  // (A leader that ignores SIGTERM too: TimeoutEscalatesToSigkill… below.)
   int64_t id = d.Submit({{"argv", {"sh", "-c",
                                    "sh -c 'trap \"\" TERM; echo $$ > " + pidfile +
                                        "; while :; do sleep 0.05; done' & wait"}},
@@ -121,6 +127,122 @@ TEST(Lifecycle, TimeoutKillsTheWholeProcessGroup) {
   // Gone for real: not even a zombie is left (the daemon is its subreaper).
   EXPECT_TRUE(WaitFor([&] { return access(("/proc/" + std::to_string(grandchild)).c_str(), F_OK) != 0; }));
   EXPECT_EQ(1u, d.Get("/queue").Json()["reaper"]["timeouts_total"].get<uint64_t>());
+}
+
+// A process named by a pid the test got from its job, with its start time
+// (field 22 of /proc/<pid>/stat) so that a reused pid is not mistaken for it.
+struct Seen {
+  pid_t pid = 0;
+  std::string start_time;
+};
+
+std::string StartTimeOf(pid_t pid) {
+  std::string stat = test::ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return "";
+  std::istringstream fields(stat.substr(close + 2));
+  std::string f;
+  for (int i = 3; i <= 22 && fields >> f; ++i) {
+  }
+  return f;
+}
+
+// Reads "<pid>\n" from a pidfile the job wrote and notes who that is now.
+std::optional<Seen> SeenFrom(const std::string& pidfile) {
+  std::string text = test::ReadFile(pidfile);
+  if (text.empty() || text.back() != '\n') return std::nullopt;
+  Seen s{static_cast<pid_t>(std::stoi(text)), ""};
+  s.start_time = StartTimeOf(s.pid);
+  if (s.start_time.empty()) return std::nullopt;
+  return s;
+}
+
+// Gone for real: no such pid, or another process on it. Not even a zombie
+// may stay (the daemon is its subreaper).
+bool Gone(const Seen& s) { return StartTimeOf(s.pid) != s.start_time; }
+
+// Kills, at the end of a test, those of its job's processes that are still
+// there (a daemon that never escalates would leave them running forever).
+class KillLeftovers {
+ public:
+  explicit KillLeftovers(std::vector<std::optional<Seen>*> seen) : seen_(std::move(seen)) {}
+  ~KillLeftovers() {
+    for (auto* s : seen_) {
+      if (s->has_value() && !Gone(**s)) kill((*s)->pid, SIGKILL);
+    }
+  }
+
+ private:
+  std::vector<std::optional<Seen>*> seen_;
+};
+
+// A job whose group leader and its child both ignore SIGTERM, each writing
+// its pid to a file: only the SIGKILL escalation after kill_grace_s ends it.
+json TermIgnoringGroup(const std::string& leader_pidfile, const std::string& child_pidfile) {
+  std::string child =
+      "trap \"\" TERM; echo $$ > " + child_pidfile + "; while :; do sleep 0.05; done";
+  std::string leader = "trap '' TERM; echo $$ > " + leader_pidfile + "; sh -c '" + child +
+                       "' & while :; do sleep 0.05; done";
+  return {{"argv", {"sh", "-c", leader}}, {"max_attempts", 1}};
+}
+
+constexpr const char* kOneSecondGrace =
+    "[supervisor]\nmax_concurrency = 2\nkill_grace_s = 1\nshutdown_grace_s = 3\n";
+
+TEST(Lifecycle, TimeoutEscalatesToSigkillWhenTheGroupIgnoresSigterm) {
+  TempDir dir;
+  Daemon d(dir, kOneSecondGrace);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::string leader_file = dir.File("leader.pid"), child_file = dir.File("child.pid");
+  json spec = TermIgnoringGroup(leader_file, child_file);
+  spec["timeout_s"] = 1;
+  int64_t id = d.Submit(spec);
+  ASSERT_GT(id, 0);
+  std::optional<Seen> leader, child;
+  KillLeftovers cleanup({&leader, &child});
+  ASSERT_TRUE(WaitFor([&] {
+    leader = SeenFrom(leader_file);
+    child = SeenFrom(child_file);
+    return leader && child;
+  })) << d.Job(id).dump();
+  ASSERT_TRUE(d.WaitStatus(id, "failed", std::chrono::seconds(30))) << d.Job(id).dump();
+  EXPECT_TRUE(WaitFor([&] { return Gone(*leader) && Gone(*child); }, std::chrono::seconds(20)))
+      << "leader " << leader->pid << " or child " << child->pid << " survived";
+  json j = d.Job(id);
+  ASSERT_EQ(1u, j.at("runs").size()) << j.dump();
+  const json& run = j.at("runs").at(0);
+  EXPECT_EQ("timeout", run.at("outcome"));
+  EXPECT_EQ("timeout", run.at("reason"));
+  EXPECT_EQ(9, run.at("signal")) << "SIGTERM was ignored; SIGKILL ended it";
+  EXPECT_EQ(9, j.at("signal"));
+  EXPECT_EQ("timed out after 1s (signal 9)", j.at("error"));
+  EXPECT_EQ(1u, d.Get("/queue").Json().at("reaper").at("timeouts_total").get<uint64_t>());
+}
+
+TEST(Lifecycle, CancelEscalatesToSigkillWhenTheGroupIgnoresSigterm) {
+  TempDir dir;
+  Daemon d(dir, kOneSecondGrace);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::string leader_file = dir.File("leader.pid"), child_file = dir.File("child.pid");
+  int64_t id = d.Submit(TermIgnoringGroup(leader_file, child_file));
+  ASSERT_GT(id, 0);
+  std::optional<Seen> leader, child;
+  KillLeftovers cleanup({&leader, &child});
+  ASSERT_TRUE(WaitFor([&] {
+    leader = SeenFrom(leader_file);
+    child = SeenFrom(child_file);
+    return leader && child;
+  })) << d.Job(id).dump();
+  EXPECT_EQ(202, d.Post("/jobs/" + std::to_string(id) + "/cancel").status);
+  ASSERT_TRUE(d.WaitStatus(id, "cancelled", std::chrono::seconds(30))) << d.Job(id).dump();
+  EXPECT_TRUE(WaitFor([&] { return Gone(*leader) && Gone(*child); }, std::chrono::seconds(20)))
+      << "leader " << leader->pid << " or child " << child->pid << " survived";
+  json j = d.Job(id);
+  ASSERT_EQ(1u, j.at("runs").size()) << j.dump();
+  const json& run = j.at("runs").at(0);
+  EXPECT_EQ("cancelled", run.at("outcome"));
+  EXPECT_EQ("cancelled", run.at("reason"));
+  EXPECT_EQ(9, run.at("signal")) << "SIGTERM was ignored; SIGKILL ended it";
 }
 
 TEST(Lifecycle, CancelQueuedAndRunningJobs) {

@@ -1,5 +1,9 @@
 // SPEC §3 invariants: each one attacked once through the interface and once
 // through raw SQL on the same file.
+#include <map>
+#include <string>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "store/sqlite_store.h"
@@ -216,17 +220,32 @@ TEST(InvariantI4, RawTerminalWithoutFinishedAtIsRejectedAndOpenRunIsReported) {
 
 // ---- I5: running ≤ max_concurrency, counted at claim time ----
 
-TEST(InvariantI5, TwoStoresOnOneFileNeverExceedMaxConcurrency) {
+// Finishes every claimed run (succeeded) through `store`, freeing the slots.
+void FinishAll(SqliteStore* store, const std::vector<Claimed>& claimed) {
+  for (const auto& c : claimed) {
+    auto r = store->FinishRun(EndOf(c, RunOutcome::kSucceeded, 2100));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+  }
+}
+
+TEST(InvariantI5, ConcurrentClaimersOnOneFileNeverExceedMaxConcurrency) {
   TempDir dir;
   auto cfg = StoreConfigIn(dir);
-  auto a = MustOpen(cfg);
-  auto b = MustOpen(cfg);
-  for (int i = 0; i < 5; ++i) MustSubmit(a.get(), Spec());
-  MustClaim(a.get(), Claim(2000, 2));
-  MustClaim(b.get(), Claim(2000, 2));
-  EXPECT_FALSE(a->ClaimNext(Claim(2000, 2))->has_value());
-  EXPECT_FALSE(b->ClaimNext(Claim(2000, 2))->has_value());
-  EXPECT_TRUE(MustCheck(a.get(), InvariantLimits{2, true}).empty());
+  auto store = MustOpen(cfg);
+  constexpr int kRounds = 20, kLimit = 2;
+  for (int i = 0; i < kRounds * kLimit + 2; ++i) MustSubmit(store.get(), Spec());
+  RawDb raw(cfg.path);
+  for (int round = 0; round < kRounds; ++round) {
+    // Four connections, three claims each, all at once, two free slots.
+    std::vector<Claimed> claimed = ClaimConcurrently(cfg, 4, 3, Claim(2000, kLimit));
+    EXPECT_EQ(static_cast<size_t>(kLimit), claimed.size())
+        << "round " << round << ": the free slots are filled, and no more";
+    EXPECT_EQ(kLimit, store->Counts()->running) << round;
+    EXPECT_EQ(kLimit, raw.Int("SELECT COUNT(*) FROM jobs WHERE status='running'")) << round;
+    EXPECT_EQ(kLimit, raw.Int("SELECT COUNT(*) FROM runs WHERE ended_at IS NULL")) << round;
+    EXPECT_TRUE(MustCheck(store.get(), InvariantLimits{kLimit, true}).empty()) << round;
+    FinishAll(store.get(), claimed);
+  }
 }
 
 TEST(InvariantI5, RawExtraRunningRowsBlockClaimsAndAreReported) {
@@ -256,13 +275,27 @@ TEST(InvariantI5, RawExtraRunningRowsBlockClaimsAndAreReported) {
 TEST(InvariantI6, ConcurrentClaimsWithGateNeverRunTheSameKeyTwice) {
   TempDir dir;
   auto cfg = StoreConfigIn(dir);
-  auto a = MustOpen(cfg);
-  auto b = MustOpen(cfg);
-  for (int i = 0; i < 4; ++i) MustSubmit(a.get(), Spec({"x"}, 0, "K"));
-  MustClaim(a.get(), Claim(2000, 10));
-  EXPECT_FALSE(b->ClaimNext(Claim(2000, 10))->has_value());
-  EXPECT_FALSE(a->ClaimNext(Claim(2000, 10))->has_value());
-  EXPECT_TRUE(MustCheck(a.get()).empty());
+  auto store = MustOpen(cfg);
+  constexpr int kPerKey = 16;
+  for (int i = 0; i < kPerKey; ++i) {
+    MustSubmit(store.get(), Spec({"x"}, 0, "K"));
+    MustSubmit(store.get(), Spec({"x"}, 0, "L"));
+  }
+  RawDb raw(cfg.path);
+  for (int round = 0; round < kPerKey; ++round) {
+    // Plenty of slots: only the gate holds the claimers back.
+    std::vector<Claimed> claimed = ClaimConcurrently(cfg, 4, 3, Claim(2000, 10));
+    std::map<std::string, int> per_key;
+    for (const auto& c : claimed) ++per_key[c.job.serial_key.value_or("")];
+    EXPECT_EQ((std::map<std::string, int>{{"K", 1}, {"L", 1}}), per_key)
+        << "round " << round << ": one run per key, and a gated key does not block the other";
+    EXPECT_EQ(0, raw.Int("SELECT COUNT(*) FROM (SELECT serial_key FROM jobs WHERE "
+                         "status='running' GROUP BY serial_key HAVING COUNT(*) > 1)"))
+        << round;
+    EXPECT_TRUE(MustCheck(store.get()).empty()) << round;
+    FinishAll(store.get(), claimed);
+  }
+  EXPECT_EQ(2 * kPerKey, store->Counts()->succeeded);
 }
 
 TEST(InvariantI6, RawSecondRunningJobOnKeyIsReportedAndGatesFurtherClaims) {

@@ -4,9 +4,12 @@
 
 #include <sqlite3.h>
 
+#include <barrier>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -74,6 +77,63 @@ inline Claimed MustClaim(JobStore* store, const ClaimRequest& req) {
   EXPECT_TRUE(r.ok() && r->has_value()) << "nothing was claimable";
   if (!r.ok() || !r->has_value()) return Claimed{};
   return **r;
+}
+
+// A call that failed with kBusy met another connection's write lock past
+// busy_timeout. Claimers that race on purpose may retry that, this many times
+// at most; any other error is a real failure.
+constexpr int kMaxBusyRetries = 20;
+
+inline const Status& StatusOf(const Status& s) { return s; }
+template <typename T>
+const Status& StatusOf(const Result<T>& r) {
+  return r.status();
+}
+
+// Calls `op` (a store call) again while it fails with kBusy, at most
+// kMaxBusyRetries more times; returns the last result.
+template <typename Op>
+auto RetryOnBusy(Op op) -> decltype(op()) {
+  auto r = op();
+  for (int i = 0; i < kMaxBusyRetries && StatusOf(r).code() == Code::kBusy; ++i) r = op();
+  return r;
+}
+
+// `claimers` threads, each with its own SqliteStore on the file of `cfg`,
+// meet on one barrier and then call ClaimNext `tries` times each, all at
+// once. Returns every job claimed. kBusy is retried (bounded); any other
+// error fails the test.
+inline std::vector<Claimed> ClaimConcurrently(const Config::Store& cfg, int claimers, int tries,
+                                              const ClaimRequest& req) {
+  std::barrier start(claimers);
+  std::mutex mu;
+  std::vector<Claimed> claimed;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < claimers; ++t) {
+    threads.emplace_back([&, t] {
+      auto store = SqliteStore::Open(cfg);
+      start.arrive_and_wait();  // also when the open failed: nobody waits forever
+      if (!store.ok()) {
+        ADD_FAILURE() << "claimer " << t << ": " << store.status().ToString();
+        return;
+      }
+      ClaimRequest mine = req;
+      mine.incarnation = "claimer-" + std::to_string(t);
+      for (int i = 0; i < tries; ++i) {
+        auto c = RetryOnBusy([&] { return (*store)->ClaimNext(mine); });
+        if (!c.ok()) {
+          ADD_FAILURE() << "claimer " << t << ": " << c.status().ToString();
+          return;
+        }
+        if (c->has_value()) {
+          std::lock_guard<std::mutex> lock(mu);
+          claimed.push_back(**c);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  return claimed;
 }
 
 // A plain sqlite3 connection to the same file, as another tool would open it.
