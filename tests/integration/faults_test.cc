@@ -258,6 +258,56 @@ TEST(LogDirectory, NotWritableIsAHostFaultAndTheJobRunsWhenItIsGone) {
   EXPECT_EQ(0, d.Stop());
 }
 
+// The job user may start no process (RLIMIT_NPROC 0, as a systemd TasksMax or
+// a ulimit would): every exec fails EAGAIN. That is the host's fault: none
+// of 50 queued jobs may fail or spend an attempt, and all run once it is gone.
+TEST(HostFault, FiftyJobsWithNoProcessesLeftForTheJobUserAllRunOnceItIsGone) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for run_as";
+  TempDir dir;
+  chmod(dir.path().c_str(), 0755);
+  Daemon d(dir, "[supervisor]\nrun_as = \"nobody:nogroup\"\nmax_concurrency = 4\n"
+                "backoff_base_s = 0.05\nbackoff_max_s = 0.2\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  // One process of the job user is alive: with a limit of 0, every further
+  // exec as that user fails EAGAIN (the kernel lets the first one through).
+  int64_t blocker = d.Submit({{"argv", {"sleep", "300"}}, {"cwd", "/"}});
+  ASSERT_TRUE(d.WaitStatus(blocker, "running"));
+  std::string pid = std::to_string(d.DaemonPid());
+  // Only the soft limit moves: raising a hard one needs CAP_SYS_RESOURCE.
+  auto hard = test::RunCommand(
+      {"prlimit", "--pid", pid, "--nproc", "--raw", "--noheadings", "--output", "HARD"});
+  ASSERT_EQ(0, hard.exit_code) << hard.err;
+  std::string hard_limit = hard.out.substr(0, hard.out.find_first_of(" \n"));
+  auto limited = test::RunCommand({"prlimit", "--pid", pid, "--nproc=0:"});
+  ASSERT_EQ(0, limited.exit_code) << limited.err;
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 50; ++i) {
+    ids.push_back(d.Submit({{"argv", {"true"}}, {"max_attempts", 1}, {"cwd", "/"}}));
+    ASSERT_GT(ids.back(), 0);
+  }
+  json queue;
+  ASSERT_TRUE(WaitFor([&] {
+    queue = d.Get("/queue").Json();
+    return queue.at("host_fault").at("consecutive").get<int64_t>() >= 3;
+  })) << queue.dump();
+  EXPECT_NE(std::string::npos,
+            queue["host_fault"].at("last_error").get<std::string>().find("Resource temporarily"))
+      << queue.dump();
+  EXPECT_EQ(0, queue.at("counts").at("failed").get<int64_t>()) << queue.dump();
+  EXPECT_EQ(0, queue.at("counts").at("succeeded").get<int64_t>()) << queue.dump();
+
+  auto lifted = test::RunCommand({"prlimit", "--pid", pid, "--nproc=" + hard_limit + ":"});
+  ASSERT_EQ(0, lifted.exit_code) << lifted.err;
+  EXPECT_EQ(202, d.Post("/jobs/" + std::to_string(blocker) + "/cancel").status);
+  ASSERT_TRUE(WaitFor([&] {
+    queue = d.Get("/queue").Json();
+    return queue.at("counts").at("succeeded").get<int64_t>() == 50;
+  }, std::chrono::seconds(60))) << queue.dump();
+  EXPECT_EQ(0, queue.at("counts").at("failed").get<int64_t>());
+  for (int64_t id : ids) EXPECT_EQ(1, d.Job(id).at("attempts")) << "job " << id;
+  EXPECT_EQ(0, d.Stop());
+}
+
 // The daemon aborts at a kill point; a restart must find a correct state and
 // finish the job, and a job whose pid was never recorded must never have run.
 // The daemon aborts at a kill point; a restart must find a correct state and
