@@ -22,7 +22,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-using Target = std::variant<std::string*, int64_t*, double*, bool*, std::vector<int64_t>*>;
+using Target = std::variant<std::string*, int64_t*, double*, bool*, std::vector<int64_t>*,
+                            std::vector<std::string>*>;
 
 struct KeyDef {
   const char* section = nullptr;
@@ -76,7 +77,9 @@ const std::vector<KeyDef>& Defs() {
   static const std::vector<KeyDef> defs = {
       Listen(Key("server", "listen", "ORCH_LISTEN", false, ORCH_T(server.listen))),
       Path(Key("server", "unix_socket", nullptr, false, ORCH_T(server.unix_socket))),
+      Key("server", "unix_socket_group", nullptr, false, ORCH_T(server.unix_socket_group)),
       Path(Key("server", "token_file", nullptr, false, ORCH_T(server.token_file))),
+      Key("server", "allowed_hosts", nullptr, false, ORCH_T(server.allowed_hosts)),
       Ranged(Key("server", "max_body_bytes", nullptr, false, ORCH_T(server.max_body_bytes)),
              int64_t{1024}, int64_t{1} << 30),
       Ranged(Key("server", "max_connections", nullptr, false, ORCH_T(server.max_connections)),
@@ -159,6 +162,7 @@ std::string Expected(const KeyDef& d) {
   if (std::holds_alternative<std::vector<int64_t>*>(t)) {
     return "a list of integers from " + std::to_string(d.min) + " to " + std::to_string(d.max);
   }
+  if (std::holds_alternative<std::vector<std::string>*>(t)) return "a list of strings";
   if (!d.choices.empty()) return "one of \"" + Join(d.choices, "\", \"") + "\"";
   if (d.is_listen) return "\"HOST:PORT\" (IPv4, or [IPv6]:PORT), or \"\" to disable TCP";
   return d.is_path ? "a path string" : "a string";
@@ -213,6 +217,25 @@ bool ValidListen(const std::string& s) {
   return inet_pton(AF_INET, host.c_str(), buf) == 1;
 }
 
+}  // namespace
+
+bool IsLoopbackListen(const std::string& listen) {
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    in6_addr a6{};
+    if (inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &a6) != 1) return false;
+    if (IN6_IS_ADDR_LOOPBACK(&a6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+  }
+  in_addr a4{};
+  if (inet_pton(AF_INET, host.c_str(), &a4) != 1) return false;
+  return (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+namespace {
+
 bool ParseInt(const std::string& s, int64_t* out) {
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
   return ec == std::errc() && ptr == s.data() + s.size() && !s.empty();
@@ -258,6 +281,23 @@ std::string AssignText(const KeyDef& d, Config& c, const std::string& text) {
       int64_t v;
       if (!ParseInt(item, &v) || v < d.min || v > d.max) return "got \"" + text + "\"";
       out.push_back(v);
+    }
+    **l = std::move(out);
+    return "";
+  }
+  if (auto* l = std::get_if<std::vector<std::string>*>(&t)) {
+    // Comma-separated (environment, --set), optionally in brackets.
+    std::string body = text;
+    if (!body.empty() && body.front() == '[' && body.back() == ']') {
+      body = body.substr(1, body.size() - 2);
+    }
+    std::vector<std::string> out;
+    std::stringstream ss(body);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      item.erase(0, item.find_first_not_of(" \t\""));
+      item.erase(item.find_last_not_of(" \t\"") + 1);
+      if (!item.empty()) out.push_back(item);
     }
     **l = std::move(out);
     return "";
@@ -323,6 +363,16 @@ std::string AssignToml(const KeyDef& d, Config& c, const toml::node& n) {
       int64_t v = e.as_integer()->get();
       if (v < d.min || v > d.max) return "got an array holding " + std::to_string(v);
       out.push_back(v);
+    }
+    **l = std::move(out);
+    return "";
+  }
+  if (auto* l = std::get_if<std::vector<std::string>*>(&t)) {
+    if (!n.is_array()) return std::string("got ") + TomlTypeName(n);
+    std::vector<std::string> out;
+    for (const auto& e : *n.as_array()) {
+      if (!e.is_string()) return std::string("got an array holding ") + TomlTypeName(e);
+      out.push_back(e.as_string()->get());
     }
     **l = std::move(out);
     return "";
@@ -493,6 +543,13 @@ LoadedConfig LoadConfig(const ConfigInputs& inputs) {
     out.errors.push_back(
         "server.listen and server.unix_socket are both empty: the API would be unreachable");
   }
+  if (c.server.token_file.empty() && !c.server.listen.empty() &&
+      !IsLoopbackListen(c.server.listen)) {
+    out.errors.push_back("server.token_file is \"\" (no authentication) but server.listen = \"" +
+                         c.server.listen +
+                         "\" is not a loopback address: anyone who can reach it could run "
+                         "commands as the daemon's user; set server.token_file");
+  }
 
   fs::path file_dir;
   if (!out.file.empty()) file_dir = fs::path(out.file).parent_path();
@@ -524,6 +581,10 @@ std::string ConfigValueText(const Config& config, const std::string& key) {
   } else if (auto* l = std::get_if<std::vector<int64_t>*>(&t)) {
     s << '[';
     for (size_t k = 0; k < (*l)->size(); ++k) s << (k ? ", " : "") << (**l)[k];
+    s << ']';
+  } else if (auto* ls = std::get_if<std::vector<std::string>*>(&t)) {
+    s << '[';
+    for (size_t k = 0; k < (*ls)->size(); ++k) s << (k ? ", " : "") << '"' << (**ls)[k] << '"';
     s << ']';
   } else {
     s << '"' << *std::get<std::string*>(t) << '"';

@@ -14,7 +14,9 @@ struct Config {
   struct Server {
     std::string listen = "127.0.0.1:8080";
     std::string unix_socket;
-    std::string token_file;
+    std::string unix_socket_group;  // "" = the daemon's group
+    std::string token_file = "var/token";  // "" = no authentication (loopback/unix only)
+    std::vector<std::string> allowed_hosts;  // Host values accepted besides loopback
     int64_t max_body_bytes = 1048576;
     int64_t max_connections = 1024;
     int64_t idle_timeout_ms = 30000;
@@ -48,6 +50,9 @@ struct Config {
     std::string format = "text";
   } log;
 };
+
+// True for a server.listen value on a loopback address (127.0.0.0/8, ::1).
+bool IsLoopbackListen(const std::string& listen);
 
 enum class ConfigSource { kDefault, kFile, kEnv, kFlag };
 const char* SourceName(ConfigSource source);

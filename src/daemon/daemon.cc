@@ -1,7 +1,9 @@
 #include "daemon/daemon.h"
 
 #include <signal.h>
+#include <grp.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -27,6 +29,46 @@
 
 namespace orch {
 namespace {
+
+// Creates the token file at first start: 32 random bytes as hex, mode 0600,
+// owned by the daemon's user, never logged. An existing file is left alone.
+Status EnsureToken(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) == 0 || errno != ENOENT) return Status::Ok();
+  for (size_t pos = 1; pos < path.size(); ++pos) {
+    if (path[pos] != '/') continue;
+    std::string part = path.substr(0, pos);
+    if (mkdir(part.c_str(), 0750) != 0 && errno != EEXIST) {
+      return FromErrno("server.token_file: cannot create " + part);
+    }
+  }
+  unsigned char raw[32];
+  if (getrandom(raw, sizeof raw, 0) != static_cast<ssize_t>(sizeof raw)) {
+    return FromErrno("server.token_file: getrandom");
+  }
+  std::string token;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (unsigned char b : raw) {
+    token += kHex[b >> 4];
+    token += kHex[b & 15];
+  }
+  token += '\n';
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST) return Status::Ok();  // another process just made it
+    return FromErrno("server.token_file: cannot create " + path);
+  }
+  bool written = write(fd, token.data(), token.size()) == static_cast<ssize_t>(token.size()) &&
+                 fsync(fd) == 0;
+  int err = errno;
+  close(fd);
+  if (!written) {
+    unlink(path.c_str());
+    return FromErrno("server.token_file: cannot write " + path, err);
+  }
+  log::Info("created the API token file (clients read it through the config)", {{"path", path}});
+  return Status::Ok();
+}
 
 // Reads the API token; refuses a file that others can read.
 Result<std::string> ReadToken(const std::string& path) {
@@ -118,12 +160,39 @@ int Daemon::Run() {
       setrlimit(RLIMIT_NOFILE, &rl);
     }
   }
+  bool have_nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0;
   if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
     log::Warn("cannot become a child subreaper; orphaned grandchildren go to init");
   }
 
+  // Every running job holds a pidfd, its exec report pipe and its two log
+  // files open in the daemon; each connection one socket.
+  if (have_nofile && rl.rlim_cur != RLIM_INFINITY) {
+    uint64_t need = static_cast<uint64_t>(config_.server.max_connections) +
+                    4 * static_cast<uint64_t>(config_.supervisor.max_concurrency) + 64;
+    if (rl.rlim_cur < need) {
+      log::Error("cannot start: too few file descriptors",
+                 {{"error", "server.max_connections = " +
+                                std::to_string(config_.server.max_connections) +
+                                " and supervisor.max_concurrency = " +
+                                std::to_string(config_.supervisor.max_concurrency) +
+                                " need about " + std::to_string(need) +
+                                " file descriptors, but RLIMIT_NOFILE is " +
+                                std::to_string(rl.rlim_cur) +
+                                ": lower them or raise the limit (LimitNOFILE= under systemd)"}});
+      return 2;
+    }
+  }
+
   std::string token;
-  if (!config_.server.token_file.empty()) {
+  if (config_.server.token_file.empty()) {
+    log::Warn("authentication is off (server.token_file = \"\"): every local user and process "
+              "that can reach the listener can run commands as this daemon's user");
+  } else {
+    if (Status made = EnsureToken(config_.server.token_file); !made.ok()) {
+      log::Error("cannot start", {{"error", made.message()}});
+      return 2;
+    }
     auto t = ReadToken(config_.server.token_file);
     if (!t.ok()) {
       log::Error("cannot start", {{"error", t.status().message()}});
@@ -167,8 +236,21 @@ int Daemon::Run() {
     uv_loop_close(&loop_);
     return 2;
   }
-  api_ = std::make_unique<Api>(store_.get(), supervisor_.get(), &metrics_, &clock_, token, *boot_id);
+  api_ = std::make_unique<Api>(store_.get(), supervisor_.get(), &metrics_, &clock_, token, *boot_id,
+                               config_.server.allowed_hosts);
   HttpServer::Options opts = HttpServer::Options::FromConfig(config_.server);
+  opts.admit = [this](const HttpRequest& head) { return api_->Admit(head); };
+  if (!config_.server.unix_socket_group.empty()) {
+    struct group* gr = getgrnam(config_.server.unix_socket_group.c_str());
+    if (gr == nullptr) {
+      log::Error("cannot start", {{"error", "server.unix_socket_group: no such group \"" +
+                                               config_.server.unix_socket_group + "\""}});
+      supervisor_.reset();
+      uv_loop_close(&loop_);
+      return 2;
+    }
+    opts.unix_socket_gid = gr->gr_gid;
+  }
   opts.on_protocol_error = [this](int status) {
     ++metrics_.http_requests_total[{"protocol_error", status}];
   };

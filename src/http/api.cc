@@ -1,5 +1,6 @@
 #include "http/api.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +21,8 @@ using nlohmann::json;
 
 constexpr int64_t kDefaultPageLimit = 100;
 constexpr int64_t kMaxPageLimit = 1000;
+// A page of GET /jobs stops before its JSON passes this many bytes.
+constexpr size_t kMaxPageBytes = size_t{4} << 20;
 
 json Time(const std::optional<int64_t>& ms) {
   return ms ? json(FormatRfc3339(*ms)) : json(nullptr);
@@ -104,6 +107,11 @@ void MethodNotAllowed(HttpResponse& resp, const char* allow) {
   resp.headers.emplace_back("Allow", allow);
 }
 
+std::string Lowercase(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
 bool ParseId(std::string_view text, int64_t* out) {
   if (text.empty() || text.size() > 18) return false;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
@@ -126,13 +134,81 @@ std::string PromEscape(const std::string& s) {
 }  // namespace
 
 Api::Api(JobStore* store, Supervisor* supervisor, Metrics* metrics, const Clock* clock,
-         std::string token, std::string boot_id)
+         std::string token, std::string boot_id, std::vector<std::string> allowed_hosts)
     : store_(store),
       supervisor_(supervisor),
       metrics_(metrics),
       clock_(clock),
       token_(std::move(token)),
-      boot_id_(std::move(boot_id)) {}
+      boot_id_(std::move(boot_id)),
+      allowed_hosts_(std::move(allowed_hosts)) {}
+
+bool Api::HostAllowed(const std::string& host_header) const {
+  // No Host at all is an HTTP/1.0 client, never a browser (browsers always
+  // send one, and DNS rebinding needs a name in it).
+  if (host_header.empty()) return true;
+  std::string host = Lowercase(host_header);
+  std::string name = host;
+  if (!name.empty() && name.front() == '[') {
+    name = name.substr(1, name.find(']') == std::string::npos ? 0 : name.find(']') - 1);
+  } else if (size_t colon = name.find(':'); colon != std::string::npos) {
+    name = name.substr(0, colon);
+  }
+  for (const auto& allowed : allowed_hosts_) {
+    std::string a = Lowercase(allowed);
+    if (a == host || a == name) return true;
+  }
+  if (name == "localhost" || (name.size() > 10 && name.ends_with(".localhost"))) return true;
+  in_addr a4{};
+  if (inet_pton(AF_INET, name.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  in6_addr a6{};
+  return inet_pton(AF_INET6, name.c_str(), &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+std::optional<HttpError> Api::Admit(const HttpRequest& head) const {
+  const std::string& p = head.path;
+  bool open = p == "/healthz" || p == "/readyz" || p == "/metrics";
+  if (!head.via_unix_socket) {
+    std::string host = head.Header("host");
+    if (!open && !HostAllowed(host)) {
+      return HttpError{421, "misdirected_request",
+                       "Host \"" + host +
+                           "\" is not a name of this server; add it to server.allowed_hosts"};
+    }
+    if (head.HasHeader("origin")) {
+      std::string origin = Lowercase(head.Header("origin"));
+      bool same = !host.empty() && (origin == "http://" + Lowercase(host) ||
+                                    origin == "https://" + Lowercase(host));
+      if (!same) {
+        return HttpError{403, "cross_origin",
+                         "requests from origin \"" + head.Header("origin") + "\" are refused"};
+      }
+    }
+    if (!open && !Authorized(head)) {
+      return HttpError{401,
+                       "unauthorized",
+                       "a valid 'Authorization: Bearer <token>' header is required",
+                       {{"WWW-Authenticate", "Bearer realm=\"orchestrator\""}}};
+    }
+  }
+  if (head.method == "POST") {
+    std::string ctype = head.Header("content-type");
+    std::string length = head.Header("content-length");
+    bool body = head.HasHeader("transfer-encoding") || (!length.empty() && length != "0");
+    std::string media = Lowercase(ctype.substr(0, ctype.find(';')));
+    while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.pop_back();
+    if (body && media != "application/json") {
+      return HttpError{415, "unsupported_media_type",
+                       "Content-Type must be application/json" +
+                           (ctype.empty() ? std::string() : ", got " + ctype)};
+    }
+  }
+  if (head.via_unix_socket && head.method != "GET" && head.method != "HEAD") {
+    log::Info("request over the unix socket",
+              {{"method", head.method}, {"path", p}, {"peer_uid", head.peer_uid.value_or(-1)}});
+  }
+  return std::nullopt;
+}
 
 bool Api::Authorized(const HttpRequest& req) const {
   if (token_.empty()) return true;
@@ -204,12 +280,6 @@ std::string Api::Route(const HttpRequest& req, HttpResponse& resp) {
     Error(resp, 404, "not_found", "no such path: " + p);
     return route;
   }
-  if (!Authorized(req)) {
-    Error(resp, 401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required");
-    resp.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"orchestrator\"");
-    return route;
-  }
-
   if (p == "/queue") {
     get ? Queue(resp) : MethodNotAllowed(resp, "GET, HEAD");
     return route;
@@ -267,7 +337,17 @@ void Api::Readyz(HttpResponse& resp) {
     return Error(resp, 503, "not_ready", "start-up recovery has not finished");
   }
   Status s = store_->ProbeWritable();
-  if (!s.ok()) return Error(resp, 503, "not_ready", "store not writable: " + s.ToString());
+  if (!s.ok()) {
+    // Open to anyone: the answer names no path; the log has the details.
+    if (s.message() != last_readyz_error_) {
+      last_readyz_error_ = s.message();
+      log::Warn("not ready: store not writable", {{"error", s.ToString()}});
+    }
+    return Error(resp, 503, "not_ready",
+                 std::string("store not writable (") + CodeName(s.code()) +
+                     "); the daemon's log says why");
+  }
+  last_readyz_error_.clear();
   Json(resp, 200, {{"status", "ready"}});
 }
 
@@ -338,14 +418,6 @@ void Api::SetPaused(bool paused, HttpResponse& resp) {
 }
 
 void Api::Submit(const HttpRequest& req, HttpResponse& resp) {
-  // curl -d sends application/x-www-form-urlencoded unless told otherwise;
-  // the body is still parsed as JSON so that the common one-liner works.
-  std::string ctype = req.Header("content-type");
-  if (!ctype.empty() && ctype.rfind("application/json", 0) != 0 &&
-      ctype.rfind("application/x-www-form-urlencoded", 0) != 0) {
-    return Error(resp, 415, "unsupported_media_type",
-                 "Content-Type must be application/json, got " + ctype);
-  }
   auto spec = ParseJobSpec(req.body, supervisor_->config().supervisor.default_max_attempts);
   if (!spec.ok()) return Error(resp, 400, "invalid_request", spec.status().message());
   auto result = store_->Submit(*spec, clock_->NowMs());
@@ -386,9 +458,22 @@ void Api::ListJobs(const HttpRequest& req, HttpResponse& resp) {
   }
   auto page = store_->ListJobs(status, after, limit);
   if (!page.ok()) return StatusError(resp, page.status());
+  // Capped in bytes as well as rows: a page of jobs with huge argv or env
+  // must not become one huge response. At least one job always fits.
   json jobs = json::array();
-  for (const auto& j : page->jobs) jobs.push_back(JobJson(j));
-  Json(resp, 200, {{"jobs", jobs}, {"next_after_id", Opt(page->next_after_id)}});
+  size_t bytes = 0;
+  std::optional<int64_t> next = page->next_after_id;
+  for (const auto& j : page->jobs) {
+    json item = JobJson(j);
+    size_t size = item.dump().size();
+    if (!jobs.empty() && bytes + size > kMaxPageBytes) {
+      next = jobs.back().at("id").get<int64_t>();
+      break;
+    }
+    bytes += size;
+    jobs.push_back(std::move(item));
+  }
+  Json(resp, 200, {{"jobs", jobs}, {"next_after_id", Opt(next)}});
 }
 
 void Api::GetJob(int64_t id, HttpResponse& resp) {
@@ -409,8 +494,19 @@ void Api::GetJob(int64_t id, HttpResponse& resp) {
   int64_t now = clock_->NowMs();
   const Config& cfg = supervisor_->config();
   json blocked = nullptr;
+  const Run* open_run = nullptr;
+  for (const auto& r : *runs) {
+    if (!r.ended_at) open_run = &r;
+  }
+  HostFaultState host = supervisor_->host_fault();
   if (supervisor_->paused()) {
     blocked = {{"reason", "paused"}};
+  } else if (open_run != nullptr) {
+    // Not claimed until the I1 sweep has checked that run's process.
+    blocked = {{"reason", "open_run"},
+               {"run_id", open_run->id},
+               {"pid", open_run->identity.pid ? json(open_run->identity.pid) : json(nullptr)},
+               {"sanitize_enabled", cfg.reaper.sanitize_impossible_queued}};
   } else if (job->not_before > now) {
     blocked = {{"reason", "not_before"}, {"until", FormatRfc3339(job->not_before)}};
   } else {
@@ -433,6 +529,11 @@ void Api::GetJob(int64_t id, HttpResponse& resp) {
       json held = json::array();
       for (const auto& e : *running) held.push_back(e.run_id);
       blocked = {{"reason", "max_concurrency"}, {"held_by", held}};
+    }
+    if (blocked.is_null() && host.backoff_left_ms > 0) {
+      blocked = {{"reason", "host_fault"},
+                 {"until", FormatRfc3339(host.backoff_until_ms)},
+                 {"error", host.last_error}};
     }
   }
   body["blocked_by"] = blocked;

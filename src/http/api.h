@@ -2,9 +2,12 @@
 // is the synchronous handler the HttpServer calls on the loop thread.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "base/clock.h"
+#include "http/http_parser.h"
 #include "http/http_types.h"
 #include "http/job_spec_parser.h"
 #include "store/job_store.h"
@@ -15,9 +18,20 @@ namespace orch {
 
 class Api {
  public:
-  // `token` empty = no authentication. All pointers outlive the Api.
+  // `token` empty = no authentication. `allowed_hosts`: Host values accepted
+  // besides loopback names. All pointers outlive the Api.
   Api(JobStore* store, Supervisor* supervisor, Metrics* metrics, const Clock* clock,
-      std::string token, std::string boot_id);
+      std::string token, std::string boot_id, std::vector<std::string> allowed_hosts = {});
+
+  // The HttpServer's admit hook: judges a request's head before its body is
+  // read (SPEC §7). Over TCP: a Host that is not loopback or allowed → 421
+  // (DNS rebinding), an Origin that is not this server's → 403, no valid
+  // bearer token → 401 (/healthz, /readyz and /metrics need neither Host nor
+  // token). Any listener: a POST carrying a body or a Content-Type that is not
+  // application/json → 415 (no cross-site "simple" requests). The unix
+  // socket's permissions are its authentication; its mutating requests are
+  // logged with the peer's uid.
+  std::optional<HttpError> Admit(const HttpRequest& head) const;
 
   void Handle(const HttpRequest& req, HttpResponse& resp);
 
@@ -37,6 +51,7 @@ class Api {
   void Log(int64_t id, const HttpRequest& req, HttpResponse& resp);
   void MetricsText(HttpResponse& resp);
   bool Authorized(const HttpRequest& req) const;
+  bool HostAllowed(const std::string& host) const;
 
   JobStore* store_;
   Supervisor* supervisor_;
@@ -44,6 +59,8 @@ class Api {
   const Clock* clock_;
   std::string token_;
   std::string boot_id_;
+  std::vector<std::string> allowed_hosts_;
+  mutable std::string last_readyz_error_;
 };
 
 }  // namespace orch

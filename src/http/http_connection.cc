@@ -1,5 +1,7 @@
 #include "http/http_connection.h"
 
+#include <sys/socket.h>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,7 +31,13 @@ uv_handle_t* AsHandle(void* h) { return static_cast<uv_handle_t*>(h); }
 
 HttpConnection::HttpConnection(HttpServer* server, bool is_pipe)
     : server_(server),
-      parser_({server->options().max_body_bytes, server->options().max_header_bytes}),
+      via_unix_(is_pipe),
+      parser_({server->options().max_body_bytes, server->options().max_header_bytes},
+              [this](HttpRequest& head) {
+                head.via_unix_socket = via_unix_;
+                head.peer_uid = peer_uid_;
+                return server_->Admit(head);
+              }),
       read_buf_(new char[kReadBufferSize]) {
   // Neither init can fail for these arguments (no socket exists before accept).
   int rc = is_pipe ? uv_pipe_init(server->loop(), &stream_.pipe, 0)
@@ -50,6 +58,13 @@ HttpConnection::~HttpConnection() { CloseFile(); }
 void HttpConnection::Start() {
   started_ = true;
   if (AsHandle(&stream_)->type == UV_TCP) uv_tcp_nodelay(&stream_.tcp, 1);
+  uv_os_fd_t fd = -1;
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (via_unix_ && uv_fileno(AsHandle(&stream_), &fd) == 0 &&
+      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+    peer_uid_ = cred.uid;
+  }
   ResetTimer(static_cast<uint64_t>(server_->options().idle_timeout_ms));
   StartReading();
 }
@@ -171,7 +186,9 @@ void HttpConnection::SendError(const HttpError& error) {
   server_->ReportProtocolError(error.status);
   log::Debug("http: rejecting request",
              {{"status", error.status}, {"code", error.code}, {"message", error.message}});
-  SendResponse(HttpErrorResponse(error.status, error.code, error.message), false, false, false);
+  HttpResponse response = HttpErrorResponse(error.status, error.code, error.message);
+  response.headers.insert(response.headers.end(), error.headers.begin(), error.headers.end());
+  SendResponse(std::move(response), false, false, false);
 }
 
 void HttpConnection::SendResponse(HttpResponse response, bool head_only, bool keep_alive,

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "http/http_parser.h"
@@ -85,6 +86,8 @@ class HttpConnection {
   bool timed_out_once_ = false;
   Phase phase_ = Phase::kReading;
 
+  bool via_unix_ = false;
+  std::optional<int64_t> peer_uid_;  // unix socket: SO_PEERCRED
   HttpParser parser_;
   static constexpr size_t kReadBufferSize = 16 * 1024;
   std::unique_ptr<char[]> read_buf_;  // handed to every uv_read; reused

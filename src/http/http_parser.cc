@@ -120,7 +120,8 @@ const llhttp_settings_t* HttpParser::Settings() {
   return &settings;
 }
 
-HttpParser::HttpParser(Limits limits) : limits_(limits) {
+HttpParser::HttpParser(Limits limits, HeadCheck check_head)
+    : limits_(limits), check_head_(std::move(check_head)) {
   llhttp_init(&parser_, HTTP_REQUEST, Settings());
   parser_.data = this;
 }
@@ -292,6 +293,15 @@ int HttpParser::OnHeadersComplete(llhttp_t* p) {
                       "request body of " + std::to_string(p->content_length) +
                           " bytes exceeds the limit of " +
                           std::to_string(self->limits_.max_body_bytes));
+  }
+  if (self->check_head_) {
+    if (std::optional<HttpError> refused = self->check_head_(req)) {
+      int status = refused->status;
+      auto headers = std::move(refused->headers);
+      int rc = self->Fail(status, std::move(refused->code), std::move(refused->message));
+      self->error_.headers = std::move(headers);
+      return rc;
+    }
   }
   std::string expect = req.Header("expect");
   if (!expect.empty()) {

@@ -9,7 +9,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <functional>
+#include <optional>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "http/http_types.h"
 
@@ -20,6 +24,7 @@ struct HttpError {
   int status = 400;
   std::string code;     // "bad_request", "payload_too_large", "header_too_large", ...
   std::string message;  // for people; may quote llhttp's reason
+  std::vector<std::pair<std::string, std::string>> headers = {};  // e.g. WWW-Authenticate
 };
 
 class HttpParser {
@@ -41,7 +46,13 @@ class HttpParser {
     size_t consumed;  // bytes of `data` used; feed data.substr(consumed) next
   };
 
-  explicit HttpParser(Limits limits);
+  // Judges a request's head (method, target, path, query, headers; no body
+  // byte read yet): nullopt lets it go on, an error ends the connection with
+  // it. Runs before "100 Continue" is asked for and before any body is
+  // buffered, so a refused client costs nothing (authentication before work).
+  using HeadCheck = std::function<std::optional<HttpError>(HttpRequest& head)>;
+
+  explicit HttpParser(Limits limits, HeadCheck check_head = nullptr);
   HttpParser(const HttpParser&) = delete;
   HttpParser& operator=(const HttpParser&) = delete;
 
@@ -90,6 +101,7 @@ class HttpParser {
   void FinishHeader();
 
   Limits limits_;
+  HeadCheck check_head_;
   llhttp_t parser_;
   HttpRequest request_;
   std::string field_;

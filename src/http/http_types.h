@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,6 +27,10 @@ struct HttpRequest {
   std::string body;  // de-chunked; at most Options::max_body_bytes
   int http_major = 1;
   int http_minor = 1;
+  // Who asks: over the unix socket (authenticated by the socket's
+  // permissions) with the peer's uid from SO_PEERCRED, or over TCP.
+  bool via_unix_socket = false;
+  std::optional<int64_t> peer_uid;
 
   // Value of the first header named `name` (case-insensitive), "" if absent.
   std::string Header(std::string_view name) const;

@@ -166,6 +166,12 @@ Status HttpServer::StartUnix() {
     ::close(fd);
     return FromErrno("server.unix_socket \"" + path + "\": chmod", err);
   }
+  if (options_.unix_socket_gid >= 0 &&
+      ::chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(options_.unix_socket_gid)) != 0) {
+    int err = errno;
+    ::close(fd);
+    return FromErrno("server.unix_socket \"" + path + "\": chown to server.unix_socket_group", err);
+  }
   if (::stat(path.c_str(), &st) == 0) {
     socket_dev_ = st.st_dev;
     socket_ino_ = st.st_ino;
@@ -221,6 +227,11 @@ void HttpServer::OnNewConnection(uv_stream_t* listener, int status) {
   }
   ++self->serving_;
   conn->Start();
+}
+
+std::optional<HttpError> HttpServer::Admit(const HttpRequest& head) {
+  if (!options_.admit) return std::nullopt;
+  return options_.admit(head);
 }
 
 void HttpServer::Dispatch(const HttpRequest& request, HttpResponse& response) {

@@ -8,11 +8,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <unordered_set>
 
 #include "base/status.h"
 #include "config/config.h"
+#include "http/http_parser.h"
 #include "http/http_types.h"
 
 namespace orch {
@@ -40,6 +42,11 @@ class HttpServer {
     // itself (400, 408, 413, 417, 431, 500 from a throwing handler, 503), e.g.
     // for a metrics counter.
     std::function<void(int status)> on_protocol_error;
+    // Optional: judges each request's head before its body is read (see
+    // HttpParser::HeadCheck); an error is sent and the connection closed.
+    std::function<std::optional<HttpError>(const HttpRequest& head)> admit;
+    // The unix socket's group (-1 = the daemon's); its mode is 0660.
+    int64_t unix_socket_gid = -1;
 
     static Options FromConfig(const Config::Server& server);
   };
@@ -78,6 +85,8 @@ class HttpServer {
   // Runs the handler, turning an exception into a 500.
   void Dispatch(const HttpRequest& request, HttpResponse& response);
   void ReportProtocolError(int status);
+  // Runs options().admit, if any.
+  std::optional<HttpError> Admit(const HttpRequest& head);
   // Final close callback of a connection: forgets and deletes it.
   void OnConnectionClosed(HttpConnection* connection);
 

@@ -61,12 +61,14 @@ int RunDbSanitize(const Config::Store& config, const RunProcessCheck& alive, std
     return 2;
   }
   for (int64_t id : report->repaired) out << "repaired job " << id << " (queued row carried a run)\n";
+  for (const Status& e : report->errors) err << "not repaired: " << e.ToString() << "\n";
   for (const auto& a : report->alive) {
     out << "left job " << a.job_id << ": its run " << a.open_run->id << " (pid "
         << a.open_run->identity.pid << ") is still alive; the daemon handles it at start\n";
   }
   out << report->repaired.size() << " job" << (report->repaired.size() == 1 ? "" : "s")
       << " repaired\n";
+  if (!report->errors.empty()) return 2;
   return report->alive.empty() ? 0 : 1;
 }
 

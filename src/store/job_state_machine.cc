@@ -96,7 +96,11 @@ Result<RunEndTransition> TransitionOnRunEnd(const JobState& job, RunOutcome outc
     // attempt is given back and the job may run again at once.
     t.attempt_spent = outcome != RunOutcome::kInterrupted;
   }
-  if (t.to == JobStatus::kQueued) t.not_before = t.attempt_spent ? retry_not_before : now_ms;
+  // An interrupted run may run again at once, unless the caller asks for a
+  // later start (a host fault: the job waits so others can go first).
+  if (t.to == JobStatus::kQueued) {
+    t.not_before = t.attempt_spent ? retry_not_before : std::max(now_ms, retry_not_before);
+  }
   if (Status s = Check(job, {JobStatus::kRunning}, t.to, "run end"); !s.ok()) return s;
   return t;
 }

@@ -49,7 +49,8 @@ Result<ClaimTransition> TransitionOnReattach(const JobState& job, int64_t run_at
 // job_store.h):
 //   succeeded → succeeded; failed, spawn_failed → failed; cancelled → cancelled;
 //   transient, timeout, lost → queued at retry_not_before, or failed when
-//     attempts >= max_attempts; interrupted → queued at now_ms, attempt given back;
+//     attempts >= max_attempts; interrupted → queued at now_ms (or at
+//     retry_not_before when later), attempt given back;
 //   cancel_requested → cancelled whatever the outcome.
 struct RunEndTransition {
   JobStatus to = JobStatus::kFailed;

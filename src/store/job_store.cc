@@ -35,7 +35,13 @@ Result<SanitizeReport> SanitizeImpossibleQueued(JobStore& store, int64_t now_ms,
         reason = "never_spawned";
       } else {
         auto lives = alive(*entry.open_run);
-        if (!lives.ok()) return lives.status();
+        if (!lives.ok()) {
+          report.errors.push_back(Status(lives.status().code(),
+                                         "job " + std::to_string(entry.job_id) + ": checking run " +
+                                             std::to_string(run_id.value()) + ": " +
+                                             lives.status().message()));
+          continue;
+        }
         if (*lives) {
           report.alive.push_back(std::move(entry));
           continue;
@@ -44,7 +50,10 @@ Result<SanitizeReport> SanitizeImpossibleQueued(JobStore& store, int64_t now_ms,
     }
     Status s = store.RepairImpossibleQueued(entry.job_id, run_id, outcome, reason, now_ms);
     if (s.code() == Code::kGuardMissed) continue;
-    if (!s.ok()) return s;
+    if (!s.ok()) {
+      report.errors.push_back(s);
+      continue;
+    }
     report.repaired.push_back(entry.job_id);
   }
   return report;

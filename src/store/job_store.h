@@ -55,7 +55,8 @@ struct RunEnd {
   std::optional<int64_t> signal;
   std::string error;  // human text for jobs.error ("" = none)
   int64_t now_ms = 0;
-  int64_t retry_not_before = 0;  // for requeueing outcomes
+  // For requeueing outcomes; for interrupted only when later than now_ms.
+  int64_t retry_not_before = 0;
 };
 
 struct FinishResult {
@@ -204,13 +205,16 @@ struct JobStoreOpenOptions {
 struct SanitizeReport {
   std::vector<int64_t> repaired;
   std::vector<ImpossibleQueued> alive;
+  std::vector<Status> errors;  // checks or repairs that failed; the rest went on
 };
 // Whether the run's recorded process is still that process (by identity).
 using RunProcessCheck = std::function<Result<bool>(const Run& run)>;
 // Finds and repairs I1 violations, checking each open run's process first:
 // never spawned → closed interrupted (never_spawned); gone → closed lost
 // (impossible_queued); alive → left, reported in `alive`. Guard misses (a
-// row that changed meanwhile) are skipped, not errors.
+// row that changed meanwhile) are skipped; a failed check or repair of one
+// job is reported in `errors` and the others are still handled. Fails only
+// when the sweep cannot read the store.
 Result<SanitizeReport> SanitizeImpossibleQueued(JobStore& store, int64_t now_ms,
                                                 const RunProcessCheck& alive);
 

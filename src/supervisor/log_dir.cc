@@ -64,6 +64,14 @@ Result<UniqueFd> LogDir::OpenJobDir(int64_t job_id, bool create) const {
     return FromErrno("log directory " + what);
   }
   UniqueFd dir(openat(fd_.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir.valid() && create && (errno == ELOOP || errno == ENOTDIR)) {
+    // Something else sits at the name (a link or file an older version let
+    // a job plant): the name is the daemon's, so it is replaced, never
+    // followed.
+    if (unlinkat(fd_.get(), name.c_str(), 0) != 0) return FromErrno("log directory " + what);
+    if (mkdirat(fd_.get(), name.c_str(), 0750) != 0) return FromErrno("log directory " + what);
+    dir = UniqueFd(openat(fd_.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  }
   if (!dir.valid()) {
     if (errno == ELOOP || errno == ENOTDIR) return Refused("log directory " + what, "not a directory");
     return FromErrno("log directory " + what);

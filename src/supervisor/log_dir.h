@@ -35,7 +35,8 @@ class LogDir {
 
   // Creates <job>/ and fresh <run>.out and <run>.err for a new run. Any
   // leftover entry with those names (a file from an older store, a planted
-  // link) is removed, never followed. Errors are the host's (kIo, kFull, ...).
+  // link, a non-directory at <job>) is removed, never followed. Errors are
+  // the host's (kIo, kFull, ...).
   Result<RunLogFiles> CreateRunLogs(int64_t job_id, int64_t run_id);
 
   // Opens a run's existing log: read-only for the log endpoint, or for

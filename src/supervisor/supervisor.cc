@@ -186,10 +186,15 @@ Status Supervisor::Sanitize() {
     return RunProcessLives(run);
   });
   if (!report.ok()) return report.status();
+  for (const Status& e : report->errors) {
+    NoteStore(e);
+    log::Error("impossible queued job not repaired; retrying on the next tick",
+               {{"error", e.ToString()}});
+  }
   for (int64_t id : report->repaired) {
     log::Warn("repaired impossible queued job: it carried a run while queued", {{"job_id", id}});
   }
-  metrics_->impossible_queued_total += report->repaired.size() + report->alive.size();
+  metrics_->impossible_queued_total += report->repaired.size();
   for (const auto& a : report->alive) {
     // Never forgotten: the job runs again under that run, and a process we
     // do not watch yet is handled by orphan_policy like any orphan.
@@ -199,6 +204,7 @@ Status Supervisor::Sanitize() {
     NoteStore(s);
     if (s.code() == Code::kGuardMissed) continue;
     if (!s.ok()) return s;
+    ++metrics_->impossible_queued_total;
     if (running_.count(a.open_run->id) != 0) continue;
     auto job = store_->GetJob(a.job_id);
     if (!job.ok()) return job.status();
@@ -507,9 +513,12 @@ RunEnd Supervisor::SpawnFailed(int64_t job_id, int64_t run_id, const SpawnFailur
     log::Warn("host could not start a job; requeued",
               {{"job_id", job_id}, {"run_id", run_id}, {"error", failure.message}});
     end.outcome = RunOutcome::kInterrupted;
-    end.reason = "host_fault: " + failure.message;
+    end.reason = "host_fault";
     end.error = failure.message;
-    NoteHostFault(failure.message);
+    // The job waits twice the claim backoff, so that one job that keeps
+    // failing this way cannot stand at the head of the queue for good.
+    int64_t delay = NoteHostFault(failure.message);
+    end.retry_not_before = clock_->NowMs() + 2 * delay;
     return end;
   }
   ++metrics_->spawn_failures_total;
@@ -521,7 +530,7 @@ RunEnd Supervisor::SpawnFailed(int64_t job_id, int64_t run_id, const SpawnFailur
   return end;
 }
 
-void Supervisor::NoteHostFault(const std::string& error) {
+int64_t Supervisor::NoteHostFault(const std::string& error) {
   ++metrics_->host_faults_total;
   ++host_fault_.consecutive;
   int64_t delay = BackoffMs(host_fault_.consecutive, config_.supervisor.backoff_base_s,
@@ -531,6 +540,7 @@ void Supervisor::NoteHostFault(const std::string& error) {
   host_fault_.last_error = error;
   log::Warn("claiming backs off after a host fault",
             {{"consecutive", host_fault_.consecutive}, {"delay_ms", delay}, {"error", error}});
+  return delay;
 }
 
 HostFaultState Supervisor::host_fault() const {
@@ -630,7 +640,11 @@ void Supervisor::OnProcessExit(int64_t run_id) {
       CapLogs(r, /*final=*/true);
       running_.erase(it);
       Finish(end);
-      if (stopping_) MaybeFinishShutdown();
+      if (stopping_) {
+        MaybeFinishShutdown();
+      } else {
+        Kick();
+      }
       return;
     }
   } else if (!r.pidfd.Exited()) {
@@ -675,9 +689,10 @@ void Supervisor::OnProcessExit(int64_t run_id) {
   end.job_id = r.job_id;
   end.run_id = r.run_id;
   end.now_ms = now;
-  end.retry_not_before =
-      now + BackoffMs(r.attempt, config_.supervisor.backoff_base_s,
-                      config_.supervisor.backoff_max_s, UnitRandom());
+  if (end.outcome != RunOutcome::kInterrupted) {
+    end.retry_not_before = now + BackoffMs(r.attempt, config_.supervisor.backoff_base_s,
+                                           config_.supervisor.backoff_max_s, UnitRandom());
+  }
   if (end.outcome == RunOutcome::kTimeout) ++metrics_->timeouts_total;
 
   CapLogs(r, /*final=*/true);
@@ -852,6 +867,7 @@ void Supervisor::Shutdown(std::function<void()> done) {
   shutdown_done_ = std::move(done);
   kick_timer_.Close();
   not_before_timer_.Close();
+  host_backoff_timer_.Close();
   log::Info("stopping: terminating running jobs",
             {{"running", running_.size()}, {"grace_s", config_.supervisor.shutdown_grace_s}});
   for (auto& [run_id, r] : running_) {

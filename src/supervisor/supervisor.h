@@ -112,7 +112,8 @@ class Supervisor {
   void Launch(Claimed claimed);
   void Watch(std::unique_ptr<Running> r);
   RunEnd SpawnFailed(int64_t job_id, int64_t run_id, const SpawnFailure& failure);
-  void NoteHostFault(const std::string& error);
+  // Counts a host fault and starts the claim backoff; returns its delay (ms).
+  int64_t NoteHostFault(const std::string& error);
   void OnProcessExit(int64_t run_id);
   // Truncates the run's logs to max_log_bytes; `final` adds the cut note.
   void CapLogs(Running& r, bool final);

@@ -146,11 +146,13 @@ TEST(Api, ErrorsUseTheErrorShapeAndTheRightCodes) {
   EXPECT_TRUE(nf.Json()["error"]["message"].is_string());
   EXPECT_EQ(404, d.Get("/jobs/999").status);
   EXPECT_EQ(404, d.Get("/jobs/abc").status);
-  auto wrong = HttpCall("DELETE", d.url() + "/jobs");
+  auto wrong = HttpCall("DELETE", d.url() + "/jobs", "", d.Auth());
   EXPECT_EQ(405, wrong.status);
   EXPECT_NE(std::string::npos, wrong.headers.find("Allow: GET, HEAD, POST")) << wrong.headers;
-  EXPECT_EQ(405, HttpCall("GET", d.url() + "/queue/pause").status);
-  auto media = HttpCall("POST", d.url() + "/jobs", "<job/>", {"Content-Type: text/xml"});
+  EXPECT_EQ(405, HttpCall("GET", d.url() + "/queue/pause", "", d.Auth()).status);
+  auto with_xml = d.Auth();
+  with_xml.push_back("Content-Type: text/xml");
+  auto media = HttpCall("POST", d.url() + "/jobs", "<job/>", with_xml);
   EXPECT_EQ(415, media.status);
   int64_t id = d.Submit({{"argv", {"true"}}});
   ASSERT_TRUE(d.WaitStatus(id, "succeeded"));

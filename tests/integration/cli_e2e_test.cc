@@ -30,7 +30,7 @@ class CliE2e : public ::testing::Test {
         "env", "-u", "ORCH_URL", "-u", "ORCH_TOKEN_FILE", OrchestratorBinary()};
     // Options go before a "--" that ends submit's own options.
     auto dashdash = std::find(args.begin(), args.end(), "--");
-    args.insert(dashdash, {"--server", daemon_.url()});
+    args.insert(dashdash, {"--server", daemon_.url(), "--token-file", dir_.File("var/token")});
     argv.insert(argv.end(), args.begin(), args.end());
     return RunCommand(argv);
   }

@@ -104,6 +104,18 @@ Daemon::~Daemon() {
 
 void Daemon::SetEnv(std::vector<std::string> env) { env_ = std::move(env); }
 
+std::string Daemon::Token() const {
+  std::string t = ReadFile(dir_.File("var/token"));
+  while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
+  return t;
+}
+
+std::vector<std::string> Daemon::Auth() const {
+  std::string t = Token();
+  if (t.empty()) return {};
+  return {"Authorization: Bearer " + t};
+}
+
 bool Daemon::Start(const std::vector<std::string>& wrapper) {
   wrapped_ = !wrapper.empty();
   std::vector<std::string> args = wrapper;

@@ -57,10 +57,17 @@ class Daemon {
   pid_t DaemonPid() const;
 
   std::string url() const { return "http://" + address_; }
-  HttpResult Get(const std::string& path) const { return HttpCall("GET", url() + path); }
+  // With the token the daemon created at var/token (when there is one).
+  HttpResult Get(const std::string& path) const { return HttpCall("GET", url() + path, "", Auth()); }
   HttpResult Post(const std::string& path, const std::string& body = "") const {
-    return HttpCall("POST", url() + path, body, {"Content-Type: application/json"});
+    auto headers = Auth();
+    headers.push_back("Content-Type: application/json");
+    return HttpCall("POST", url() + path, body, headers);
   }
+  // The token in var/token ("" when there is none).
+  std::string Token() const;
+  // {"Authorization: Bearer <token>"} or {} without a token.
+  std::vector<std::string> Auth() const;
   // POST /jobs; returns the job id or -1.
   int64_t Submit(const nlohmann::json& spec) const;
   nlohmann::json Job(int64_t id) const { return Get("/jobs/" + std::to_string(id)).Json(); }

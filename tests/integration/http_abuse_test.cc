@@ -70,7 +70,8 @@ TEST(HttpAbuse, ARequestSentOneByteAtATimeIsAnswered) {
   int fd = Connect(d.address());
   ASSERT_GE(fd, 0);
   std::string body = "{\"argv\":[\"true\"]}";
-  std::string req = "POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+  std::string req = "POST /jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                    "Authorization: Bearer " + d.Token() + "\r\n"
                     "Connection: close\r\nContent-Length: " + std::to_string(body.size()) +
                     "\r\n\r\n" + body;
   for (char c : req) ASSERT_EQ(1, write(fd, &c, 1));

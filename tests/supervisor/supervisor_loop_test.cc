@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -234,34 +235,79 @@ TEST_F(SupervisorLoop, WallClockStepsNeitherTimeOutNorSpareAJob) {
   EXPECT_EQ(std::optional<int64_t>(SIGKILL), runs[0].signal);
 }
 
+// Out of file descriptors for the next spawn, as under a too-low
+// RLIMIT_NOFILE: the log files cannot be created (EMFILE).
+class NoNewFiles {
+ public:
+  NoNewFiles() {
+    getrlimit(RLIMIT_NOFILE, &saved_);
+    rlimit none = saved_;
+    none.rlim_cur = 3;
+    active_ = setrlimit(RLIMIT_NOFILE, &none) == 0;
+  }
+  ~NoNewFiles() { Lift(); }
+  void Lift() {
+    if (active_) setrlimit(RLIMIT_NOFILE, &saved_);
+    active_ = false;
+  }
+  bool active() const { return active_; }
+
+ private:
+  rlimit saved_{};
+  bool active_ = false;
+};
+
 TEST_F(SupervisorLoop, AHostFaultKeepsTheAttemptAndClaimingWaitsForTheBackoff) {
-  // A file where the job's log directory must go: a host fault (the log
-  // directory), not the job's.
-  ASSERT_EQ(0, mkdir(dir_.File("logs").c_str(), 0750));
-  test::WriteFile(dir_.File("logs/1"), "in the way");
   StartSupervisor();
+  NoNewFiles no_files;
+  ASSERT_TRUE(no_files.active());
   int64_t id = Submit({"/bin/true"}, 1);
-  ASSERT_EQ(1, id);
   ASSERT_TRUE(RunUntil([&] { return sup_->host_fault().consecutive == 1; }));
   ASSERT_TRUE(Ticks(20));
   EXPECT_EQ(1, sup_->host_fault().consecutive) << "claimed again before the backoff passed";
   EXPECT_GT(sup_->host_fault().backoff_left_ms, 0);
-  EXPECT_EQ(JobStatus::kQueued, StatusOf(id));
+  EXPECT_NE(std::string::npos, sup_->host_fault().last_error.find("Too many open files"))
+      << sup_->host_fault().last_error;
+  Job job = *store_->GetJob(id);
+  EXPECT_EQ(JobStatus::kQueued, job.status);
+  EXPECT_GT(job.not_before, clock_.NowMs()) << "the faulting job steps back for the others";
   auto runs = RunsOf(id);
   ASSERT_EQ(1u, runs.size());
   EXPECT_EQ("interrupted", runs[0].outcome.value_or(""));
-  EXPECT_EQ(0u, runs[0].reason.value_or("").find("host_fault: ")) << runs[0].reason.value_or("");
+  EXPECT_EQ("host_fault", runs[0].reason.value_or(""));
 
   clock_.mono += 1'000;
+  clock_.wall += 1'000;
   ASSERT_TRUE(RunUntil([&] { return sup_->host_fault().consecutive == 2; }));
   EXPECT_EQ(2u, metrics_.host_faults_total);
 
-  ASSERT_EQ(0, unlink(dir_.File("logs/1").c_str()));
+  no_files.Lift();
   clock_.mono += 1'000;
+  clock_.wall += 1'000;
   ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kSucceeded; }));
   EXPECT_EQ(1, store_->GetJob(id)->attempts) << "host faults spent no attempt";
   EXPECT_EQ(3u, RunsOf(id).size());
   EXPECT_EQ(0u, metrics_.spawn_failures_total);
+}
+
+TEST_F(SupervisorLoop, AStopDuringAHostFaultBackoffDoesNotWaitForIt) {
+  config_.supervisor.backoff_base_s = 300;
+  config_.supervisor.backoff_max_s = 300;
+  StartSupervisor();
+  {
+    NoNewFiles no_files;
+    ASSERT_TRUE(no_files.active());
+    Submit({"/bin/true"});
+    ASSERT_TRUE(RunUntil([&] { return sup_->host_fault().consecutive == 1; }));
+  }
+  bool done = false;
+  sup_->Shutdown([&] { done = true; });
+  ASSERT_TRUE(RunUntil([&] { return done; }));
+  sup_.reset();
+  auto start = std::chrono::steady_clock::now();
+  uv_run(&loop_, UV_RUN_DEFAULT);  // returns once no handle is left
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10))
+      << "a timer of the backoff kept the loop alive";
 }
 
 TEST_F(SupervisorLoop, ARunThatNeverSpawnedIsRequeuedWithoutSpendingTheAttempt) {
