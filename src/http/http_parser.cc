@@ -97,6 +97,11 @@ void ToLower(std::string* s) {
 // Per request-line and header line: method, spaces, version, ": ", CRLF.
 constexpr size_t kLineOverhead = 4;
 
+constexpr char kBareCr[] = "bare CR not followed by LF in the request head or chunk framing";
+constexpr char kChunkNoCrlf[] = "chunk data not followed by CRLF";
+constexpr char kObsFold[] =
+    "obsolete line folding (a header line starting with a space or tab) is not accepted";
+
 }  // namespace
 
 const llhttp_settings_t* HttpParser::Settings() {
@@ -133,12 +138,16 @@ HttpParser::Progress HttpParser::Feed(std::string_view data) {
     paused_ = false;
   }
   if (data.empty()) return {Event::kNeedMore, 0};
+  scan_pos_ = data.data();
   llhttp_errno_t rc = llhttp_execute(&parser_, data.data(), data.size());
-  if (rc == HPE_OK) return {Event::kNeedMore, data.size()};
-  const char* pos = llhttp_get_error_pos(&parser_);
+  const char* pos = rc == HPE_OK ? nullptr : llhttp_get_error_pos(&parser_);
   size_t consumed = pos != nullptr && pos >= data.data() && pos <= data.data() + data.size()
                         ? static_cast<size_t>(pos - data.data())
                         : data.size();
+  // What llhttp consumed after the last body callback is checked here, before
+  // any event is reported. A callback's own rejection stands.
+  if (error_.code.empty() && ScanFramingTo(data.data() + consumed) != 0) rc = HPE_USER;
+  if (rc == HPE_OK) return {Event::kNeedMore, consumed};
   if (rc == HPE_PAUSED) {
     paused_ = true;
     return {paused_event_, consumed};
@@ -163,6 +172,52 @@ HttpParser::Progress HttpParser::Feed(std::string_view data) {
 }
 
 HttpRequest HttpParser::TakeRequest() { return std::move(request_); }
+
+const char* HttpParser::FramingCheck::Scan(const char* bytes, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    char c = bytes[i];
+    // llhttp 8.1 skips the two bytes after chunk data without looking, so
+    // "5\r\nhelloXX0\r\n\r\n" is a complete body to it and a different one
+    // to anyone who reads the XX.
+    if (want_ == Want::kChunkCr) {
+      if (c != '\r') return kChunkNoCrlf;
+      want_ = Want::kChunkLf;
+      after_cr_ = true;
+      continue;
+    }
+    if (want_ == Want::kChunkLf) {
+      if (c != '\n') return kChunkNoCrlf;
+      want_ = Want::kAny;
+      after_cr_ = false;
+      line_start_ = true;
+      continue;
+    }
+    // llhttp takes any byte after the CR that ends the head (or a chunk-size
+    // line) for its LF: "\r\n\rX" ends the headers.
+    if (after_cr_ && c != '\n') return kBareCr;
+    // RFC 9112 5.2 lets a server answer obs-fold with 400; llhttp would
+    // append the line to the previous value (even to Transfer-Encoding).
+    if (line_start_ && (c == ' ' || c == '\t')) return kObsFold;
+    after_cr_ = c == '\r';
+    line_start_ = c == '\n';
+  }
+  return nullptr;
+}
+
+const char* HttpParser::FramingCheck::Body(bool chunked) {
+  // Body data right after a CR means llhttp took the CR alone as a line end.
+  if (after_cr_) return kBareCr;
+  line_start_ = false;
+  want_ = chunked ? Want::kChunkCr : Want::kAny;
+  return nullptr;
+}
+
+int HttpParser::ScanFramingTo(const char* end) {
+  if (scan_pos_ == nullptr || end <= scan_pos_) return 0;
+  const char* why = framing_.Scan(scan_pos_, static_cast<size_t>(end - scan_pos_));
+  scan_pos_ = end;
+  return why == nullptr ? 0 : Fail(400, "bad_request", why);
+}
 
 int HttpParser::Fail(int status, std::string code, std::string message) {
   error_ = {status, std::move(code), std::move(message)};
@@ -338,6 +393,13 @@ int HttpParser::OnChunkExtension(llhttp_t* p, const char*, size_t len) {
 
 int HttpParser::OnBody(llhttp_t* p, const char* at, size_t len) {
   HttpParser* self = Self(p);
+  if (len > 0) {
+    if (int rc = self->ScanFramingTo(at); rc != 0) return rc;
+    if (const char* why = self->framing_.Body((p->flags & F_CHUNKED) != 0)) {
+      return self->Fail(400, "bad_request", why);
+    }
+    self->scan_pos_ = at + len;
+  }
   if (int rc = self->CountBodyBytes(len); rc != 0) return rc;
   self->request_.body.append(at, len);
   return 0;

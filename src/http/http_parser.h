@@ -60,9 +60,10 @@ class HttpParser {
   // request (one at a time, so pipelined requests are answered in order) and
   // after the headers of a request that expects 100-continue. Errors: 400 for
   // malformed input, conflicting Content-Length/Transfer-Encoding, duplicate
-  // Content-Length or a bad target; 413 as soon as the declared length or the
-  // de-chunked body passes max_body_bytes; 431 when the head passes
-  // max_header_bytes; 417 for an Expect other than 100-continue.
+  // Content-Length, a bad target, a CR not followed by LF outside body data,
+  // chunk data not followed by CRLF, or obsolete line folding; 413 as soon as
+  // the declared length or the de-chunked body passes max_body_bytes; 431 when
+  // the head passes max_header_bytes; 417 for an Expect other than 100-continue.
   Progress Feed(std::string_view data);
 
   // The request completed by the last kRequest (moved out; call once).
@@ -93,6 +94,28 @@ class HttpParser {
   static int OnMessageComplete(llhttp_t* p);
   static const llhttp_settings_t* Settings();
 
+  // The framing checks llhttp 8.1 leaves out: it takes any byte after the CR
+  // that ends a head or a chunk-size line for the LF, skips the two bytes
+  // after chunk data unread, and folds a line starting with SP/HTAB into the
+  // previous header. Sees every byte llhttp consumed except body data, in
+  // stream order and across Feed() calls.
+  class FramingCheck {
+   public:
+    // Checks `n` framing bytes; returns the violation, or nullptr.
+    const char* Scan(const char* bytes, size_t n);
+    // Body data comes next (none of it is framing); after chunk data the
+    // next framing bytes must be CRLF. Returns the violation, or nullptr.
+    const char* Body(bool chunked);
+
+   private:
+    enum class Want : uint8_t { kAny, kChunkCr, kChunkLf };
+    bool after_cr_ = false;    // the last framing byte was CR
+    bool line_start_ = false;  // ... was LF
+    Want want_ = Want::kAny;
+  };
+  // Runs framing_ over this Feed's bytes from scan_pos_ to `end`; 0 or Fail's code.
+  int ScanFramingTo(const char* end);
+
   // Records the error and returns HPE_USER for the callback to return.
   int Fail(int status, std::string code, std::string message);
   int FailHeaderTooLarge();  // 431 naming the limit
@@ -116,6 +139,8 @@ class HttpParser {
   Event paused_event_ = Event::kNeedMore;
   size_t header_bytes_ = 0;
   int64_t body_bytes_ = 0;  // body plus chunk extensions, against max_body_bytes
+  FramingCheck framing_;
+  const char* scan_pos_ = nullptr;  // in the data being fed: framing_ has seen what is before
   HttpError error_;
 };
 

@@ -212,6 +212,101 @@ TEST(HttpParser, UpgradeRequestIsAnsweredThenTheConnectionCloses) {
   EXPECT_FALSE(o.keep_alive[0]);
 }
 
+// Splits every input is fed in: whole, byte by byte, and a few sizes that
+// put the reads' edges between CR and LF.
+constexpr size_t kSteps[] = {0, 1, 2, 3, 5, 7};
+
+// `input` is answered with 400 bad_request naming `why`, before any request
+// comes out of it, however it is split.
+void ExpectRejected(const std::string& input, const std::string& why) {
+  for (size_t step : kSteps) {
+    Outcome o = Parse(input, step);
+    SCOPED_TRACE("step " + std::to_string(step) + ": " + testing::PrintToString(input));
+    EXPECT_TRUE(o.failed);
+    EXPECT_EQ(0u, o.requests.size()) << "no request (and no second one) may be parsed";
+    EXPECT_EQ(400, o.error.status);
+    EXPECT_EQ("bad_request", o.error.code);
+    EXPECT_NE(std::string::npos, o.error.message.find(why)) << o.error.message;
+  }
+}
+
+// llhttp 8.1 takes any byte after the CR that ends a head or a chunk-size line
+// for its LF, so "\r\n\rX" ends the headers and what follows X is a new request.
+TEST(HttpParser, BareCrInTheHeadIs400WhateverTheSplit) {
+  ExpectRejected("GET / HTTP/1.1\r\nHost: x\r\n\rX-Foo: y\r\n\r\n", "bare CR");
+  ExpectRejected("GET / HTTP/1.1\r\nHost: x\r\n\rXGET /admin HTTP/1.1\r\n\r\n", "bare CR");
+  ExpectRejected("POST / HTTP/1.1\r\nContent-Length: 3\r\n\rXabc", "bare CR");
+  ExpectRejected(
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\rXGET /admin HTTP/1.1\r\n\r\n",
+      "bare CR");  // in the trailer section
+  ExpectRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\rXabc\r\n0\r\n\r\n",
+                 "bare CR");  // ending a chunk-size line
+  // Between pipelined requests only CRLF may stand in for an empty line.
+  for (size_t step : kSteps) {
+    Outcome o = Parse("GET /a HTTP/1.1\r\n\r\n\rGET /b HTTP/1.1\r\n\r\n", step);
+    EXPECT_EQ(1u, o.requests.size()) << "step " << step;
+    EXPECT_TRUE(o.failed) << "step " << step;
+    EXPECT_EQ(400, o.error.status) << "step " << step;
+  }
+}
+
+// llhttp 8.1 skips the two bytes after chunk data without looking at them.
+TEST(HttpParser, ChunkDataNotFollowedByCrlfIs400WhateverTheSplit) {
+  const std::string head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (std::string after : {"XX", "\rX", "X\n", "\n\r", "\r\r"}) {
+    ExpectRejected(head + "3\r\nabc" + after + "0\r\n\r\n", "chunk data not followed by CRLF");
+  }
+  ExpectRejected(head + "3\r\nabcXX0\r\n\r\nGET /admin HTTP/1.1\r\n\r\n",
+                 "chunk data not followed by CRLF");
+  ExpectRejected(head + "3\r\nabc\r\n2\r\ndeXX0\r\n\r\n", "chunk data not followed by CRLF");
+}
+
+// RFC 9112 5.2: a server may answer obs-fold with 400. llhttp 8.1 folds the
+// line into the previous value, and "Transfer-Encoding:\r\n chunked" frames the
+// body as chunked for it and not for a peer that drops the line.
+TEST(HttpParser, ObsoleteLineFoldingIs400WhateverTheSplit) {
+  const std::string body = "3\r\nabc\r\n0\r\n\r\n";
+  ExpectRejected("POST / HTTP/1.1\r\nTransfer-Encoding:\r\n chunked\r\n\r\n" + body,
+                 "obsolete line folding");
+  ExpectRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\tidentity\r\n\r\n" + body,
+                 "obsolete line folding");
+  ExpectRejected("POST / HTTP/1.1\r\nTransfer-Encoding: gzip,\r\n chunked\r\n\r\n" + body,
+                 "obsolete line folding");
+  ExpectRejected("GET / HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n", "obsolete line folding");
+  ExpectRejected("GET / HTTP/1.1\r\nX-A: a\r\n \r\n\r\n", "obsolete line folding");
+  ExpectRejected("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: a\r\n\tb\r\n\r\n",
+                 "obsolete line folding");  // in the trailer section
+}
+
+// The near misses: what the checks above must keep accepting.
+TEST(HttpParser, StrictFramingKeepsWellFormedRequestsWhateverTheSplit) {
+  std::string input =
+      "GET /a HTTP/1.1\r\nHost: x\r\nX-Tab: a\tb\r\nX-Ows:\t c \t\r\n\r\n"
+      "\r\n"  // RFC 9112 2.2: an empty line before a request line is ignored
+      "POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3;ext=1\r\na\rb\r\n4;flag\r\n\r\n\r\n\r\n2\r\n \t\r\n0\r\nX-Trailer: t\r\n\r\n"
+      "POST /c HTTP/1.1\r\nContent-Length: 5\r\n\r\n \r\n\tx"
+      "POST /d HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "1\r\n\r\r\n0\r\n\r\n"
+      "GET /e HTTP/1.1\r\nConnection: close\r\n\r\n";
+  for (size_t step : kSteps) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    Outcome o = Parse(input, step);
+    ASSERT_FALSE(o.failed) << o.error.message;
+    ASSERT_EQ(5u, o.requests.size());
+    EXPECT_EQ("a\tb", o.requests[0].Header("x-tab")) << "a tab inside a value is no fold";
+    EXPECT_EQ("c", o.requests[0].Header("x-ows"));
+    EXPECT_EQ("/b", o.requests[1].path);
+    EXPECT_EQ("a\rb\r\n\r\n \t", o.requests[1].body) << "CR, LF and blanks in data are data";
+    EXPECT_EQ(" \r\n\tx", o.requests[2].body);
+    EXPECT_EQ(1, o.continues);
+    EXPECT_EQ("\r", o.requests[3].body);
+    EXPECT_EQ("/e", o.requests[4].path);
+    EXPECT_TRUE(o.keep_alive[3]);
+    EXPECT_FALSE(o.keep_alive[4]);
+  }
+}
+
 TEST(HttpTypes, ResponseHeadDropsFramingAndInjectedHeaders) {
   HttpResponse r;
   r.status = 201;

@@ -384,6 +384,53 @@ TEST(HttpServer, ContentLengthWithTransferEncodingIs400AndCloses) {
   EXPECT_EQ(0, s->Stop());
 }
 
+// Alone, llhttp 8.1 reads each of these as one request and then a smuggled
+// GET /admin. Each is sent in two writes split inside the offending bytes, so
+// the check also has to hold across reads.
+TEST(HttpServer, LenientFramingIs400AndClosesWithoutServingAnyRequest) {
+  std::atomic<int> handled{0};
+  std::atomic<int> protocol_errors{0};
+  HttpServer::Options o = TestOptions();
+  o.on_protocol_error = [&](int status) {
+    if (status == 400) ++protocol_errors;
+  };
+  auto s = std::make_unique<LoopServer>(o, [&](const HttpRequest& req, HttpResponse& resp) {
+    ++handled;
+    Echo(req, resp);
+  });
+  ASSERT_TRUE(s->start_status().ok()) << s->start_status().ToString();
+  s->CacheBound();
+  const std::string smuggled = "GET /admin HTTP/1.1\r\nHost: t\r\n\r\n";
+  const std::string chunked =
+      "POST /jobs HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+  struct Case {
+    std::string first, second, why;
+  };
+  for (const Case& k : std::vector<Case>{
+           {"GET / HTTP/1.1\r\nHost: t\r\n\r", "X" + smuggled, "bare CR"},
+           {chunked + "5\r\nhello", "XX0\r\n\r\n" + smuggled, "chunk data not followed by CRLF"},
+           {"POST /jobs HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n",
+            " chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + smuggled, "obsolete line folding"},
+       }) {
+    SCOPED_TRACE(k.why);
+    Client c = Client::Tcp(s->port());
+    ASSERT_TRUE(c.Send(k.first));
+    std::this_thread::sleep_for(5ms);  // separate segments, not a stand-in for a condition
+    ASSERT_TRUE(c.Send(k.second));
+    Response r;
+    ASSERT_TRUE(c.Read(&r));
+    EXPECT_EQ(400, r.status);
+    EXPECT_EQ("bad_request", BodyJson(r)["error"]["code"]);
+    EXPECT_NE(std::string::npos, r.body.find(k.why)) << r.body;
+    EXPECT_EQ("close", r.headers["connection"]);
+    EXPECT_TRUE(c.WaitClosed());
+    EXPECT_EQ("", c.buffered()) << "nothing after the 400";
+  }
+  EXPECT_EQ(0, handled.load()) << "neither the first nor the smuggled request reached a handler";
+  EXPECT_EQ(3, protocol_errors.load());
+  EXPECT_EQ(0, s->Stop());
+}
+
 TEST(HttpServer, BodyOneByteOverTheLimitIs413WithoutSendingTheBody) {
   auto s = EchoServer();
   {
