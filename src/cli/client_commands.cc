@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "base/text_escape.h"
 #include "cli/job_format.h"
 #include "cli/table.h"
 #include "config/config.h"
@@ -37,6 +38,9 @@ Result<std::string> ReadToken(const std::string& path) {
   }
   return t.substr(b, e - b + 1);
 }
+
+// A path or other local text for a message on the terminal.
+std::string Shown(const std::string& text) { return EscapeControls(text); }
 
 std::string Lookup(const std::map<std::string, std::string>& env, const char* key) {
   auto it = env.find(key);
@@ -206,7 +210,9 @@ ClientCommands::ClientCommands(CLI::App* app) {
   show_ = id_command("show", "show one job, its runs and why it waits");
   cancel_ = id_command("cancel", "cancel a job (a running one is terminated first)");
   retry_ = id_command("retry", "queue a failed or cancelled job again");
-  logs_ = id_command("logs", "print a job's output");
+  // The job's bytes as it wrote them, like cat: escaping would corrupt what
+  // people pipe into files or tools; the job is theirs to trust or not.
+  logs_ = id_command("logs", "print a job's output (its raw bytes, like cat)");
   logs_->add_option("--stream", logs_args_.stream, "stdout or stderr (default stdout)")
       ->check(CLI::IsMember({"stdout", "stderr"}));
   logs_->add_option("--tail", logs_args_.tail, "only the last BYTES bytes")
@@ -279,12 +285,14 @@ int ClientCommands::Submit(ApiClient& api, std::ostream& out, std::ostream& err)
   if (options_.json) {
     out << job.dump(2) << "\n";
   } else {
-    out << job.value("id", json()).dump() << "\n";
+    out << job.value("id", json())
+               .dump(-1, ' ', /*ensure_ascii=*/true, json::error_handler_t::replace)
+        << "\n";
   }
   if (r->status == 200) {
-    err << "orchestrator: idempotency key \"" << s.idempotency_key
+    err << "orchestrator: idempotency key \"" << Shown(s.idempotency_key)
         << "\" was used before: this is the existing job, status "
-        << job.value("status", std::string("?")) << "\n";
+        << Shown(job.value("status", std::string("?"))) << "\n";
   }
   return kExitOk;
 }
@@ -333,7 +341,7 @@ int ClientCommands::Cancel(ApiClient& api, std::ostream& out, std::ostream& err)
     out << "job " << job_id_ << " cancelled\n";
   } else {
     out << "job " << job_id_ << " is being cancelled (status "
-        << job.value("status", std::string("?")) << ")\n";
+        << Shown(job.value("status", std::string("?"))) << ")\n";
   }
   return kExitOk;
 }
@@ -347,7 +355,8 @@ int ClientCommands::Retry(ApiClient& api, std::ostream& out, std::ostream& err) 
   if (options_.json) {
     out << job.dump(2) << "\n";
   } else {
-    out << "job " << job_id_ << " " << job.value("status", std::string("queued")) << " again\n";
+    out << "job " << job_id_ << " " << Shown(job.value("status", std::string("queued")))
+        << " again\n";
   }
   return kExitOk;
 }
