@@ -1,10 +1,10 @@
 #include "base/log.h"
 
-
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "base/clock.h"
+#include "base/text_escape.h"
 
 namespace orch::log {
 namespace {
@@ -79,17 +79,22 @@ void Write(Level level, std::string_view msg, Fields fields) {
     for (const auto& [k, v] : fields) j[std::string(k)] = v;
     line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   } else {
+    // Job names, argv, paths and error texts come from API clients: a
+    // newline in one would forge a whole event for whoever reads the journal,
+    // an escape sequence would drive their terminal. Strings are escaped;
+    // other values are JSON with every non-ASCII character as \uXXXX.
     line = NowRfc3339();
     line += ' ';
     line += LevelName(level);
     line += ' ';
-    line += msg;
+    line += EscapeControls(msg);
     for (const auto& [k, v] : fields) {
       line += ' ';
-      line += k;
+      line += EscapeControls(k);
       line += '=';
-      line += v.is_string() ? v.get<std::string>()
-                            : v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      line += v.is_string() ? EscapeControls(v.get_ref<const std::string&>())
+                            : v.dump(-1, ' ', /*ensure_ascii=*/true,
+                                     nlohmann::json::error_handler_t::replace);
     }
   }
   logger->log(ToSpd(level), line);

@@ -1,5 +1,7 @@
 // Logging to stderr through spdlog: "text" for people, "json" as one object
-// per line with ts, level, msg and the structured fields given.
+// per line with ts, level, msg and the structured fields given. Either way
+// one event is one line: text escapes control characters in the message and
+// in string fields (EscapeControls), JSON escapes them as JSON does.
 #pragma once
 
 #include <initializer_list>

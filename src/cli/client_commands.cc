@@ -12,6 +12,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "base/text_escape.h"
+#include "base/trusted_file.h"
 #include "cli/job_format.h"
 #include "cli/table.h"
 #include "config/config.h"
@@ -24,18 +26,120 @@ namespace {
 
 constexpr auto kFollowInterval = std::chrono::milliseconds(500);
 
+constexpr char kImplicitConfig[] = "./orchestrator.toml";
+
 // The token is the file's content without surrounding whitespace.
-Result<std::string> ReadToken(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return FromErrno("cannot read token file " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  std::string t = s.str();
+Result<std::string> TokenFromText(const std::string& path, const std::string& t) {
   size_t b = t.find_first_not_of(" \t\r\n"), e = t.find_last_not_of(" \t\r\n");
   if (b == std::string::npos) {
     return Result<std::string>(Code::kInvalidArgument, "token file " + path + " is empty");
   }
   return t.substr(b, e - b + 1);
+}
+
+Result<std::string> ReadToken(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return FromErrno("cannot read token file " + path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return TokenFromText(path, s.str());
+}
+
+// A path or other local text for a message on the terminal.
+std::string Shown(const std::string& text) { return EscapeControls(text); }
+
+// The config the client reads, if any: --config FILE, or ./orchestrator.toml
+// when only the user or root can have written it. The file is opened and
+// judged once and LoadConfig gets the bytes that were judged, so it cannot be
+// swapped between the check and the read.
+LoadedConfig LoadClientConfig(const ClientOptions& options,
+                              const std::map<std::string, std::string>& env, EndpointTrail* trail) {
+  ConfigInputs in;
+  in.env = env;
+  in.file_required = true;  // the file chosen here or none: no search of its own
+  if (!options.config_file.empty()) {
+    in.file = options.config_file;
+    auto f = ReadFileForUser(in.file, geteuid(), Symlinks::kFollow);
+    if (f.ok()) {
+      in.file_text = f->text;
+      if (!f->distrust.empty()) {
+        trail->warnings.push_back("warning: " + Shown(in.file) + " is " + f->distrust +
+                                  "; using it because --config names it");
+      }
+    }  // else LoadConfig says why it cannot be read
+    trail->config = Shown(in.file) + " (--config)";
+    return LoadConfig(in);
+  }
+  auto f = ReadFileForUser(kImplicitConfig, geteuid(), Symlinks::kRefuse);
+  if (f.ok() && f->distrust.empty()) {
+    in.file = kImplicitConfig;
+    in.file_text = f->text;
+    trail->config = kImplicitConfig;
+  } else if (!f.ok() && f.status().code() == Code::kNotFound) {
+    trail->config = std::string("none (no ") + kImplicitConfig + " here)";
+  } else {
+    // Someone else's file in the current directory (say /tmp) must not
+    // decide where a token goes: carry on as if it were not there.
+    std::string why = f.ok() ? f->distrust : f.status().message();
+    if (!f.ok() && f.status().code() != Code::kPermission) why = "cannot read " + why;
+    trail->warnings.push_back(std::string("ignoring ") + kImplicitConfig + ": " + why);
+    trail->config = std::string("none (") + kImplicitConfig + " ignored)";
+  }
+  return LoadConfig(in);
+}
+
+// Where a config key's value came from, in words: "server.listen in
+// /etc/o.toml", "$ORCH_LISTEN", "the built-in default of server.listen".
+std::string KeySource(const LoadedConfig& loaded, const std::string& key) {
+  auto it = loaded.sources.find(key);
+  ConfigSource source = it == loaded.sources.end() ? ConfigSource::kDefault : it->second;
+  switch (source) {
+    case ConfigSource::kFile:
+      return key + " in " + Shown(loaded.file);
+    case ConfigSource::kEnv:
+      for (const auto& k : ConfigKeys()) {
+        if (k.name == key) return "$" + k.env;
+      }
+      return key + " from the environment";
+    case ConfigSource::kFlag:
+      return key + " from a flag";
+    case ConfigSource::kDefault:
+      break;
+  }
+  return "the built-in default of " + key;
+}
+
+// The token named by a readable config, or "" with the reason in `trail`.
+// A path the user chose (in the file or the environment) is read as asked;
+// one that is only the built-in default is nobody's choice and lies under a
+// directory the user may not own, so it is read only when trusted.
+std::string TokenFromConfig(const LoadedConfig& loaded, EndpointTrail* trail) {
+  const std::string& path = loaded.config.server.token_file;
+  std::string from = KeySource(loaded, "server.token_file") + " (" + Shown(path) + ")";
+  auto it = loaded.sources.find("server.token_file");
+  bool by_default = it == loaded.sources.end() || it->second == ConfigSource::kDefault;
+  Result<std::string> token = Result<std::string>(Code::kInternal, "");
+  if (by_default) {
+    auto f = ReadFileForUser(path, geteuid(), Symlinks::kRefuse);
+    std::string distrust = f.ok() ? f->distrust : "";
+    if (!f.ok() && f.status().code() == Code::kPermission) distrust = f.status().message();
+    if (!distrust.empty()) {
+      trail->warnings.push_back("not using the token file " + Shown(path) + ": " + distrust);
+      trail->token = "none (" + from + ": " + distrust + ")";
+      return "";
+    }
+    token = f.ok() ? TokenFromText(path, f->text) : Result<std::string>(f.status());
+  } else {
+    token = ReadToken(path);
+  }
+  if (!token.ok()) {
+    // Only a hint from the config: a file we may not read (another user's
+    // daemon) means we try without a token and let the server decide.
+    trail->token = "none (" + from + ": " + Shown(token.status().message()) + ")";
+    return "";
+  }
+  trail->token = "from " + from;
+  return *token;
 }
 
 std::string Lookup(const std::map<std::string, std::string>& env, const char* key) {
@@ -54,7 +158,7 @@ int Check(const Result<HttpResponse>& r, bool expect_json, std::ostream& err, js
     err << "orchestrator: " << ApiErrorText(r->status, r->body) << "\n";
     if (r->status == 401) {
       err << "orchestrator: the server wants a token: pass --token-file FILE or set "
-             "ORCH_TOKEN_FILE\n";
+             "ORCH_TOKEN_FILE (--verbose says where this run looked for one)\n";
     }
     return kExitRefused;
   }
@@ -83,8 +187,12 @@ void AddCommonOptions(CLI::App* c, ClientOptions* o) {
                 "file holding the API token (default: $ORCH_TOKEN_FILE, else the config's "
                 "server.token_file)");
   c->add_option("-c,--config", o->config_file,
-                "configuration file to find the server in (default: ./orchestrator.toml)");
+                "configuration file to find the server in (default: ./orchestrator.toml, if "
+                "owned by you or root and writable by no one else)");
   c->add_flag("--json", o->json, "print the server's JSON instead of a table");
+  c->add_flag("-v,--verbose", o->verbose,
+              "say on stderr which config was used and where the server address and the token "
+              "came from");
 }
 
 // A whole number from 1 up, with a message people can read.
@@ -112,28 +220,36 @@ std::string JobPath(int64_t id) { return "/jobs/" + std::to_string(id); }
 }  // namespace
 
 Result<Endpoint> ResolveEndpoint(const ClientOptions& options,
-                                 const std::map<std::string, std::string>& env) {
-  std::string server = options.server;
-  if (server.empty()) server = Lookup(env, "ORCH_URL");
+                                 const std::map<std::string, std::string>& env,
+                                 EndpointTrail* trail) {
+  EndpointTrail unused;
+  if (trail == nullptr) trail = &unused;
+  std::string server = options.server, server_from = "--server";
+  if (server.empty()) {
+    server = Lookup(env, "ORCH_URL");
+    server_from = "$ORCH_URL";
+  }
   std::string token_file = options.token_file;
-  if (token_file.empty()) token_file = Lookup(env, "ORCH_TOKEN_FILE");
+  std::string token_from = "--token-file " + Shown(token_file);
+  if (token_file.empty()) {
+    token_file = Lookup(env, "ORCH_TOKEN_FILE");
+    token_from = "$ORCH_TOKEN_FILE (" + Shown(token_file) + ")";
+  }
 
   bool need_config = server.empty() || token_file.empty() || !options.config_file.empty();
   LoadedConfig loaded;
   if (need_config) {
-    ConfigInputs in;
-    in.file = options.config_file;
-    in.file_required = !options.config_file.empty();
-    in.env = env;
-    loaded = LoadConfig(in);
+    loaded = LoadClientConfig(options, env, trail);
     // A broken config only matters when it was asked for or is the only
     // place that says where the server is.
-    if (!loaded.ok() && (server.empty() || in.file_required)) {
+    if (!loaded.ok() && (server.empty() || !options.config_file.empty())) {
       std::string msg;
       for (const auto& e : loaded.errors) msg += "config error: " + e + "\n";
       msg += "cannot find the server: fix the config or pass --server URL";
       return Result<Endpoint>(Code::kInvalidArgument, msg);
     }
+  } else {
+    trail->config = "not read (the server and the token file were given)";
   }
   if (server.empty()) {
     server = ServerUrlFromConfig(loaded.config.server);
@@ -142,9 +258,12 @@ Result<Endpoint> ResolveEndpoint(const ClientOptions& options,
                               "cannot find the server: the config sets neither server.listen "
                               "nor server.unix_socket; pass --server URL");
     }
+    server_from = KeySource(
+        loaded, loaded.config.server.listen.empty() ? "server.unix_socket" : "server.listen");
   }
   auto address = ParseServerUrl(server);
   if (!address.ok()) return address.status();
+  trail->server = Shown(address->display) + " from " + server_from;
 
   Endpoint ep;
   ep.address = *address;
@@ -152,11 +271,11 @@ Result<Endpoint> ResolveEndpoint(const ClientOptions& options,
     auto token = ReadToken(token_file);
     if (!token.ok()) return Result<Endpoint>(Code::kInvalidArgument, token.status().message());
     ep.token = *token;
+    trail->token = "from " + token_from;
   } else if (loaded.ok() && !loaded.config.server.token_file.empty()) {
-    // Only a hint from the config: a file we may not read (another user's
-    // daemon) means we try without a token and let the server decide.
-    auto token = ReadToken(loaded.config.server.token_file);
-    if (token.ok()) ep.token = *token;
+    ep.token = TokenFromConfig(loaded, trail);
+  } else {
+    trail->token = "none";
   }
   return ep;
 }
@@ -206,7 +325,9 @@ ClientCommands::ClientCommands(CLI::App* app) {
   show_ = id_command("show", "show one job, its runs and why it waits");
   cancel_ = id_command("cancel", "cancel a job (a running one is terminated first)");
   retry_ = id_command("retry", "queue a failed or cancelled job again");
-  logs_ = id_command("logs", "print a job's output");
+  // The job's bytes as it wrote them, like cat: escaping would corrupt what
+  // people pipe into files or tools; the job is theirs to trust or not.
+  logs_ = id_command("logs", "print a job's output (its raw bytes, like cat)");
   logs_->add_option("--stream", logs_args_.stream, "stdout or stderr (default stdout)")
       ->check(CLI::IsMember({"stdout", "stderr"}));
   logs_->add_option("--tail", logs_args_.tail, "only the last BYTES bytes")
@@ -227,7 +348,14 @@ std::optional<int> ClientCommands::RunParsed(std::ostream& out, std::ostream& er
   }
   if (parsed == nullptr) return std::nullopt;
 
-  auto endpoint = ResolveEndpoint(options_, ProcessEnvironment());
+  EndpointTrail trail;
+  auto endpoint = ResolveEndpoint(options_, ProcessEnvironment(), &trail);
+  for (const auto& w : trail.warnings) err << "orchestrator: " << w << "\n";
+  if (options_.verbose) {
+    if (!trail.config.empty()) err << "orchestrator: config: " << trail.config << "\n";
+    if (!trail.server.empty()) err << "orchestrator: server: " << trail.server << "\n";
+    if (!trail.token.empty()) err << "orchestrator: token: " << trail.token << "\n";
+  }
   if (!endpoint.ok()) {
     err << "orchestrator: " << endpoint.status().message() << "\n";
     return kExitUsage;
@@ -279,12 +407,14 @@ int ClientCommands::Submit(ApiClient& api, std::ostream& out, std::ostream& err)
   if (options_.json) {
     out << job.dump(2) << "\n";
   } else {
-    out << job.value("id", json()).dump() << "\n";
+    out << job.value("id", json())
+               .dump(-1, ' ', /*ensure_ascii=*/true, json::error_handler_t::replace)
+        << "\n";
   }
   if (r->status == 200) {
-    err << "orchestrator: idempotency key \"" << s.idempotency_key
+    err << "orchestrator: idempotency key \"" << Shown(s.idempotency_key)
         << "\" was used before: this is the existing job, status "
-        << job.value("status", std::string("?")) << "\n";
+        << Shown(job.value("status", std::string("?"))) << "\n";
   }
   return kExitOk;
 }
@@ -333,7 +463,7 @@ int ClientCommands::Cancel(ApiClient& api, std::ostream& out, std::ostream& err)
     out << "job " << job_id_ << " cancelled\n";
   } else {
     out << "job " << job_id_ << " is being cancelled (status "
-        << job.value("status", std::string("?")) << ")\n";
+        << Shown(job.value("status", std::string("?"))) << ")\n";
   }
   return kExitOk;
 }
@@ -347,7 +477,8 @@ int ClientCommands::Retry(ApiClient& api, std::ostream& out, std::ostream& err) 
   if (options_.json) {
     out << job.dump(2) << "\n";
   } else {
-    out << "job " << job_id_ << " " << job.value("status", std::string("queued")) << " again\n";
+    out << "job " << job_id_ << " " << Shown(job.value("status", std::string("queued")))
+        << " again\n";
   }
   return kExitOk;
 }

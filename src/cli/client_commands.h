@@ -30,6 +30,7 @@ struct ClientOptions {
   std::string token_file;   // --token-file FILE
   std::string config_file;  // --config FILE
   bool json = false;        // --json
+  bool verbose = false;     // --verbose: say where config, server and token came from
 };
 
 struct Endpoint {
@@ -37,13 +38,29 @@ struct Endpoint {
   std::string token;  // "" = send no Authorization header
 };
 
+// Where the parts of an Endpoint came from, in words for people (--verbose),
+// and what they should be warned about. Never holds the token itself.
+struct EndpointTrail {
+  std::string config;  // "./orchestrator.toml", "none (no ./orchestrator.toml here)", ...
+  std::string server;  // "http://127.0.0.1:8080 from server.listen in /etc/o.toml"
+  std::string token;   // "from --token-file /root/token", "none", ...
+  std::vector<std::string> warnings;  // shown with or without --verbose
+};
+
 // Where to send requests: --server, else ORCH_URL, else the config's listen
 // (or unix_socket). The token comes from --token-file, else ORCH_TOKEN_FILE
 // (both must be readable), else the config's token_file when readable. The
-// config (--config FILE or ./orchestrator.toml) is read only when needed.
-// kInvalidArgument with a printable message on bad input.
+// config is read only when needed: --config FILE is the user's choice and is
+// used even when others may write it (with a warning); ./orchestrator.toml is
+// used only when it is a regular file, not a symlink, owned by the user or
+// root and writable by no one else. Anyone else's is ignored as if absent
+// (with a warning), so it can neither name the server nor make the client
+// read and send a token. A token_file that is only the built-in default is
+// read under the same rule. kInvalidArgument with a printable message on bad
+// input; `trail`, when given, is filled as far as resolution got.
 Result<Endpoint> ResolveEndpoint(const ClientOptions& options,
-                                 const std::map<std::string, std::string>& env);
+                                 const std::map<std::string, std::string>& env,
+                                 EndpointTrail* trail = nullptr);
 
 // Registers the client subcommands on `app`; holds the parsed values, so it
 // must outlive app.parse().

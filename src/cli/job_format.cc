@@ -3,26 +3,38 @@
 #include <cstring>
 #include <sstream>
 
+#include "base/text_escape.h"
+
 namespace orch::cli {
 
 using nlohmann::json;
 
 namespace {
 
-// The field as display text: strings as they are, numbers and booleans
+// Every string from the server is shown through these: names, argv, env,
+// cwd, errors and reasons are the submitter's text, and a newline or an
+// escape sequence in them must neither break a table nor reach the
+// terminal of whoever looks. Strings are escaped (EscapeControls); other
+// values print as JSON with every non-ASCII character as \uXXXX.
+std::string Shown(const std::string& text) { return EscapeControls(text); }
+std::string Shown(const json& value) {
+  if (value.is_string()) return EscapeControls(value.get_ref<const std::string&>());
+  return value.dump(-1, ' ', /*ensure_ascii=*/true, json::error_handler_t::replace);
+}
+
+// The field as display text: strings escaped, numbers and booleans
 // formatted, missing and null as "-".
 std::string Text(const json& obj, const char* key) {
   if (!obj.is_object()) return "-";
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return "-";
-  if (it->is_string()) return it->get<std::string>();
   if (it->is_boolean()) return it->get<bool>() ? "yes" : "no";
   if (it->is_number_float()) {
     std::ostringstream s;
     s << it->get<double>();
     return s.str();
   }
-  return it->dump();
+  return Shown(*it);
 }
 
 bool Has(const json& obj, const char* key) {
@@ -65,7 +77,7 @@ std::string JoinIds(const json& ids) {
   if (!ids.is_array()) return out;
   for (const auto& id : ids) {
     if (!out.empty()) out += ", ";
-    out += id.is_string() ? id.get<std::string>() : id.dump();
+    out += Shown(id);
   }
   return out;
 }
@@ -85,8 +97,18 @@ std::string QuoteArgv(const json& argv) {
   std::string out;
   if (!argv.is_array()) return out;
   for (const auto& a : argv) {
-    std::string w = a.is_string() ? a.get<std::string>() : a.dump();
+    std::string w = a.is_string() ? a.get<std::string>() : Shown(a);
     if (!out.empty()) out += ' ';
+    if (NeedsEscaping(w)) {
+      // bash's $'...' reads EscapeControls' escapes back as the same bytes.
+      out += "$'";
+      for (char c : EscapeControls(w)) {
+        if (c == '\'') out += '\\';
+        out += c;
+      }
+      out += '\'';
+      continue;
+    }
     bool plain = !w.empty() && w.find_first_not_of(
                                    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                    "0123456789-_./=:,+@%") == std::string::npos;
@@ -116,7 +138,8 @@ std::string ApiErrorText(long status, const std::string& body) {
     return code == "-" ? msg : msg + " (" + code + ")";
   }
   std::string first = body.substr(0, body.find('\n'));
-  if (first.size() > 200) first = first.substr(0, 200) + "…";
+  bool cut = first.size() > 200;
+  first = Shown(first.substr(0, 200)) + (cut ? "…" : "");
   return first.empty() ? "HTTP " + std::to_string(status)
                        : "HTTP " + std::to_string(status) + ": " + first;
 }
@@ -144,7 +167,7 @@ std::string DescribeBlockedBy(const json& b, TimePoint now) {
     return "waiting until " + until + (tp ? " (" + RelativeTime(*tp, now) + ")" : "");
   }
   if (reason == "paused") return "the queue is paused";
-  return b.dump();
+  return Shown(b);
 }
 
 std::string RenderQueue(const json& q, TimePoint now, bool color) {
@@ -246,7 +269,7 @@ std::string RenderJob(const json& j, TimePoint now, bool color) {
     std::string env;
     for (const auto& [k, v] : j["env"].items()) {
       if (!env.empty()) env += " ";
-      env += k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+      env += Shown(k) + "=" + Shown(v);
     }
     field("env", env);
   }

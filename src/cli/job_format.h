@@ -2,6 +2,9 @@
 // a page of jobs, one job with its runs. Pure functions of the JSON and the
 // current time, so they are tested from strings; missing or null fields
 // print as "-" rather than failing, since the server may be older or newer.
+// Every string from the server is printed through EscapeControls, so job
+// names, argv, env, cwd and errors can neither break a line nor send escape
+// sequences to the terminal.
 #pragma once
 
 #include <string>
@@ -26,7 +29,9 @@ std::string RenderJob(const nlohmann::json& job, TimePoint now, bool color);
 std::string DescribeBlockedBy(const nlohmann::json& blocked_by, TimePoint now);
 
 // argv as a shell would need it typed: words with special characters are
-// single-quoted. For display only; jobs are never run through a shell.
+// single-quoted, words with control characters (or a backslash, or bytes
+// that are not UTF-8) are written $'...' with EscapeControls' escapes, as
+// bash reads them. For display only; jobs are never run through a shell.
 std::string QuoteArgv(const nlohmann::json& argv);
 
 // The message of an API error body {"error":{"code","message"}}, as

@@ -385,17 +385,24 @@ std::string Where(const std::string& file, const toml::source_region& r) {
   return file + ":" + std::to_string(r.begin.line) + ":" + std::to_string(r.begin.column);
 }
 
-void ApplyFile(const std::string& file, LoadedConfig& out) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    out.errors.push_back(file + ": cannot read config file: " + std::strerror(errno));
-    return;
+void ApplyFile(const std::string& file, const std::optional<std::string>& given_text,
+               LoadedConfig& out) {
+  std::string text;
+  if (given_text) {
+    text = *given_text;
+  } else {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      out.errors.push_back(file + ": cannot read config file: " + std::strerror(errno));
+      return;
+    }
+    std::stringstream buf;
+    buf << in.rdbuf();
+    text = buf.str();
   }
-  std::stringstream buf;
-  buf << in.rdbuf();
   toml::table root;
   try {
-    root = toml::parse(buf.str(), file);
+    root = toml::parse(text, file);
   } catch (const toml::parse_error& e) {
     out.errors.push_back(Where(file, e.source()) + ": not valid TOML: " +
                          std::string(e.description()));
@@ -497,7 +504,7 @@ LoadedConfig LoadConfig(const ConfigInputs& inputs) {
   }
   if (!file.empty()) {
     out.file = file;
-    ApplyFile(file, out);
+    ApplyFile(file, inputs.file_text, out);
   }
 
   for (const auto& d : Defs()) {

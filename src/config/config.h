@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -76,7 +77,11 @@ struct LoadedConfig {
 
 struct ConfigInputs {
   std::string file;  // path given with --config; "" = ./orchestrator.toml when present
-  bool file_required = false;                   // true when --config was given explicitly
+  bool file_required = false;  // true: read `file` only (none when "")
+  // The file's content when the caller has read (and judged) it already, as
+  // the client does (cli/client_commands.cc); `file` then only names it in
+  // messages and anchors its relative paths.
+  std::optional<std::string> file_text;
   std::map<std::string, std::string> env;       // normally the process environment
   std::vector<std::pair<std::string, std::string>> flags;  // key -> value, from --set etc.
 };

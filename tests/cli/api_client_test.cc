@@ -171,6 +171,33 @@ TEST(ResolveEndpoint, BrokenExplicitConfigIsAnErrorNamingTheKey) {
       << ep.status().message();
 }
 
+TEST(ResolveEndpoint, TrailNamesWhereEachPartCameFromButNeverTheToken) {
+  test::TempDir dir;
+  test::WriteFile(dir.File("token"), "s3cret\n");
+  test::WriteFile(dir.File("o.toml"),
+                  "[server]\nlisten = \"127.0.0.1:3333\"\ntoken_file = \"token\"\n");
+  ClientOptions o;
+  o.config_file = dir.File("o.toml");
+  EndpointTrail trail;
+  auto ep = ResolveEndpoint(o, {{"ORCH_LISTEN", "127.0.0.1:4444"}}, &trail);
+  ASSERT_TRUE(ep.ok()) << ep.status().message();
+  EXPECT_EQ("s3cret", ep->token);
+  EXPECT_EQ(dir.File("o.toml") + " (--config)", trail.config);
+  EXPECT_EQ("http://127.0.0.1:4444 from $ORCH_LISTEN", trail.server);
+  EXPECT_EQ("from server.token_file in " + dir.File("o.toml") + " (" + dir.File("token") + ")",
+            trail.token);
+  EXPECT_TRUE(trail.warnings.empty());
+
+  o.server = "http://127.0.0.1:5555";
+  o.token_file = dir.File("token");
+  o.config_file = "";
+  ep = ResolveEndpoint(o, {}, &trail);
+  ASSERT_TRUE(ep.ok()) << ep.status().message();
+  EXPECT_EQ("http://127.0.0.1:5555 from --server", trail.server);
+  EXPECT_EQ("from --token-file " + dir.File("token"), trail.token);
+  EXPECT_EQ(std::string::npos, trail.config.find("orchestrator.toml")) << trail.config;
+}
+
 TEST(ResolveEndpoint, BadServerUrlIsAnError) {
   ClientOptions o;
   o.server = "ftp://x:1";

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace orch::cli {
 namespace {
 
@@ -133,6 +135,81 @@ TEST(RenderQueue, CountsLimitsRunningAndReaper) {
   EXPECT_TRUE(Contains(out, "timeouts 1")) << out;
   EXPECT_TRUE(Contains(out, "last tick 1s ago")) << out;
   EXPECT_TRUE(Contains(out, "up 1h00m")) << out;
+}
+
+// No byte below 0x20 (but the line ends) and no DEL: nothing that moves
+// the cursor, ends a line early or starts an escape sequence.
+bool TerminalSafe(const std::string& out) {
+  for (unsigned char c : out) {
+    if ((c < 0x20 && c != '\n') || c == 0x7f) return false;
+  }
+  return true;
+}
+
+json HostileJob() {
+  json j = SampleJob();
+  j["name"] = "x\n2026-11-28T06:00:00.000Z forged";
+  j["argv"] = {"sh", "-c", "echo \x1b[31mred\x1b[0m", "it's\ttabbed"};
+  j["env"] = {{"K\x1b]0;title\x07", "v\r\nw"}};
+  j["cwd"] = "/srv/\x1b[2J";
+  j["serial_key"] = "db\x08\x08";
+  j["error"] = "spawn failed:\n\x1b[1mbold";
+  j["idempotency_key"] = "k\x7f";
+  j["runs"][0]["reason"] = "exit\x1b[0m\nstatus 1";
+  return j;
+}
+
+TEST(QuoteArgv, ControlCharactersUseBashAnsiCQuoting) {
+  EXPECT_EQ("printf $'a\\nb\\x1b[31m' $'it\\'s\\t' $'back\\\\slash'",
+            QuoteArgv(json::array({"printf", "a\nb\x1b[31m", "it's\t", "back\\slash"})));
+}
+
+TEST(RenderJob, EscapesEveryStringFromTheServer) {
+  std::string out = RenderJob(HostileJob(), Now(), false);
+  EXPECT_TRUE(TerminalSafe(out)) << out;
+  EXPECT_TRUE(Contains(out, "job 12  x\\n2026-11-28T06:00:00.000Z forged  failed\n")) << out;
+  EXPECT_TRUE(Contains(out, "$'echo \\x1b[31mred\\x1b[0m' $'it\\'s\\ttabbed'")) << out;
+  EXPECT_TRUE(Contains(out, "K\\x1b]0;title\\x07=v\\r\\nw")) << out;
+  EXPECT_TRUE(Contains(out, "/srv/\\x1b[2J")) << out;
+  EXPECT_TRUE(Contains(out, "db\\x08\\x08")) << out;
+  EXPECT_TRUE(Contains(out, "spawn failed:\\n\\x1b[1mbold")) << out;
+  EXPECT_TRUE(Contains(out, "k\\x7f")) << out;
+  EXPECT_TRUE(Contains(out, "exit\\x1b[0m\\nstatus 1")) << out;
+}
+
+TEST(RenderJobList, EscapesEveryStringFromTheServer) {
+  std::string out = RenderJobList(json{{"jobs", json::array({HostileJob()})}}, Now(), false);
+  EXPECT_TRUE(TerminalSafe(out)) << out;
+  EXPECT_EQ(2, std::count(out.begin(), out.end(), '\n')) << out;  // header and one row
+  EXPECT_TRUE(Contains(out, "x\\n2026-11-28T06:00")) << out;
+  EXPECT_TRUE(Contains(out, "db\\x08\\x08")) << out;
+  EXPECT_TRUE(Contains(out, "\\x1b[31mred")) << out;
+}
+
+TEST(RenderQueue, EscapesEveryStringFromTheServer) {
+  json q = {{"running", {{{"id", 1}, {"serial_key", "k\n\x1b[H"}, {"started_at", "\x1b[2J"}}}},
+            {"reaper", {{"last_tick_at", "now\r"}}},
+            {"supervisor", {{"version", "1\x1b[8m"}, {"incarnation", "i\n"}}}};
+  std::string out = RenderQueue(q, Now(), false);
+  EXPECT_TRUE(TerminalSafe(out)) << out;
+  EXPECT_TRUE(Contains(out, "k\\n\\x1b[H")) << out;
+  EXPECT_TRUE(Contains(out, "version 1\\x1b[8m")) << out;
+  EXPECT_TRUE(Contains(out, "incarnation i\\n")) << out;
+}
+
+TEST(ApiErrorText, EscapesTheServersText) {
+  EXPECT_EQ("bad \\x1b[31mfield\\n (invalid\\r)",
+            ApiErrorText(400,
+                         "{\"error\":{\"code\":\"invalid\\r\",\"message\":\"bad "
+                         "\\u001b[31mfield\\n\"}}"));
+  EXPECT_EQ("HTTP 502: Bad \\x1b[5mGateway", ApiErrorText(502, "Bad \x1b[5mGateway\n<html>"));
+}
+
+TEST(DescribeBlockedBy, EscapesTheKeyAndUnknownReasons) {
+  EXPECT_EQ(
+      "serial_key \"a\\nb\" is held by run 7",
+      DescribeBlockedBy(json{{"reason", "serial_key"}, {"key", "a\nb"}, {"run_id", 7}}, Now()));
+  EXPECT_EQ(R"({"reason":"new\u001b"})", DescribeBlockedBy(json{{"reason", "new\x1b"}}, Now()));
 }
 
 }  // namespace

@@ -158,5 +158,41 @@ TEST_F(CliE2e, LogsFollowPrintsEverythingUntilTheJobEnds) {
   EXPECT_EQ("two\n", err.out);
 }
 
+// Regression for the security issue "control characters reach the journal and
+// the admin's terminal": a job name with a newline forged a whole log line,
+// and `show` printed names and argv raw, escape sequences included.
+TEST_F(CliE2e, ControlCharactersFromJobsAreEscapedInTheLogAndInEveryTable) {
+  const std::string forged = "2026-01-01T00:00:00.000Z error forged line";
+  json spec = {{"name", "x\n" + forged},
+               {"argv", {"sh", "-c", "true", "\x1b[31mred\x1b[0m"}},
+               {"cwd", dir_.path()}};
+  int64_t id = daemon_.Submit(spec);
+  ASSERT_GT(id, 0);
+  ASSERT_TRUE(daemon_.WaitStatus(id, "succeeded"));
+
+  // The daemon's text log: the submission is one line, with the name escaped.
+  std::string log = daemon_.Log();
+  EXPECT_FALSE(Contains(log, "\n" + forged)) << log;
+  EXPECT_TRUE(Contains(log, "name=x\\n" + forged)) << log;
+
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"show", std::to_string(id)}, {"jobs"}}) {
+    CommandResult r = Cli(args);
+    SCOPED_TRACE(args[0]);
+    EXPECT_EQ(0, r.exit_code) << r.err;
+    EXPECT_FALSE(Contains(r.out, "\x1b")) << r.out;  // NO_COLOR is moot: stdout is a file
+    EXPECT_FALSE(Contains(r.out, "\n" + forged)) << r.out;
+    EXPECT_TRUE(Contains(r.out, "x\\n2026-01-01T00:00")) << r.out;
+    EXPECT_TRUE(Contains(r.out, "\\x1b[31mred")) << r.out;
+  }
+
+  // --json stays the exact data, for scripts.
+  CommandResult j = Cli({"show", std::to_string(id), "--json"});
+  ASSERT_EQ(0, j.exit_code) << j.err;
+  json job = json::parse(j.out, nullptr, false);
+  EXPECT_EQ("x\n" + forged, job.value("name", "")) << j.out;
+  EXPECT_EQ("\x1b[31mred\x1b[0m", job["argv"][3]) << j.out;
+}
+
 }  // namespace
 }  // namespace orch::test
