@@ -27,6 +27,9 @@ namespace {
 constexpr auto kFollowInterval = std::chrono::milliseconds(500);
 
 constexpr char kImplicitConfig[] = "./orchestrator.toml";
+// Where the package installs the daemon's config: used when the current
+// directory has none, so that the CLI finds the daemon and its token.
+constexpr char kSystemConfig[] = "/etc/orchestrator/orchestrator.toml";
 
 // The token is the file's content without surrounding whitespace.
 Result<std::string> TokenFromText(const std::string& path, const std::string& t) {
@@ -71,6 +74,15 @@ LoadedConfig LoadClientConfig(const ClientOptions& options,
     return LoadConfig(in);
   }
   auto f = ReadFileForUser(kImplicitConfig, geteuid(), Symlinks::kRefuse);
+  if (!f.ok() && f.status().code() == Code::kNotFound) {
+    auto system = ReadFileForUser(kSystemConfig, geteuid(), Symlinks::kFollow);
+    if (system.ok() && system->distrust.empty()) {
+      in.file = kSystemConfig;
+      in.file_text = system->text;
+      trail->config = kSystemConfig;
+      return LoadConfig(in);
+    }
+  }
   if (f.ok() && f->distrust.empty()) {
     in.file = kImplicitConfig;
     in.file_text = f->text;

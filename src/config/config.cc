@@ -15,6 +15,8 @@
 
 #include <toml++/toml.h>
 
+#include "base/trusted_file.h"
+
 extern char** environ;
 
 namespace orch {
@@ -498,13 +500,23 @@ LoadedConfig LoadConfig(const ConfigInputs& inputs) {
   for (const auto& d : Defs()) out.sources[FullName(d)] = ConfigSource::kDefault;
 
   std::string file = inputs.file;
+  std::optional<std::string> text = inputs.file_text;
   if (file.empty() && !inputs.file_required) {
-    std::error_code ec;
-    if (fs::exists("orchestrator.toml", ec)) file = "orchestrator.toml";
+    // Found, not named: used only when nobody but this user or root can have
+    // written it (a config planted in /tmp must not configure a root daemon).
+    auto found = ReadFileForUser("orchestrator.toml", geteuid(), Symlinks::kRefuse);
+    if (found.ok() && found->distrust.empty()) {
+      file = "orchestrator.toml";
+      text = std::move(found->text);
+    } else if (found.ok() || found.status().code() != Code::kNotFound) {
+      out.errors.push_back(
+          "./orchestrator.toml: " + (found.ok() ? found->distrust : found.status().message()) +
+          "; refusing to use it (pass --config to use it anyway)");
+    }
   }
   if (!file.empty()) {
     out.file = file;
-    ApplyFile(file, inputs.file_text, out);
+    ApplyFile(file, text, out);
   }
 
   for (const auto& d : Defs()) {

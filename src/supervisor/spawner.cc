@@ -61,7 +61,11 @@ struct ChildReport {
 // the child may not allocate (another thread of the parent could have held
 // the malloc lock at the moment of the copy).
 struct ChildPlan {
-  const char* path = nullptr;
+  // Where argv[0] may be, in PATH order: tried one by one in the child, after
+  // the switch to the job's user, as execvp would (permissions are the job
+  // user's; the daemon never probes the filesystem as root for it).
+  const char* const* candidates = nullptr;
+  size_t ncandidates = 0;
   char* const* argv = nullptr;
   char* const* envp = nullptr;
   const char* cwd = nullptr;  // nullptr = keep the parent's
@@ -162,8 +166,21 @@ void CloseFrom(unsigned first, unsigned last, int max_fd) {
   sigemptyset(&empty);
   sigprocmask(SIG_SETMASK, &empty, nullptr);
 
-  execve(p.path, p.argv, p.envp);
-  ReportAndExit(p.report_fd, kStageExec, errno);
+  int err = ENOENT;
+  bool denied = false;
+  for (size_t i = 0; i < p.ncandidates; ++i) {
+    execve(p.candidates[i], p.argv, p.envp);
+    err = errno;
+    if (err == EACCES) {
+      denied = true;
+    } else if (err != ENOENT && err != ENOTDIR && err != ELOOP && err != ENAMETOOLONG) {
+      break;  // found, but it cannot run: that is the answer
+    }
+  }
+  if (denied && (err == ENOENT || err == ENOTDIR || err == ELOOP || err == ENAMETOOLONG)) {
+    err = EACCES;
+  }
+  ReportAndExit(p.report_fd, kStageExec, err);
 }
 
 SpawnOutcome Fail(int err, int shell_code, std::string message, bool host_fault) {
@@ -207,35 +224,26 @@ int OutputFd(int fd) {
   return fcntl(fd, F_DUPFD_CLOEXEC, 3);
 }
 
-struct Resolved {
-  std::string path;  // empty when not found
-};
-
-// execvp's search, done in the parent against the JOB's PATH. The first
-// regular executable file wins; failing that, the first regular file found
-// is returned so that execve reports its real error (EACCES). Relative PATH
-// entries are skipped: they would be resolved against the daemon's cwd here
-// and the job's cwd in the child.
-Resolved ResolveExecutable(const std::string& name, const std::map<std::string, std::string>& env) {
+// The paths execve tries for argv[0]: itself when it has a '/', else each
+// absolute directory of the JOB's PATH (not the daemon's; when env has no
+// PATH: kDefaultPath) joined with it. Relative PATH entries are skipped: they
+// would mean the daemon's cwd here and the job's cwd in the child.
+std::vector<std::string> ExecCandidates(const std::string& name,
+                                        const std::map<std::string, std::string>& env) {
   if (name.find('/') != std::string::npos) return {name};
   if (name.empty()) return {};
   auto it = env.find("PATH");
   std::string search = it != env.end() ? it->second : kDefaultPath;
-  std::string first_file;
+  std::vector<std::string> out;
   size_t pos = 0;
   while (pos <= search.size()) {
     size_t end = search.find(':', pos);
     if (end == std::string::npos) end = search.size();
     std::string dir = search.substr(pos, end - pos);
     pos = end + 1;
-    if (dir.empty() || dir[0] != '/') continue;
-    std::string candidate = dir + "/" + name;
-    struct stat st {};
-    if (stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    if (access(candidate.c_str(), X_OK) == 0) return {candidate};
-    if (first_file.empty()) first_file = candidate;
+    if (!dir.empty() && dir[0] == '/') out.push_back(dir + "/" + name);
   }
-  return {first_file};
+  return out;
 }
 
 }  // namespace
@@ -342,8 +350,10 @@ void ForceForkFallbackForTest(bool on) { force_fork_fallback.store(on); }
 
 SpawnOutcome Spawn(const SpawnRequest& req) {
   if (req.argv.empty()) return Fail(EINVAL, 127, "exec: empty argv", false);
-  Resolved exe = ResolveExecutable(req.argv[0], req.env);
-  if (exe.path.empty()) {
+  std::vector<std::string> candidates = ExecCandidates(req.argv[0], req.env);
+  std::vector<const char*> candidate_ptrs;
+  for (const auto& c : candidates) candidate_ptrs.push_back(c.c_str());
+  if (candidates.empty()) {
     return Fail(ENOENT, 127, "exec " + req.argv[0] + ": " + ErrText(ENOENT), false);
   }
 
@@ -383,7 +393,8 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
   }
 
   ChildPlan plan;
-  plan.path = exe.path.c_str();
+  plan.candidates = candidate_ptrs.data();
+  plan.ncandidates = candidate_ptrs.size();
   plan.argv = argv.data();
   plan.envp = envp.data();
   plan.cwd = req.cwd.empty() ? nullptr : req.cwd.c_str();

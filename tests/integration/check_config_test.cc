@@ -1,5 +1,6 @@
 // `orchestrator check-config` against the real binary.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "support/test_util.h"
 
@@ -59,6 +60,33 @@ TEST(Cli, VersionAndHelpWork) {
 TEST(Cli, UnknownSubcommandIsAUsageError) {
   auto r = RunCommand({OrchestratorBinary(), "frobnicate"});
   EXPECT_EQ(2, r.exit_code);
+}
+
+}  // namespace
+}  // namespace orch
+
+namespace orch {
+namespace {
+
+// A config found in the current directory (not named with --config) that
+// someone else could have written is refused, not used by a root daemon.
+TEST(CheckConfig, AnImplicitConfigSomeoneElseOwnsIsRefused) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to chown";
+  test::TempDir dir;
+  std::string planted = dir.File("orchestrator.toml");
+  test::WriteFile(planted, "[supervisor]\nmax_concurrency = 7\n");
+  ASSERT_EQ(0, chown(planted.c_str(), 65534, 65534));
+  auto r = RunCommand({"sh", "-c", "cd '" + dir.path() + "' && exec '" + OrchestratorBinary() +
+                                       "' check-config"});
+  EXPECT_EQ(2, r.exit_code) << r.out;
+  EXPECT_NE(std::string::npos, r.err.find("refusing to use it")) << r.err;
+  EXPECT_EQ(std::string::npos, r.out.find("max_concurrency = 7"));
+
+  ASSERT_EQ(0, chown(planted.c_str(), 0, 0));
+  auto owned = RunCommand({"sh", "-c", "cd '" + dir.path() + "' && exec '" +
+                                           OrchestratorBinary() + "' check-config"});
+  EXPECT_EQ(0, owned.exit_code) << owned.err;
+  EXPECT_NE(std::string::npos, owned.out.find("max_concurrency = 7")) << owned.out;
 }
 
 }  // namespace

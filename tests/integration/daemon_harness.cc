@@ -105,7 +105,7 @@ Daemon::~Daemon() {
 void Daemon::SetEnv(std::vector<std::string> env) { env_ = std::move(env); }
 
 std::string Daemon::Token() const {
-  std::string t = ReadFile(dir_.File("var/token"));
+  std::string t = ReadFile(token_file_.empty() ? dir_.File("var/token") : token_file_);
   while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
   return t;
 }

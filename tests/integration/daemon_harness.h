@@ -64,8 +64,9 @@ class Daemon {
     headers.push_back("Content-Type: application/json");
     return HttpCall("POST", url() + path, body, headers);
   }
-  // The token in var/token ("" when there is none).
+  // The token in var/token, or the file UseTokenFile() named ("" when none).
   std::string Token() const;
+  void UseTokenFile(std::string path) { token_file_ = std::move(path); }
   // {"Authorization: Bearer <token>"} or {} without a token.
   std::vector<std::string> Auth() const;
   // POST /jobs; returns the job id or -1.
@@ -84,6 +85,7 @@ class Daemon {
   const TempDir& dir_;
   std::string binary_ = OrchestratorBinary();
   std::string config_path_, log_path_;
+  std::string token_file_;  // "" = <dir>/var/token
   std::vector<std::string> env_;
   pid_t pid_ = -1;
   bool wrapped_ = false;

@@ -2,6 +2,8 @@
 // packaged config and the Dockerfile. Each test process builds the package
 // once with `cpack` into a temporary directory (the build tree's own .deb is
 // left alone); tests that need a tool this machine lacks are skipped, naming it.
+#include <grp.h>
+#include <sys/stat.h>
 #include <gtest/gtest.h>
 
 #include "integration/daemon_harness.h"
@@ -191,27 +193,41 @@ TEST_F(Package, ReadmeWalkthroughWorksFromTheUnpackedPackage) {
   ASSERT_EQ(0, RunCommand({"dpkg-deb", "-x", *deb_, root.path()}).exit_code);
   std::string bin = root.File("usr/bin/orchestrator");
   std::string state = root.File("var/lib/orchestrator");
-  test::Daemon d(root, "", {"ORCH_DB_PATH=" + state + "/orchestrator.db",
-                            "ORCH_SUPERVISOR_LOG_DIR=" + state + "/logs",
-                            "ORCH_LISTEN=127.0.0.1:0"});
-  d.UseBinary(bin, root.File("etc/orchestrator/orchestrator.toml"));
+  // The packaged config, with the state it names moved under the temp root.
+  std::vector<std::string> state_env = {"ORCH_DB_PATH=" + state + "/orchestrator.db",
+                                        "ORCH_SUPERVISOR_LOG_DIR=" + state + "/logs",
+                                        "ORCH_SERVER_TOKEN_FILE=" + state + "/token",
+                                        "ORCH_LISTEN=127.0.0.1:0"};
+  test::Daemon d(root, "", state_env);
+  std::string config = root.File("etc/orchestrator/orchestrator.toml");
+  d.UseBinary(bin, config);
+  d.UseTokenFile(state + "/token");
   ASSERT_TRUE(d.Start()) << d.Log();
+  ASSERT_TRUE(fs::exists(state + "/token")) << "the daemon made its token";
+  // The CLI finds server and token through the same config (on a real
+  // install /etc/orchestrator/orchestrator.toml, read by default).
   std::string server = "--server=" + d.url();
+  auto cli = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {"env", "ORCH_SERVER_TOKEN_FILE=" + state + "/token", bin};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv);
+  };
 
-  CommandResult submit = RunCommand({bin, "submit", server, "--name", "hello", "--", "sh", "-c",
-                                     "echo hello from the package"});
+  CommandResult submit = cli({"submit", server, "--config", config, "--name", "hello", "--", "sh",
+                              "-c", "echo hello from the package"});
   ASSERT_EQ(0, submit.exit_code) << submit.out << submit.err;
   std::string id = submit.out.substr(0, submit.out.find_first_of(" \n"));
   id.erase(0, id.find_first_of("0123456789"));
   ASSERT_FALSE(id.empty()) << submit.out;
   ASSERT_TRUE(d.WaitStatus(std::stoll(id), "succeeded")) << d.Log();
 
-  CommandResult status = RunCommand({bin, "status", server});
+  CommandResult status = cli({"status", server, "--config", config});
   EXPECT_EQ(0, status.exit_code) << status.err;
   EXPECT_TRUE(Contains(status.out, "succeeded")) << status.out;
-  CommandResult curl = RunCommand({"curl", "-s", d.url() + "/queue"});
+  CommandResult curl = RunCommand(
+      {"curl", "-s", "-H", "Authorization: Bearer " + d.Token(), d.url() + "/queue"});
   EXPECT_EQ(1, nlohmann::json::parse(curl.out)["counts"]["succeeded"]) << curl.out;
-  CommandResult logs = RunCommand({bin, "logs", server, id});
+  CommandResult logs = cli({"logs", server, "--config", config, id});
   EXPECT_EQ(0, logs.exit_code) << logs.err;
   EXPECT_EQ("hello from the package\n", logs.out);
   EXPECT_TRUE(fs::exists(state + "/orchestrator.db"));
@@ -239,12 +255,40 @@ TEST_F(Package, PostinstCreatesTheRunAsUserOnlyWhenConfiguredAndMissing) {
   CommandResult e = RunCommand({"dpkg-deb", "-e", *deb_, control.path()});
   ASSERT_EQ(0, e.exit_code) << e.err;
   ASSERT_TRUE(fs::exists(control.File("postinst")));
-  EXPECT_EQ("", PostinstSays(control.path(), "")) << "no run_as: no account";
-  EXPECT_EQ("", PostinstSays(control.path(), "root")) << "an existing user is left alone";
+  EXPECT_FALSE(Contains(PostinstSays(control.path(), ""), "creating system user"))
+      << "no run_as: no account";
+  EXPECT_FALSE(Contains(PostinstSays(control.path(), "root"), "creating system user"))
+      << "an existing user is left alone";
   std::string out = PostinstSays(control.path(), "orch-test-nouser:orch-test-nogroup");
   EXPECT_TRUE(Contains(out, "creating system user orch-test-nouser")) << out;
   EXPECT_TRUE(Contains(out, "creating system group orch-test-nogroup")) << out;
   EXPECT_FALSE(Contains(out, "not-this-one")) << "only [supervisor] run_as counts: " << out;
+}
+
+TEST_F(Package, PostinstMakesAnAPITokenOnlyTheCliGroupCanRead) {
+  TempDir control;
+  ASSERT_EQ(0, RunCommand({"dpkg-deb", "-e", *deb_, control.path()}).exit_code);
+  TempDir root;
+  CommandResult r = RunCommand({"sh", control.File("postinst"), "configure"},
+                               {"DPKG_ROOT=" + root.path(), "ORCH_POSTINST_DRY_RUN=1"});
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  std::string path = root.File("var/lib/orchestrator/token");
+  std::string token = test::ReadFile(path);
+  ASSERT_EQ(65u, token.size()) << token;
+  EXPECT_EQ(std::string::npos, token.substr(0, 64).find_first_not_of("0123456789abcdef"));
+  struct stat st {};
+  ASSERT_EQ(0, stat(path.c_str(), &st));
+  EXPECT_EQ(0u, st.st_mode & 0137) << std::oct << st.st_mode;  // at most 0640
+  if (getgrnam("orchestrator") == nullptr) {
+    EXPECT_TRUE(Contains(r.out, "creating system group orchestrator")) << r.out;
+  }
+  // An upgrade keeps the token.
+  ASSERT_EQ(0, RunCommand({"sh", control.File("postinst"), "configure"},
+                          {"DPKG_ROOT=" + root.path(), "ORCH_POSTINST_DRY_RUN=1"})
+                   .exit_code);
+  EXPECT_EQ(token, test::ReadFile(path));
+  EXPECT_TRUE(Contains(test::ReadFile(SourceDir() + "/packaging/orchestrator.toml"),
+                       "token_file = \"/var/lib/orchestrator/token\""));
 }
 
 // ---------------------------------------------------------------------------

@@ -125,9 +125,11 @@ constexpr RunEndRow kRunEndTable[] = {
     {O::kLost, false, Attempts::kBelowMax, S::kQueued, true, NotBefore::kRetryAt},
     {O::kLost, false, Attempts::kAtMax, S::kFailed, true, NotBefore::kUnchanged},
     {O::kLost, false, Attempts::kAboveMax, S::kFailed, true, NotBefore::kUnchanged},
-    {O::kInterrupted, false, Attempts::kBelowMax, S::kQueued, false, NotBefore::kNow},
-    {O::kInterrupted, false, Attempts::kAtMax, S::kQueued, false, NotBefore::kNow},
-    {O::kInterrupted, false, Attempts::kAboveMax, S::kQueued, false, NotBefore::kNow},
+    // Interrupted: attempt given back; runnable at once unless the caller asks
+    // for a later start (kRetryAt here; a host fault does), see below.
+    {O::kInterrupted, false, Attempts::kBelowMax, S::kQueued, false, NotBefore::kRetryAt},
+    {O::kInterrupted, false, Attempts::kAtMax, S::kQueued, false, NotBefore::kRetryAt},
+    {O::kInterrupted, false, Attempts::kAboveMax, S::kQueued, false, NotBefore::kRetryAt},
     // A requested cancel wins over every outcome.
     {O::kSucceeded, true, Attempts::kBelowMax, S::kCancelled, true, NotBefore::kUnchanged},
     {O::kSucceeded, true, Attempts::kAtMax, S::kCancelled, true, NotBefore::kUnchanged},
@@ -213,6 +215,15 @@ TEST(JobStateMachine, RunEndFollowsTheTableForEveryStatusOutcomeCancelAndAttempt
     }
   }
   EXPECT_EQ(5 * 8 * 2 * 3, checked);
+}
+
+TEST(JobStateMachine, AnInterruptedRunIsRunnableAtOnceUnlessALaterStartIsAsked) {
+  JobState running = StateWith(S::kRunning, 1, false);
+  for (int64_t retry : {int64_t{0}, kNow - 1, kNow}) {
+    auto r = TransitionOnRunEnd(running, O::kInterrupted, kNow, retry);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(std::optional<int64_t>(kNow), r->not_before) << retry;
+  }
   EXPECT_EQ(8 * 2 * 3, static_cast<int>(std::size(kRunEndTable)));
 }
 

@@ -337,13 +337,18 @@ TEST(SqliteStore, InterruptedRequeuesNowWithoutSpendingAnAttempt) {
   for (int i = 0; i < 3; ++i) {
     Claimed c = MustClaim(store.get(), Claim(2000 + i));
     EXPECT_EQ(1, c.job.attempts);
-    auto r = store->FinishRun(EndOf(c, RunOutcome::kInterrupted, 2000 + i, 999999));
+    auto r = store->FinishRun(EndOf(c, RunOutcome::kInterrupted, 2000 + i, 0));
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(JobStatus::kQueued, r->job_status);
     Job j = *store->GetJob(id);
     EXPECT_EQ(0, j.attempts);
     EXPECT_EQ(2000 + i, j.not_before) << "interrupted jobs are claimable at once";
   }
+  // ... unless the run end asks for a later start (a host fault).
+  Claimed c = MustClaim(store.get(), Claim(3000));
+  ASSERT_TRUE(store->FinishRun(EndOf(c, RunOutcome::kInterrupted, 3000, 7000)).ok());
+  EXPECT_EQ(7000, store->GetJob(id)->not_before);
+  EXPECT_EQ(0, store->GetJob(id)->attempts);
 }
 
 TEST(SqliteStore, FinishForOldRunAfterNewerClaimIsGuardMissedAndChangesNothing) {

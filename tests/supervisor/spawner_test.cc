@@ -408,6 +408,39 @@ TEST_P(Spawner, CwdIsEnteredAsTheJobUser) {
   EXPECT_TRUE(Contains(out.failure.message, "cwd " + private_dir)) << out.failure.message;
 }
 
+// The PATH search happens in the child as the job's user: whether a program
+// exists in a directory only root may enter must not show.
+TEST_P(Spawner, PathIsSearchedAsTheJobUser) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  std::string private_dir = dir_.File("root-only");
+  ASSERT_EQ(0, mkdir(private_dir.c_str(), 0700));
+  WriteFile(private_dir + "/present", "#!/bin/sh\nexit 0\n");
+  ASSERT_EQ(0, chmod((private_dir + "/present").c_str(), 0755));
+  std::vector<SpawnFailure> failures;
+  for (const char* name : {"present", "absent"}) {
+    TestRequest req = RequestFor(dir_, {name});
+    req.env = {{"PATH", private_dir + ":/usr/bin:/bin"}};
+    req.drop_privileges = true;
+    req.uid = 65534;
+    req.gid = 65534;
+    req.groups = {65534};
+    SpawnOutcome out = Spawn(req);
+    ASSERT_FALSE(out.ok) << name;
+    failures.push_back(out.failure);
+  }
+  EXPECT_EQ(EACCES, failures[0].err) << failures[0].message;
+  EXPECT_EQ(failures[0].err, failures[1].err) << failures[1].message;
+  EXPECT_EQ(failures[0].shell_code, failures[1].shell_code);
+  EXPECT_FALSE(failures[0].host_fault);
+
+  // And as root the same search finds it.
+  TestRequest root = RequestFor(dir_, {"present"});
+  root.env = {{"PATH", private_dir + ":/usr/bin:/bin"}};
+  auto info = RunToExit(root);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(0, info->ShellCode());
+}
+
 TEST_P(Spawner, DropPrivilegesToNobody) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root";
   TestRequest req = RequestFor(dir_, {"/usr/bin/id"});
