@@ -325,5 +325,19 @@ TEST(HttpTypes, ErrorResponseHasTheApiShape) {
   EXPECT_EQ(R"({"error":{"code":"payload_too_large","message":"too \"big\""}})", r.body);
 }
 
+TEST(HttpParser, WhitespaceBeforeAHeaderColonIs400WhateverTheSplit) {
+  for (size_t step : {size_t{0}, size_t{1}, size_t{3}}) {
+    Outcome o = Parse("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n"
+                      "0\r\n\r\n",
+                      step);
+    EXPECT_TRUE(o.failed) << step;
+    EXPECT_EQ(400, o.error.status);
+    EXPECT_TRUE(o.requests.empty());
+  }
+  Outcome fine = Parse("GET / HTTP/1.1\r\nHost: x\r\nX-A:  spaced  value \r\n\r\n");
+  ASSERT_EQ(1u, fine.requests.size());
+  EXPECT_EQ("spaced  value", fine.requests[0].Header("x-a"));
+}
+
 }  // namespace
 }  // namespace orch
