@@ -92,6 +92,13 @@ class Daemon {
   std::string address_;
 };
 
+// A raw TCP connection to "IP:PORT" with a 5 s receive timeout (for
+// hostile-client tests); -1 when it cannot connect.
+int ConnectTcp(const std::string& address);
+// Reads until the peer closes or the receive timeout passes; on a timeout
+// "TIMEOUT" is appended to what was read.
+std::string ReadUntilClosed(int fd);
+
 // Host pid of a process in a child PID namespace whose innermost pid is
 // `ns_pid` and whose command line contains `marker`; -1 when none.
 pid_t FindInNamespace(pid_t ns_pid, const std::string& marker);

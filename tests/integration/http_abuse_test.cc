@@ -17,31 +17,6 @@ namespace {
 using test::Daemon;
 using test::TempDir;
 
-int Connect(const std::string& address) {
-  size_t colon = address.rfind(':');
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
-  inet_pton(AF_INET, address.substr(0, colon).c_str(), &sa.sin_addr);
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    close(fd);
-    return -1;
-  }
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
-// Reads until the peer closes (or the 5 s receive timeout).
-std::string ReadAll(int fd) {
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  return out;
-}
-
 double HealthzMs(const Daemon& d) {
   auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(200, d.Get("/healthz").status);
@@ -52,11 +27,11 @@ TEST(HttpAbuse, GarbageGets400AndTheConnectionIsClosed) {
   TempDir dir;
   Daemon d(dir);
   ASSERT_TRUE(d.Start()) << d.Log();
-  int fd = Connect(d.address());
+  int fd = test::ConnectTcp(d.address());
   ASSERT_GE(fd, 0);
   std::string garbage = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n";
   ASSERT_EQ(static_cast<ssize_t>(garbage.size()), write(fd, garbage.data(), garbage.size()));
-  std::string reply = ReadAll(fd);
+  std::string reply = test::ReadUntilClosed(fd);
   close(fd);
   EXPECT_EQ(0u, reply.find("HTTP/1.1 400 ")) << reply;
   EXPECT_NE(std::string::npos, reply.find("\"error\""));
@@ -67,7 +42,7 @@ TEST(HttpAbuse, ARequestSentOneByteAtATimeIsAnswered) {
   TempDir dir;
   Daemon d(dir);
   ASSERT_TRUE(d.Start()) << d.Log();
-  int fd = Connect(d.address());
+  int fd = test::ConnectTcp(d.address());
   ASSERT_GE(fd, 0);
   std::string body = "{\"argv\":[\"true\"]}";
   std::string req = "POST /jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
@@ -75,7 +50,7 @@ TEST(HttpAbuse, ARequestSentOneByteAtATimeIsAnswered) {
                     "Connection: close\r\nContent-Length: " + std::to_string(body.size()) +
                     "\r\n\r\n" + body;
   for (char c : req) ASSERT_EQ(1, write(fd, &c, 1));
-  std::string reply = ReadAll(fd);
+  std::string reply = test::ReadUntilClosed(fd);
   close(fd);
   EXPECT_EQ(0u, reply.find("HTTP/1.1 201 ")) << reply;
 }
@@ -86,7 +61,7 @@ TEST(HttpAbuse, FiveHundredIdleConnectionsDoNotSlowHealthz) {
   ASSERT_TRUE(d.Start()) << d.Log();
   std::vector<int> idle;
   for (int i = 0; i < 500; ++i) {
-    int fd = Connect(d.address());
+    int fd = test::ConnectTcp(d.address());
     ASSERT_GE(fd, 0) << i;
     idle.push_back(fd);
   }
@@ -104,14 +79,14 @@ TEST(HttpAbuse, IdleAndSlowClientsAreCutAfterTheIdleTimeout) {
   TempDir dir;
   Daemon d(dir, "[server]\nidle_timeout_ms = 300\n");
   ASSERT_TRUE(d.Start()) << d.Log();
-  int idle = Connect(d.address());
-  int slow = Connect(d.address());
+  int idle = test::ConnectTcp(d.address());
+  int slow = test::ConnectTcp(d.address());
   ASSERT_GE(idle, 0);
   ASSERT_GE(slow, 0);
   ASSERT_GT(write(slow, "GET /healthz HTTP/1.1\r\n", 23), 0);
   auto start = std::chrono::steady_clock::now();
-  ReadAll(idle);  // returns when the daemon closes it
-  std::string slow_reply = ReadAll(slow);
+  test::ReadUntilClosed(idle);  // returns when the daemon closes it
+  std::string slow_reply = test::ReadUntilClosed(slow);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));
   // The slow client had begun a request: it is told why before the close.
   EXPECT_EQ(0u, slow_reply.find("HTTP/1.1 408 ")) << slow_reply;

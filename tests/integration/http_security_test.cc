@@ -25,37 +25,6 @@ using test::ReadFile;
 using test::TempDir;
 using test::WaitFor;
 
-int Connect(const std::string& address) {
-  size_t colon = address.rfind(':');
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
-  inet_pton(AF_INET, address.substr(0, colon).c_str(), &sa.sin_addr);
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    close(fd);
-    return -1;
-  }
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
-// Reads until the peer closes; "TIMEOUT" appended when it did not within 5 s.
-std::string ReadUntilClosed(int fd) {
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n > 0) {
-      out.append(buf, static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) out += "TIMEOUT";
-    return out;
-  }
-}
-
 int64_t RssKb(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
@@ -117,13 +86,13 @@ TEST(Auth, TheTokenIsCheckedBeforeAnyBodyIsReadOrContinueIsSent) {
   TempDir dir;
   Daemon d(dir);
   ASSERT_TRUE(d.Start()) << d.Log();
-  int fd = Connect(d.address());
+  int fd = test::ConnectTcp(d.address());
   ASSERT_GE(fd, 0);
   std::string head =
       "POST /jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
       "Expect: 100-continue\r\nContent-Length: 1048575\r\n\r\n";
   ASSERT_EQ(static_cast<ssize_t>(head.size()), write(fd, head.data(), head.size()));
-  std::string reply = ReadUntilClosed(fd);
+  std::string reply = test::ReadUntilClosed(fd);
   close(fd);
   EXPECT_EQ(0u, reply.find("HTTP/1.1 401 ")) << reply;
   EXPECT_EQ(std::string::npos, reply.find("100 Continue")) << reply;
@@ -141,7 +110,7 @@ TEST(Auth, UnauthenticatedBodiesCostTheDaemonNoMemory) {
   std::string chunk(64 * 1024, 'x');
   std::vector<int> fds;
   for (int i = 0; i < 200; ++i) {
-    int fd = Connect(d.address());
+    int fd = test::ConnectTcp(d.address());
     ASSERT_GE(fd, 0);
     std::string head =
         "POST /jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
