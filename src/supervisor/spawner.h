@@ -20,10 +20,11 @@ namespace orch {
 
 struct SpawnRequest {
   // argv[0] is looked up in env's PATH (not the daemon's; when env has no
-  // PATH: /usr/local/bin:/usr/bin:/bin) when it has no '/'.
+  // PATH: /usr/local/bin:/usr/bin:/bin) when it has no '/', by the child
+  // after the privilege drop, as execvp would.
   std::vector<std::string> argv;
   std::map<std::string, std::string> env;  // the complete environment of the child
-  std::string cwd;                         // "" = the daemon's
+  std::string cwd;                         // "" = the daemon's; entered as the job's user
   // Where the child's stdout/stderr go: fds the caller opened and still owns
   // (the child gets copies). -1 = /dev/null.
   int stdout_fd = -1;
