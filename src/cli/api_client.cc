@@ -87,6 +87,20 @@ Result<ServerAddress> ParseServerUrl(const std::string& text) {
   return a;
 }
 
+bool IsLocalServer(const ServerAddress& address) {
+  if (address.kind == ServerAddress::Kind::kUnix) return true;
+  size_t scheme = address.base_url.find("://");
+  std::string rest = scheme == std::string::npos ? address.base_url : address.base_url.substr(scheme + 3);
+  std::string host = rest.substr(0, rest.find('/'));
+  std::string name = host;
+  if (!name.empty() && name.front() != '[' && name.find(':') != std::string::npos) {
+    name = name.substr(0, name.find(':'));
+  }
+  if (name == "localhost") return true;
+  return IsLoopbackListen(host.find(':') == std::string::npos || host.back() == ']' ? host + ":0"
+                                                                                     : host);
+}
+
 std::string ServerUrlFromConfig(const Config::Server& server) {
   if (!server.listen.empty()) {
     std::string hp = server.listen;

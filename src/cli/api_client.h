@@ -22,6 +22,11 @@ struct ServerAddress {
 // kInvalidArgument naming the text otherwise.
 Result<ServerAddress> ParseServerUrl(const std::string& text);
 
+// This host's own daemon: a unix socket, or a loopback address or name
+// (127.0.0.0/8, [::1], localhost). A token found through a config is sent
+// only to such a server.
+bool IsLocalServer(const ServerAddress& address);
+
 // The URL clients use to reach a server configured with `server`: listen
 // first (a wildcard host becomes loopback), else "unix:" + unix_socket;
 // "" when both are empty.

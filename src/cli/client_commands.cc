@@ -285,7 +285,15 @@ Result<Endpoint> ResolveEndpoint(const ClientOptions& options,
     ep.token = *token;
     trail->token = "from " + token_from;
   } else if (loaded.ok() && !loaded.config.server.token_file.empty()) {
-    ep.token = TokenFromConfig(loaded, trail);
+    // A token found through a config goes only to this host's own daemon:
+    // a config (even one the user wrote, say in a cloned repository) or a
+    // --server/ORCH_URL pointing elsewhere must not carry it off the host.
+    if (IsLocalServer(*address)) {
+      ep.token = TokenFromConfig(loaded, trail);
+    } else {
+      trail->token = "none (the config's token is only sent to loopback or a unix socket; "
+                     "pass --token-file for " + Shown(address->display) + ")";
+    }
   } else {
     trail->token = "none";
   }

@@ -19,6 +19,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/trusted_file.h"
 #include "base/uv_handle.h"
 #include "http/api.h"
 #include "http/server.h"
@@ -53,24 +54,32 @@ Status EnsureToken(const std::string& path) {
     token += kHex[b & 15];
   }
   token += '\n';
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    if (errno == EEXIST) return Status::Ok();  // another process just made it
-    return FromErrno("server.token_file: cannot create " + path);
-  }
+  // Written whole under another name, then linked into place: a crash never
+  // leaves an empty token file (which would stop every later start).
+  std::string tmp = path + ".new";
+  unlink(tmp.c_str());
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return FromErrno("server.token_file: cannot create " + tmp);
   bool written = write(fd, token.data(), token.size()) == static_cast<ssize_t>(token.size()) &&
                  fsync(fd) == 0;
   int err = errno;
   close(fd);
   if (!written) {
-    unlink(path.c_str());
-    return FromErrno("server.token_file: cannot write " + path, err);
+    unlink(tmp.c_str());
+    return FromErrno("server.token_file: cannot write " + tmp, err);
+  }
+  int linked = link(tmp.c_str(), path.c_str());
+  err = errno;
+  unlink(tmp.c_str());
+  if (linked != 0 && err != EEXIST) {  // EEXIST: another process just made it
+    return FromErrno("server.token_file: cannot create " + path, err);
   }
   log::Info("created the API token file (clients read it through the config)", {{"path", path}});
   return Status::Ok();
 }
 
-// Reads the API token; refuses a file that others can read.
+// Reads the API token; refuses a file that others can read, or that anyone
+// but this user or root owns or may write (it would decide who gets in).
 Result<std::string> ReadToken(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) return FromErrno("server.token_file " + path);
@@ -81,11 +90,13 @@ Result<std::string> ReadToken(const std::string& path) {
                                               " is accessible by other users (mode " + mode +
                                               "); chmod o-rwx it");
   }
-  std::ifstream in(path);
-  if (!in) return FromErrno("server.token_file " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  std::string token = s.str();
+  auto file = ReadFileForUser(path, geteuid(), Symlinks::kFollow);
+  if (!file.ok()) return Status(file.status().code(), "server.token_file: " + file.status().message());
+  if (!file->distrust.empty()) {
+    return Status(Code::kInvalidArgument,
+                  "server.token_file " + path + " is " + file->distrust + "; refusing it");
+  }
+  std::string token = file->text;
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front()))) token.erase(0, 1);
   if (token.empty()) return Status(Code::kInvalidArgument, "server.token_file " + path + " is empty");
@@ -168,19 +179,25 @@ int Daemon::Run() {
   // Every running job holds a pidfd, its exec report pipe and its two log
   // files open in the daemon; each connection one socket.
   if (have_nofile && rl.rlim_cur != RLIM_INFINITY) {
-    uint64_t need = static_cast<uint64_t>(config_.server.max_connections) +
-                    4 * static_cast<uint64_t>(config_.supervisor.max_concurrency) + 64;
-    if (rl.rlim_cur < need) {
+    // Connections get what running jobs and the daemon's own files leave.
+    constexpr uint64_t kOwnFiles = 64, kMinConnections = 16;
+    uint64_t jobs = 4 * static_cast<uint64_t>(config_.supervisor.max_concurrency);
+    uint64_t room = rl.rlim_cur > jobs + kOwnFiles ? rl.rlim_cur - jobs - kOwnFiles : 0;
+    std::string what = "server.max_connections = " +
+                       std::to_string(config_.server.max_connections) +
+                       " and supervisor.max_concurrency = " +
+                       std::to_string(config_.supervisor.max_concurrency) + " (4 each) need " +
+                       std::to_string(config_.server.max_connections + jobs + kOwnFiles) +
+                       " file descriptors, but RLIMIT_NOFILE is " + std::to_string(rl.rlim_cur);
+    if (room < kMinConnections) {
       log::Error("cannot start: too few file descriptors",
-                 {{"error", "server.max_connections = " +
-                                std::to_string(config_.server.max_connections) +
-                                " and supervisor.max_concurrency = " +
-                                std::to_string(config_.supervisor.max_concurrency) +
-                                " need about " + std::to_string(need) +
-                                " file descriptors, but RLIMIT_NOFILE is " +
-                                std::to_string(rl.rlim_cur) +
-                                ": lower them or raise the limit (LimitNOFILE= under systemd)"}});
+                 {{"error", what + ": lower them or raise the limit (LimitNOFILE= under systemd)"}});
       return 2;
+    }
+    if (static_cast<uint64_t>(config_.server.max_connections) > room) {
+      log::Warn("too few file descriptors: accepting fewer connections",
+                {{"error", what}, {"max_connections", room}});
+      config_.server.max_connections = static_cast<int64_t>(room);
     }
   }
 
@@ -236,8 +253,16 @@ int Daemon::Run() {
     uv_loop_close(&loop_);
     return 2;
   }
+  // The address the daemon listens on is a name of it too (a client that
+  // dials 10.0.0.5:8080 says so in Host); rebinding always needs a DNS name.
+  std::vector<std::string> allowed_hosts = config_.server.allowed_hosts;
+  if (const std::string& l = config_.server.listen; !l.empty()) {
+    std::string host = l.substr(0, l.rfind(':'));
+    if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
+    if (host != "0.0.0.0" && host != "::") allowed_hosts.push_back(host);
+  }
   api_ = std::make_unique<Api>(store_.get(), supervisor_.get(), &metrics_, &clock_, token, *boot_id,
-                               config_.server.allowed_hosts);
+                               allowed_hosts);
   HttpServer::Options opts = HttpServer::Options::FromConfig(config_.server);
   opts.admit = [this](const HttpRequest& head) { return api_->Admit(head); };
   if (!config_.server.unix_socket_group.empty()) {

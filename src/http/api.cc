@@ -213,11 +213,13 @@ std::optional<HttpError> Api::Admit(const HttpRequest& head) const {
 bool Api::Authorized(const HttpRequest& req) const {
   if (token_.empty()) return true;
   std::string header = req.Header("authorization");
-  static constexpr std::string_view kBearer = "Bearer ";
-  if (header.size() < kBearer.size() || header.compare(0, kBearer.size(), kBearer) != 0) {
+  // The scheme is case-insensitive (RFC 9110 §11.1).
+  static constexpr std::string_view kBearer = "bearer ";
+  if (header.size() < kBearer.size() || Lowercase(header.substr(0, kBearer.size())) != kBearer) {
     return false;
   }
   std::string_view given(header.data() + kBearer.size(), header.size() - kBearer.size());
+  while (!given.empty() && given.front() == ' ') given.remove_prefix(1);
   // Constant time over the expected token's length.
   unsigned char diff = given.size() == token_.size() ? 0 : 1;
   for (size_t i = 0; i < token_.size(); ++i) {
@@ -456,7 +458,7 @@ void Api::ListJobs(const HttpRequest& req, HttpResponse& resp) {
       return Error(resp, 400, "invalid_request", k + ": unknown query parameter");
     }
   }
-  auto page = store_->ListJobs(status, after, limit);
+  auto page = store_->ListJobs(status, after, limit, static_cast<int64_t>(kMaxPageBytes));
   if (!page.ok()) return StatusError(resp, page.status());
   // Capped in bytes as well as rows: a page of jobs with huge argv or env
   // must not become one huge response. At least one job always fits.

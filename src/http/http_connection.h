@@ -37,6 +37,7 @@ class HttpConnection {
   void Refuse();
   // Whether Start() ran (the server counts only those against the limit).
   bool started() const { return started_; }
+  bool via_unix() const { return via_unix_; }
   // Closes both handles now; idempotent. Pending writes are cancelled.
   void Close();
 

@@ -213,19 +213,28 @@ void HttpServer::OnNewConnection(uv_stream_t* listener, int status) {
     log::Warn("http: accept failed", {{"error", uv_strerror(status)}});
     return;
   }
-  auto* conn = new HttpConnection(self, listener->type == UV_NAMED_PIPE);
+  bool pipe = listener->type == UV_NAMED_PIPE;
+  auto* conn = new HttpConnection(self, pipe);
   self->connections_.insert(conn);
   if (uv_accept(listener, conn->stream()) != 0) {
     conn->Close();
     return;
   }
-  if (self->serving_ >= self->options_.max_connections) {
-    log::Warn("http: refusing connection over the limit",
-              {{"max_connections", self->options_.max_connections}});
+  // Each listener has its own budget: anyone may open TCP connections to
+  // loopback, and they must not lock the socket's users out.
+  int64_t& serving = pipe ? self->serving_unix_ : self->serving_;
+  if (serving >= self->options_.max_connections) {
+    // One line per burst, not per refused connection.
+    if (self->refused_logged_ != serving) {
+      log::Warn("http: refusing connections over the limit",
+                {{"max_connections", self->options_.max_connections}, {"unix_socket", pipe}});
+      self->refused_logged_ = serving;
+    }
     conn->Refuse();
     return;
   }
-  ++self->serving_;
+  self->refused_logged_ = -1;
+  ++serving;
   conn->Start();
 }
 
@@ -309,7 +318,7 @@ void HttpServer::OnListenerClosed(uv_handle_t* handle) {
 
 void HttpServer::OnConnectionClosed(HttpConnection* connection) {
   connections_.erase(connection);
-  if (connection->started()) --serving_;
+  if (connection->started()) --(connection->via_unix() ? serving_unix_ : serving_);
   delete connection;
   MaybeFinishClose();
 }

@@ -104,7 +104,9 @@ class HttpServer {
   uv_pipe_t* pipe_ = nullptr;  // heap; freed in its close callback
   int open_listeners_ = 0;
   std::unordered_set<HttpConnection*> connections_;
-  int64_t serving_ = 0;        // connections_ minus the ones being refused
+  int64_t serving_ = 0;        // TCP connections_ minus the ones being refused
+  int64_t serving_unix_ = 0;   // the same on the unix socket
+  int64_t refused_logged_ = -1;
   bool socket_bound_ = false;  // we created options_.unix_socket
   uint64_t socket_dev_ = 0, socket_ino_ = 0;
   bool closing_ = false;

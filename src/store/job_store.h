@@ -169,8 +169,11 @@ class JobStore {
   // liveness pass need (cheap with many running jobs), by job id.
   virtual Result<std::vector<RunningBrief>> ListRunningBrief() = 0;
 
+  // Jobs with id > after_id (and `status`), by id: at most `limit`, and no
+  // more once their argv, env, name and cwd pass `max_bytes` (at least one).
+  // next_after_id is set when the page stopped at either bound.
   virtual Result<JobPage> ListJobs(std::optional<JobStatus> status, int64_t after_id,
-                                   int64_t limit) = 0;
+                                   int64_t limit, int64_t max_bytes) = 0;
   virtual Result<Job> GetJob(int64_t job_id) = 0;  // kNotFound
   virtual Result<std::vector<Run>> GetRuns(int64_t job_id) = 0;
   virtual Result<std::optional<Run>> GetRun(int64_t run_id) = 0;

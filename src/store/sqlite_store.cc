@@ -720,18 +720,27 @@ Result<std::vector<RunningBrief>> SqliteStore::ListRunningBrief() {
 }
 
 Result<JobPage> SqliteStore::ListJobs(std::optional<JobStatus> status, int64_t after_id,
-                                      int64_t limit) {
+                                      int64_t limit, int64_t max_bytes) {
   if (limit <= 0) return Status(Code::kInvalidArgument, "limit must be positive");
   JobPage page;
   ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(status ? kListByStatusSql : kListAllSql));
   st.Bind(1, after_id).Bind(2, limit);
   if (status) st.Bind(3, JobStatusName(*status));
+  int64_t bytes = 0;
   for (;;) {
     ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
     page.jobs.push_back(ReadJob(st, 0));
+    const Job& j = page.jobs.back();
+    bytes += static_cast<int64_t>(j.name.size() + j.cwd.size());
+    for (const auto& a : j.argv) bytes += static_cast<int64_t>(a.size());
+    for (const auto& [k, v] : j.env) bytes += static_cast<int64_t>(k.size() + v.size());
+    if (bytes >= max_bytes) break;
   }
-  if (static_cast<int64_t>(page.jobs.size()) == limit) page.next_after_id = page.jobs.back().id;
+  if (!page.jobs.empty() &&
+      (static_cast<int64_t>(page.jobs.size()) == limit || bytes >= max_bytes)) {
+    page.next_after_id = page.jobs.back().id;
+  }
   return page;
 }
 

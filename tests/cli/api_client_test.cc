@@ -8,6 +8,19 @@
 namespace orch::cli {
 namespace {
 
+TEST(IsLocalServer, OnlyLoopbackAndUnixSocketsGetAConfigsToken) {
+  auto local = [](const std::string& url) { return IsLocalServer(*ParseServerUrl(url)); };
+  EXPECT_TRUE(local("http://127.0.0.1:8080"));
+  EXPECT_TRUE(local("http://127.9.9.9:1"));
+  EXPECT_TRUE(local("http://localhost:8080"));
+  EXPECT_TRUE(local("http://[::1]:8080"));
+  EXPECT_TRUE(local("unix:/run/orchestrator/api.sock"));
+  EXPECT_FALSE(local("http://10.0.0.5:8080"));
+  EXPECT_FALSE(local("http://orchestrator.example:8080"));
+  EXPECT_FALSE(local("http://localhost.evil.example:8080"));
+  EXPECT_FALSE(local("http://[2001:db8::1]:8080"));
+}
+
 TEST(ParseServerUrl, HttpUrlKeepsHostAndPort) {
   auto a = ParseServerUrl("http://127.0.0.1:8080");
   ASSERT_TRUE(a.ok()) << a.status().ToString();

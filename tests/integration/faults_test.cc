@@ -19,27 +19,8 @@ namespace {
 using nlohmann::json;
 using test::Daemon;
 using test::TempDir;
+using test::Tmpfs;
 using test::WaitFor;
-
-// A tmpfs mounted for one test and unmounted (lazily) when it ends.
-class Tmpfs {
- public:
-  Tmpfs(const std::string& path, const std::string& options) : path_(path) {
-    std::filesystem::create_directories(path);
-    ok_ = mount("tmpfs", path.c_str(), "tmpfs", 0, options.c_str()) == 0;
-  }
-  ~Tmpfs() {
-    if (ok_) umount2(path_.c_str(), MNT_DETACH);
-  }
-  bool ok() const { return ok_; }
-  bool Remount(const std::string& options, unsigned long flags = 0) {
-    return mount("tmpfs", path_.c_str(), "tmpfs", MS_REMOUNT | flags, options.c_str()) == 0;
-  }
-
- private:
-  std::string path_;
-  bool ok_ = false;
-};
 
 std::string WithStore(const std::string& path) {
   return "[store]\npath = \"" + path + "\"\nbusy_timeout_ms = 200\n";

@@ -80,6 +80,8 @@ TEST(Auth, ADefaultConfigMakesATokenAndRefusesRequestsWithoutIt) {
     EXPECT_EQ(std::string::npos, r.body.find(dir.path())) << open << ": " << r.body;
   }
   EXPECT_EQ(201, d.Post("/jobs", "{\"argv\":[\"true\"]}").status);
+  EXPECT_EQ(200, HttpCall("GET", d.url() + "/queue", "", {"Authorization: bearer  " + token}).status)
+      << "the scheme is case-insensitive";
 }
 
 TEST(Auth, TheTokenIsCheckedBeforeAnyBodyIsReadOrContinueIsSent) {
@@ -222,6 +224,22 @@ TEST(UnixSocket, ItsPermissionsAreItsAuthenticationAndMutationsLogThePeer) {
   })) << d.Log();
 }
 
+// Local users may fill the TCP listener with idle connections; the socket's
+// users (the group that may use the API) must still get in.
+TEST(UnixSocket, HasItsOwnConnectionBudget) {
+  TempDir dir;
+  std::string sock = dir.File("api.sock");
+  Daemon d(dir, "[server]\nunix_socket = \"" + sock + "\"\nmax_connections = 2\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::vector<int> idle;
+  for (int i = 0; i < 3; ++i) idle.push_back(test::ConnectTcp(d.address()));
+  EXPECT_EQ(503, HttpCall("GET", d.url() + "/healthz").status) << "TCP is full";
+  auto r = test::RunCommand({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                             "--unix-socket", sock, "http://localhost/queue"});
+  EXPECT_EQ("200", r.out) << r.err;
+  for (int fd : idle) close(fd);
+}
+
 TEST(UnixSocket, AnUnknownGroupIsAStartError) {
   TempDir dir;
   Daemon d(dir, "[server]\nunix_socket = \"" + dir.File("api.sock") +
@@ -258,13 +276,22 @@ TEST(Responses, APageOfHugeJobsIsCappedInBytesAndPagesOn) {
   EXPECT_GE(pages, 3u);
 }
 
-TEST(Limits, MoreConnectionsThanFileDescriptorsIsAStartError) {
+// Connections get what running jobs (4 descriptors each) leave of
+// RLIMIT_NOFILE: more is lowered with a warning, too little is an error.
+TEST(Limits, ConnectionsAreCheckedAgainstTheFileDescriptorLimit) {
   TempDir dir;
   Daemon d(dir, "[server]\nmax_connections = 1000000\n");
-  auto r = test::RunCommand({"prlimit", "--nofile=4096:4096", test::OrchestratorBinary(), "serve",
-                             "--config", d.config_path()});
+  ASSERT_TRUE(d.Start({"prlimit", "--nofile=4096:4096"})) << d.Log();
+  EXPECT_NE(std::string::npos, d.Log().find("accepting fewer connections")) << d.Log();
+  EXPECT_NE(std::string::npos, d.Log().find("max_connections=4028")) << d.Log();
+  EXPECT_EQ(0, d.Stop());
+
+  TempDir small;
+  Daemon tiny(small, "[supervisor]\nmax_concurrency = 100\n");
+  auto r = test::RunCommand({"prlimit", "--nofile=400:400", test::OrchestratorBinary(), "serve",
+                             "--config", tiny.config_path()});
   EXPECT_EQ(2, r.exit_code) << r.err;
-  EXPECT_NE(std::string::npos, r.err.find("server.max_connections")) << r.err;
+  EXPECT_NE(std::string::npos, r.err.find("supervisor.max_concurrency")) << r.err;
   EXPECT_NE(std::string::npos, r.err.find("RLIMIT_NOFILE")) << r.err;
 }
 

@@ -9,6 +9,8 @@
 namespace orch::test {
 namespace {
 
+constexpr int64_t kNoByteCap = int64_t{1} << 40;
+
 TEST(SqliteStore, OpenCreatesParentDirectoriesAndWalDatabase) {
   TempDir dir;
   auto cfg = StoreConfigIn(dir);
@@ -472,6 +474,28 @@ TEST(SqliteStore, PauseIsPersistedAcrossReopen) {
   EXPECT_FALSE(*MustOpen(cfg)->IsPaused());
 }
 
+// A page stops once its jobs' argv/env pass the byte budget, so huge jobs
+// are never all loaded at once; it always holds one.
+TEST(SqliteStore, ListJobsStopsAtTheByteBudget) {
+  TempDir dir;
+  auto store = MustOpen(StoreConfigIn(dir));
+  JobSpec big = Spec();
+  big.argv = {"echo", std::string(1000, 'a')};
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(MustSubmit(store.get(), big));
+  auto page = store->ListJobs(std::nullopt, 0, 100, 2500);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(3u, page->jobs.size()) << "stops at the row that passes 2500 bytes";
+  EXPECT_EQ(std::optional<int64_t>(ids[2]), page->next_after_id);
+  auto one = store->ListJobs(std::nullopt, 0, 100, 1);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(1u, one->jobs.size());
+  auto rest = store->ListJobs(std::nullopt, ids[2], 100, 2500);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(2u, rest->jobs.size());
+  EXPECT_FALSE(rest->next_after_id.has_value());
+}
+
 TEST(SqliteStore, ListJobsPagesByIdWithStatusFilter) {
   TempDir dir;
   auto store = MustOpen(StoreConfigIn(dir));
@@ -484,7 +508,7 @@ TEST(SqliteStore, ListJobsPagesByIdWithStatusFilter) {
   int64_t after = 0;
   int pages = 0;
   for (;;) {
-    auto page = store->ListJobs(std::nullopt, after, 3);
+    auto page = store->ListJobs(std::nullopt, after, 3, kNoByteCap);
     ASSERT_TRUE(page.ok()) << page.status().ToString();
     for (const auto& j : page->jobs) seen.push_back(j.id);
     ++pages;
@@ -494,19 +518,20 @@ TEST(SqliteStore, ListJobsPagesByIdWithStatusFilter) {
   EXPECT_EQ(ids, seen);
   EXPECT_EQ(3, pages);  // 3 + 3 + 1
 
-  auto cancelled = store->ListJobs(JobStatus::kCancelled, 0, 10);
+  auto cancelled = store->ListJobs(JobStatus::kCancelled, 0, 10, kNoByteCap);
   ASSERT_TRUE(cancelled.ok());
   ASSERT_EQ(2u, cancelled->jobs.size());
   EXPECT_EQ(ids[1], cancelled->jobs[0].id);
   EXPECT_EQ(ids[4], cancelled->jobs[1].id);
   EXPECT_FALSE(cancelled->next_after_id.has_value());
-  auto queued = store->ListJobs(JobStatus::kQueued, ids[2], 2);
+  auto queued = store->ListJobs(JobStatus::kQueued, ids[2], 2, kNoByteCap);
   ASSERT_TRUE(queued.ok());
   ASSERT_EQ(2u, queued->jobs.size());
   EXPECT_EQ(ids[3], queued->jobs[0].id);
   EXPECT_EQ(ids[5], queued->jobs[1].id);
   EXPECT_EQ(std::optional<int64_t>(ids[5]), queued->next_after_id);
-  EXPECT_EQ(Code::kInvalidArgument, store->ListJobs(std::nullopt, 0, 0).status().code());
+  EXPECT_EQ(Code::kInvalidArgument,
+            store->ListJobs(std::nullopt, 0, 0, kNoByteCap).status().code());
 }
 
 TEST(SqliteStore, CountsMatchFullCountAfterMixedOperations) {
@@ -525,8 +550,8 @@ TEST(SqliteStore, CountsMatchFullCountAfterMixedOperations) {
     ASSERT_TRUE(store->FinishRun(EndOf(running[i], outcomes[i % 6], 6000)).ok());
   }
   ASSERT_TRUE(store->Cancel(running[10].job.id, 6100).ok());
-  ASSERT_TRUE(store->Cancel(store->ListJobs(JobStatus::kQueued, 0, 1)->jobs[0].id, 6100).ok());
-  auto failed = store->ListJobs(JobStatus::kFailed, 0, 1);
+  ASSERT_TRUE(store->Cancel(store->ListJobs(JobStatus::kQueued, 0, 1, kNoByteCap)->jobs[0].id, 6100).ok());
+  auto failed = store->ListJobs(JobStatus::kFailed, 0, 1, kNoByteCap);
   ASSERT_FALSE(failed->jobs.empty());
   ASSERT_TRUE(store->Retry(failed->jobs[0].id, 6200).ok());
 

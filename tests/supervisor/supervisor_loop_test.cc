@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,8 +82,9 @@ class FaultyStore : public JobStore {
   Result<std::vector<RunningBrief>> ListRunningBrief() override {
     return real_->ListRunningBrief();
   }
-  Result<JobPage> ListJobs(std::optional<JobStatus> s, int64_t after, int64_t limit) override {
-    return real_->ListJobs(s, after, limit);
+  Result<JobPage> ListJobs(std::optional<JobStatus> s, int64_t after, int64_t limit,
+                           int64_t max_bytes) override {
+    return real_->ListJobs(s, after, limit, max_bytes);
   }
   Result<Job> GetJob(int64_t j) override { return real_->GetJob(j); }
   Result<std::vector<Run>> GetRuns(int64_t j) override { return real_->GetRuns(j); }
@@ -235,38 +236,19 @@ TEST_F(SupervisorLoop, WallClockStepsNeitherTimeOutNorSpareAJob) {
   EXPECT_EQ(std::optional<int64_t>(SIGKILL), runs[0].signal);
 }
 
-// Out of file descriptors for the next spawn, as under a too-low
-// RLIMIT_NOFILE: the log files cannot be created (EMFILE).
-class NoNewFiles {
- public:
-  NoNewFiles() {
-    getrlimit(RLIMIT_NOFILE, &saved_);
-    rlimit none = saved_;
-    none.rlim_cur = 3;
-    active_ = setrlimit(RLIMIT_NOFILE, &none) == 0;
-  }
-  ~NoNewFiles() { Lift(); }
-  void Lift() {
-    if (active_) setrlimit(RLIMIT_NOFILE, &saved_);
-    active_ = false;
-  }
-  bool active() const { return active_; }
-
- private:
-  rlimit saved_{};
-  bool active_ = false;
-};
-
+// log_dir on a file system that turned read-only: the run's log files cannot
+// be created (EROFS), the host's fault.
 TEST_F(SupervisorLoop, AHostFaultKeepsTheAttemptAndClaimingWaitsForTheBackoff) {
+  test::Tmpfs logs(dir_.File("logs"), "size=1m");
+  if (!logs.ok()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
   StartSupervisor();
-  NoNewFiles no_files;
-  ASSERT_TRUE(no_files.active());
+  ASSERT_TRUE(logs.Remount("size=1m", MS_RDONLY));
   int64_t id = Submit({"/bin/true"}, 1);
   ASSERT_TRUE(RunUntil([&] { return sup_->host_fault().consecutive == 1; }));
   ASSERT_TRUE(Ticks(20));
   EXPECT_EQ(1, sup_->host_fault().consecutive) << "claimed again before the backoff passed";
   EXPECT_GT(sup_->host_fault().backoff_left_ms, 0);
-  EXPECT_NE(std::string::npos, sup_->host_fault().last_error.find("Too many open files"))
+  EXPECT_NE(std::string::npos, sup_->host_fault().last_error.find("Read-only file system"))
       << sup_->host_fault().last_error;
   Job job = *store_->GetJob(id);
   EXPECT_EQ(JobStatus::kQueued, job.status);
@@ -281,7 +263,7 @@ TEST_F(SupervisorLoop, AHostFaultKeepsTheAttemptAndClaimingWaitsForTheBackoff) {
   ASSERT_TRUE(RunUntil([&] { return sup_->host_fault().consecutive == 2; }));
   EXPECT_EQ(2u, metrics_.host_faults_total);
 
-  no_files.Lift();
+  ASSERT_TRUE(logs.Remount("size=1m"));
   clock_.mono += 1'000;
   clock_.wall += 1'000;
   ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kSucceeded; }));
@@ -293,13 +275,12 @@ TEST_F(SupervisorLoop, AHostFaultKeepsTheAttemptAndClaimingWaitsForTheBackoff) {
 TEST_F(SupervisorLoop, AStopDuringAHostFaultBackoffDoesNotWaitForIt) {
   config_.supervisor.backoff_base_s = 300;
   config_.supervisor.backoff_max_s = 300;
+  test::Tmpfs logs(dir_.File("logs"), "size=1m");
+  if (!logs.ok()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
   StartSupervisor();
-  {
-    NoNewFiles no_files;
-    ASSERT_TRUE(no_files.active());
-    Submit({"/bin/true"});
-    ASSERT_TRUE(RunUntil([&] { return sup_->host_fault().consecutive == 1; }));
-  }
+  ASSERT_TRUE(logs.Remount("size=1m", MS_RDONLY));
+  Submit({"/bin/true"});
+  ASSERT_TRUE(RunUntil([&] { return sup_->host_fault().consecutive == 1; }));
   bool done = false;
   sup_->Shutdown([&] { done = true; });
   ASSERT_TRUE(RunUntil([&] { return done; }));

@@ -1,5 +1,7 @@
 #include "support/test_util.h"
 
+#include <sys/mount.h>
+
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -81,6 +83,19 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
   r.out = ReadFile(out_path);
   r.err = ReadFile(err_path);
   return r;
+}
+
+Tmpfs::Tmpfs(const std::string& path, const std::string& options) : path_(path) {
+  std::filesystem::create_directories(path);
+  ok_ = mount("tmpfs", path.c_str(), "tmpfs", 0, options.c_str()) == 0;
+}
+
+Tmpfs::~Tmpfs() {
+  if (ok_) umount2(path_.c_str(), MNT_DETACH);
+}
+
+bool Tmpfs::Remount(const std::string& options, unsigned long flags) {
+  return mount("tmpfs", path_.c_str(), "tmpfs", MS_REMOUNT | flags, options.c_str()) == 0;
 }
 
 }  // namespace orch::test

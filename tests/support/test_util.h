@@ -23,6 +23,22 @@ class TempDir {
   std::string path_;
 };
 
+// A tmpfs mounted for one test (needs root) and unmounted, lazily, when it
+// ends: for read-only and full file systems.
+class Tmpfs {
+ public:
+  Tmpfs(const std::string& path, const std::string& options);
+  ~Tmpfs();
+  Tmpfs(const Tmpfs&) = delete;
+  Tmpfs& operator=(const Tmpfs&) = delete;
+  bool ok() const { return ok_; }
+  bool Remount(const std::string& options, unsigned long flags = 0);
+
+ private:
+  std::string path_;
+  bool ok_ = false;
+};
+
 void WriteFile(const std::string& path, const std::string& content);
 std::string ReadFile(const std::string& path);
 
