@@ -84,6 +84,13 @@ TEST(Recovery, QueuedRowWhoseOrphanLivesIsHandledByOrphanPolicyNotForgotten) {
   pid_t orphan = ReadPids(pids)[0];
   d.Kill9();
   ASSERT_TRUE(Alive(orphan));
+  // If an assertion below fails, the orphan's group must not outlive the test.
+  struct KillGroupOnExit {
+    pid_t leader;
+    ~KillGroupOnExit() {
+      if (Alive(leader)) kill(-leader, SIGKILL);
+    }
+  } cleanup{orphan};
   test::Sql(d.db_path(), "PRAGMA ignore_check_constraints=ON; UPDATE jobs SET status='queued' "
                          "WHERE id=" + std::to_string(id) + ";");
   ASSERT_EQ("queued\n", test::Sql(d.db_path(), "SELECT status FROM jobs WHERE id=" +

@@ -10,6 +10,8 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
 
 #include "store/sqlite_store.h"
 #include "store/store_fixture.h"
@@ -110,7 +112,16 @@ TEST(SqliteStoreConcurrency, TwoProcessesNeverClaimTheSameJob) {
   close(ready[1]);
   close(go[0]);
   char c;
-  for (size_t n = 0; n < kids.size(); ++n) EXPECT_EQ(1, read(ready[0], &c, 1));
+  for (size_t n = 0; n < kids.size(); ++n) {
+    // A child that died before saying ready must not hang the test: the
+    // other one keeps the pipe open.
+    pollfd p{ready[0], POLLIN, 0};
+    if (poll(&p, 1, 60000) != 1 || read(ready[0], &c, 1) != 1) {
+      for (pid_t kid : kids) kill(kid, SIGKILL);
+      for (pid_t kid : kids) waitpid(kid, nullptr, 0);
+      FAIL() << "a child never got ready";
+    }
+  }
   close(go[1]);
   close(ready[0]);
   for (size_t k = 0; k < kids.size(); ++k) {

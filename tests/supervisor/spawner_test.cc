@@ -385,6 +385,7 @@ TEST_P(Spawner, OutOfFileDescriptorsIsAHostFault) {
   SpawnOutcome out = Spawn(req);
   filler.clear();
   ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &saved));
+  if (out.ok) KillAndReap(out.process.pidfd);
   ASSERT_FALSE(out.ok);
   EXPECT_TRUE(out.failure.host_fault) << out.failure.message;
   EXPECT_EQ(EMFILE, out.failure.err) << out.failure.message;

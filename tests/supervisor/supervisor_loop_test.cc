@@ -320,7 +320,9 @@ TEST_F(SupervisorLoop, AnAdoptedOrphanWhoseStatusCannotBeReadEndsLost) {
   // The orphan is a grandchild: its parent (a child of ours) never reaps it.
   struct KillOnExit {
     pid_t pid = -1;
+    pid_t orphan = -1;
     ~KillOnExit() {
+      if (orphan > 0) kill(orphan, SIGKILL);  // still this boot: its pid is not reused yet
       if (pid <= 0) return;
       kill(pid, SIGKILL);
       waitpid(pid, nullptr, 0);  // the supervisor's SIGCHLD sweep may have reaped it
@@ -341,6 +343,7 @@ TEST_F(SupervisorLoop, AnAdoptedOrphanWhoseStatusCannotBeReadEndsLost) {
   }
   pid_t orphan = 0;
   ASSERT_EQ(static_cast<ssize_t>(sizeof orphan), read(pipe_fds[0], &orphan, sizeof orphan));
+  parent.orphan = orphan;
   close(pipe_fds[0]);
   close(pipe_fds[1]);
   auto pidfd = Pidfd::Open(orphan);
