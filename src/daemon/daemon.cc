@@ -19,6 +19,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/make_dirs.h"
 #include "base/trusted_file.h"
 #include "base/uv_handle.h"
 #include "http/api.h"
@@ -36,12 +37,8 @@ namespace {
 Status EnsureToken(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) == 0 || errno != ENOENT) return Status::Ok();
-  for (size_t pos = 1; pos < path.size(); ++pos) {
-    if (path[pos] != '/') continue;
-    std::string part = path.substr(0, pos);
-    if (mkdir(part.c_str(), 0750) != 0 && errno != EEXIST) {
-      return FromErrno("server.token_file: cannot create " + part);
-    }
+  if (Status made = MakeParentDirs(path); !made.ok()) {
+    return Status(made.code(), "server.token_file: " + made.message());
   }
   unsigned char raw[32];
   if (getrandom(raw, sizeof raw, 0) != static_cast<ssize_t>(sizeof raw)) {

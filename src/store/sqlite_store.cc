@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "base/make_dirs.h"
+
 namespace orch {
 namespace {
 
@@ -243,21 +245,6 @@ Run ReadRun(const Stmt& st, int o) {
 }
 
 Status GuardMissed(const std::string& what) { return Status(Code::kGuardMissed, what); }
-
-// mkdir -p with mode 0750 for each directory it creates.
-Status MakeParentDirs(const std::string& path) {
-  size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos || slash == 0) return Status::Ok();
-  std::string dir = path.substr(0, slash);
-  for (size_t pos = 1; pos <= dir.size(); ++pos) {
-    if (pos != dir.size() && dir[pos] != '/') continue;
-    std::string part = dir.substr(0, pos);
-    if (mkdir(part.c_str(), 0750) != 0 && errno != EEXIST) {
-      return FromErrno("cannot create directory " + part);
-    }
-  }
-  return Status::Ok();
-}
 
 std::optional<std::string> NullIfEmpty(const std::string& s) {
   if (s.empty()) return std::nullopt;

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/make_dirs.h"
+
 namespace orch {
 namespace {
 
@@ -39,12 +41,8 @@ Status TakeBack(int fd, const std::string& what) {
 
 Result<std::unique_ptr<LogDir>> LogDir::Open(const std::string& path) {
   if (path.empty()) return Status(Code::kInvalidArgument, "supervisor.log_dir is empty");
-  for (size_t pos = 1; pos <= path.size(); ++pos) {
-    if (pos != path.size() && path[pos] != '/') continue;
-    std::string part = path.substr(0, pos);
-    if (mkdir(part.c_str(), 0750) != 0 && errno != EEXIST) {
-      return FromErrno("supervisor.log_dir: cannot create " + part);
-    }
+  if (Status made = MakeDirs(path); !made.ok()) {
+    return Status(made.code(), "supervisor.log_dir: " + made.message());
   }
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.valid()) return FromErrno("supervisor.log_dir: cannot open " + path);
@@ -76,8 +74,11 @@ Result<UniqueFd> LogDir::OpenJobDir(int64_t job_id, bool create) const {
     if (errno == ELOOP || errno == ENOTDIR) return Refused("log directory " + what, "not a directory");
     return FromErrno("log directory " + what);
   }
-  Status s = TakeBack(dir.get(), "log directory " + what);
-  if (!s.ok()) return s;
+  // Only a writer takes a directory back; readers rely on the file checks.
+  if (create) {
+    Status s = TakeBack(dir.get(), "log directory " + what);
+    if (!s.ok()) return s;
+  }
   return dir;
 }
 

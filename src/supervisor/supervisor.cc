@@ -249,7 +249,7 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
     // without spending an attempt. One of ours is given spawn_grace_s.
     if (e.run.incarnation == incarnation_) {
       int64_t mono = clock_->MonotonicMs();
-      auto [seen, fresh] = unstamped_seen_.try_emplace(e.run.id, mono);
+      auto seen = unstamped_seen_.try_emplace(e.run.id, mono).first;
       if (mono - seen->second < config_.reaper.spawn_grace_s * 1000) return Status::Ok();
       unstamped_seen_.erase(seen);
     }
@@ -604,6 +604,7 @@ void Supervisor::OnProcessExit(int64_t run_id) {
   int64_t detected_ns = MonotonicNs();
 
   ExitInfo exit;
+  std::optional<std::string> reap_failed;
   if (r.child) {
     auto exited = HasExited(r.pidfd.get());
     if (exited.ok() && !*exited) return;  // spurious wake-up
@@ -628,32 +629,20 @@ void Supervisor::OnProcessExit(int64_t run_id) {
                  {{"job_id", r.job_id}, {"run_id", run_id}, {"pid", r.pid},
                   {"error", reap_error.ToString()}});
       r.poll.Close();
-      RunEnd end;
-      end.job_id = r.job_id;
-      end.run_id = r.run_id;
-      end.now_ms = clock_->NowMs();
-      end.retry_not_before = end.now_ms;
-      end.outcome = RunOutcome::kLost;
-      end.reason = "reap_failed";
-      end.error = "cannot reap process: " + reap_error.ToString();
-      ++metrics_->lost_total[end.reason];
-      CapLogs(r, /*final=*/true);
-      running_.erase(it);
-      Finish(end);
-      if (stopping_) {
-        MaybeFinishShutdown();
-      } else {
-        Kick();
-      }
-      return;
+      reap_failed = "cannot reap process: " + reap_error.ToString();
     }
   } else if (!r.pidfd.Exited()) {
     return;
   }
-  if (r.child) KillPointForTest("after_exit");
+  if (r.child && !reap_failed) KillPointForTest("after_exit");
 
   RunEnd end;
-  if (!r.child) {
+  if (reap_failed) {
+    end.outcome = RunOutcome::kLost;
+    end.reason = "reap_failed";
+    end.error = *reap_failed;
+    ++metrics_->lost_total[end.reason];
+  } else if (!r.child) {
     auto info = ExitInfoFromPidfd(r.pidfd.get());
     if (r.killing_orphan) {
       // The daemon's crash, not the job, ended this run: like a shutdown it
