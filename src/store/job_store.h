@@ -8,8 +8,8 @@
 // silent success; a transition outside the table is kInternal. Storage
 // failures come back as kBusy, kFull, kReadOnly, kCorrupt or kIo carrying
 // the backend's message; a failed call leaves nothing half-written. Not
-// thread-safe: one owner (the daemon's loop thread); other processes may
-// share the store.
+// thread-safe: one thread per connection (the daemon's StoreExecutor runs
+// them off the loop, store_executor.h); other processes may share the store.
 #pragma once
 
 #include <cstdint>
@@ -185,6 +185,14 @@ class JobStore {
 
   // A trivial write that proves the store is writable (readiness).
   virtual Status ProbeWritable() = 0;
+
+  // Group commit: runs `ops` in one write transaction that every call made
+  // inside joins as its own savepoint, so a call that fails or misses its
+  // guard changes nothing and leaves the others' writes. Returns the status
+  // of the commit; when it is not ok nothing any call did is kept, whatever
+  // it returned. When the transaction cannot begin (e.g. the lock is held
+  // elsewhere past busy_timeout) `ops` does not run.
+  virtual Status InTransaction(const std::function<void()>& ops) = 0;
 
   // Offline checks for `orchestrator db check`.
   virtual Result<std::vector<std::string>> IntegrityCheck() = 0;  // {"ok"} when fine

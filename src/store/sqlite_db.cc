@@ -142,9 +142,39 @@ Status SqliteDb::Exec(const std::string& sql) {
   return Status::Ok();
 }
 
+Status SqliteDb::InGroup(const std::function<void()>& ops) {
+  {
+    Transaction txn(this);
+    ORCH_RETURN_IF_ERROR(txn.Begin());
+    in_group_ = true;
+    group_lost_.reset();
+    ops();
+    in_group_ = false;
+    if (group_lost_) {
+      Status lost = *group_lost_;
+      group_lost_.reset();
+      return Status(lost.code(), "group transaction rolled back: " + lost.message());
+    }
+    return txn.Commit();
+  }
+}
+
 Transaction::~Transaction() { Rollback(); }
 
 Status Transaction::Begin() {
+  if (db_->in_group_) {
+    // A write after the group was rolled back would commit on its own.
+    if (db_->group_lost_) return *db_->group_lost_;
+    if (sqlite3_get_autocommit(db_->raw()) != 0) {
+      db_->group_lost_ = Status(Code::kIo, "the group transaction ended unexpectedly");
+      return *db_->group_lost_;
+    }
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("SAVEPOINT op"));
+    ORCH_RETURN_IF_ERROR(st.Run());
+    open_ = true;
+    savepoint_ = true;
+    return Status::Ok();
+  }
   ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("BEGIN IMMEDIATE"));
   ORCH_RETURN_IF_ERROR(st.Run());
   open_ = true;
@@ -154,7 +184,7 @@ Status Transaction::Begin() {
 Status Transaction::Commit() {
   Status s;
   {
-    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("COMMIT"));
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(savepoint_ ? "RELEASE op" : "COMMIT"));
     s = st.Run();
   }
   if (s.ok()) open_ = false;
@@ -165,7 +195,16 @@ void Transaction::Rollback() {
   if (!open_) return;
   open_ = false;
   // After FULL/IOERR SQLite may have rolled back already (autocommit is on).
-  if (sqlite3_get_autocommit(db_->raw()) != 0) return;
+  if (sqlite3_get_autocommit(db_->raw()) != 0) {
+    if (savepoint_ && !db_->group_lost_) {
+      db_->group_lost_ = FromSqlite(db_->raw(), sqlite3_extended_errcode(db_->raw()));
+    }
+    return;
+  }
+  if (savepoint_) {
+    sqlite3_exec(db_->raw(), "ROLLBACK TO op; RELEASE op", nullptr, nullptr, nullptr);
+    return;
+  }
   sqlite3_exec(db_->raw(), "ROLLBACK", nullptr, nullptr, nullptr);
 }
 

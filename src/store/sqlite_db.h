@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -82,14 +83,26 @@ class SqliteDb {
   int64_t Changes() const { return sqlite3_changes64(db_); }
   int64_t LastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }
 
+  // Group commit: runs `ops` in one IMMEDIATE transaction in which every
+  // Transaction becomes a savepoint. Returns the COMMIT's status; when an
+  // error made SQLite roll the whole group back, the writes after it fail
+  // and so does the group (nothing half-kept). `ops` does not run when the
+  // transaction cannot begin.
+  Status InGroup(const std::function<void()>& ops);
+
  private:
+  friend class Transaction;
   explicit SqliteDb(sqlite3* db) : db_(db) {}
   sqlite3* db_;
+  bool in_group_ = false;
+  std::optional<Status> group_lost_;  // why SQLite rolled the group back
   std::map<std::string, sqlite3_stmt*> cache_;
 };
 
 // BEGIN IMMEDIATE on Begin(); rolls back on destruction unless committed.
 // SQLite may already have rolled back on FULL/IOERR/BUSY; that is handled.
+// Inside SqliteDb::InGroup it is a savepoint: its commit is a RELEASE, its
+// rollback undoes only its own writes.
 class Transaction {
  public:
   explicit Transaction(SqliteDb* db) : db_(db) {}
@@ -104,6 +117,7 @@ class Transaction {
  private:
   SqliteDb* db_;
   bool open_ = false;
+  bool savepoint_ = false;
 };
 
 #define ORCH_STORE_CONCAT_INNER(a, b) a##b

@@ -599,10 +599,13 @@ Result<Job> SqliteStore::Retry(int64_t job_id, int64_t now_ms) {
 }
 
 Status SqliteStore::SetPaused(bool paused) {
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
   ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("INSERT INTO settings(key, value) VALUES ('paused', ?) "
                                              "ON CONFLICT(key) DO UPDATE SET value=excluded.value"));
   st.Bind(1, paused ? "1" : "0");
-  return st.Run();
+  ORCH_RETURN_IF_ERROR(st.Run());
+  return txn.Commit();
 }
 
 Result<bool> SqliteStore::IsPaused() {
@@ -796,11 +799,16 @@ Status SqliteStore::ProbeWritable() {
   }
   // A committed write: a rolled-back one never reaches the disk, so it
   // would not notice a full or read-only filesystem.
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
   ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("INSERT INTO settings(key, value) VALUES "
                                              "('write_probe', '1') ON CONFLICT(key) DO UPDATE "
                                              "SET value = CAST(value AS INTEGER) + 1"));
-  return st.Run();
+  ORCH_RETURN_IF_ERROR(st.Run());
+  return txn.Commit();
 }
+
+Status SqliteStore::InTransaction(const std::function<void()>& ops) { return db_->InGroup(ops); }
 
 Result<std::vector<std::string>> SqliteStore::IntegrityCheck() {
   std::vector<std::string> out;

@@ -94,6 +94,9 @@ class FaultyStore : public JobStore {
     return real_->NextNotBefore(now);
   }
   Status ProbeWritable() override { return real_->ProbeWritable(); }
+  Status InTransaction(const std::function<void()>& ops) override {
+    return real_->InTransaction(ops);
+  }
   Result<std::vector<std::string>> IntegrityCheck() override { return real_->IntegrityCheck(); }
   Result<std::vector<Violation>> CheckInvariants(const InvariantLimits& l) override {
     return real_->CheckInvariants(l);
