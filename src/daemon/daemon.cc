@@ -276,8 +276,13 @@ int Daemon::Run() {
   opts.on_protocol_error = [this](int status) {
     ++metrics_.http_requests_total[{"protocol_error", status}];
   };
-  server_ = std::make_unique<HttpServer>(
-      &loop_, opts, [this](const HttpRequest& req, HttpResponse& resp) { api_->Handle(req, resp); });
+  // Api answers synchronously for now.
+  auto handle = [this](HttpRequest req, HttpResponder respond) {
+    HttpResponse resp;
+    api_->Handle(req, resp);
+    respond(std::move(resp));
+  };
+  server_ = std::make_unique<HttpServer>(&loop_, opts, std::move(handle));
   Status listening = server_->Start();
   if (!listening.ok()) {
     log::Error("cannot listen", {{"listen", config_.server.listen},

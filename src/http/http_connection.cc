@@ -31,6 +31,7 @@ uv_handle_t* AsHandle(void* h) { return static_cast<uv_handle_t*>(h); }
 
 HttpConnection::HttpConnection(HttpServer* server, bool is_pipe)
     : server_(server),
+      link_(std::make_shared<HttpResponder::Link>(HttpResponder::Link{this})),
       via_unix_(is_pipe),
       parser_({server->options().max_body_bytes, server->options().max_header_bytes},
               [this](HttpRequest& head) {
@@ -86,6 +87,7 @@ void HttpConnection::Close() {
   if (closing_) return;
   closing_ = true;
   reading_ = false;
+  link_.reset();  // a request being handled is dropped; its responders go inert
   CloseFile();
   uv_close(AsHandle(&stream_), &HttpConnection::OnHandleClosed);
   uv_close(AsHandle(&timer_), &HttpConnection::OnHandleClosed);
@@ -169,17 +171,29 @@ void HttpConnection::ProcessInput() {
 
 void HttpConnection::HandleRequest() {
   HttpRequest request = parser_.TakeRequest();
-  bool keep_alive = parser_.keep_alive() && !server_->closing();
-  bool keep_alive_1_0 = parser_.keep_alive_1_0();
-  // A completed request is progress; bytes alone are not (slowloris).
+  answer_head_only_ = request.method == "HEAD";
+  answer_keep_alive_ = parser_.keep_alive() && !server_->closing();
+  answer_keep_alive_1_0_ = parser_.keep_alive_1_0();
+  phase_ = Phase::kHandling;
+  // Pipelined requests stay unread until this one is answered. So a client
+  // that leaves meanwhile is noticed only when the answer is written (its FIN
+  // would look like a half-close anyway, which must still be answered).
+  StopReading();
+  // The handler may wait on the store far longer than a client may idle;
+  // the timer restarts when the answer is written.
+  uv_timer_stop(&timer_);
+  link_->awaited = ++requests_;
+  server_->Dispatch(std::move(request), HttpResponder(link_, requests_));
+  // The handler may have answered, or closed the server (and so this
+  // connection); either way ProcessInput stops here.
+}
+
+void HttpConnection::Answer(HttpResponse response) {
+  assert(phase_ == Phase::kHandling && !closing_);
+  link_->awaited = 0;
+  // From here on, a client that stops reading the answer is cut as idle.
   ResetTimer(static_cast<uint64_t>(server_->options().idle_timeout_ms));
-  HttpResponse response;
-  server_->Dispatch(request, response);
-  if (closing_) {  // the handler closed the server
-    if (response.file_fd >= 0) ::close(response.file_fd);
-    return;
-  }
-  SendResponse(std::move(response), request.method == "HEAD", keep_alive, keep_alive_1_0);
+  SendResponse(std::move(response), answer_head_only_, answer_keep_alive_, answer_keep_alive_1_0_);
 }
 
 void HttpConnection::SendError(const HttpError& error) {
@@ -193,7 +207,7 @@ void HttpConnection::SendError(const HttpError& error) {
 
 void HttpConnection::SendResponse(HttpResponse response, bool head_only, bool keep_alive,
                                   bool keep_alive_1_0) {
-  assert(phase_ == Phase::kReading);
+  assert(phase_ == Phase::kReading || phase_ == Phase::kHandling);
   phase_ = Phase::kResponding;
   StopReading();
   close_after_response_ = !keep_alive;
@@ -372,6 +386,24 @@ void HttpConnection::CloseFile() {
   ::close(file_fd_);
   file_fd_ = -1;
   file_left_ = 0;
+}
+
+HttpResponder::HttpResponder(std::weak_ptr<Link> link, uint64_t request)
+    : link_(std::move(link)), request_(request) {}
+
+void HttpResponder::operator()(HttpResponse response) const {
+  // Held for the call: sending may close the connection, which drops its Link.
+  std::shared_ptr<Link> link = link_.lock();
+  if (link == nullptr || link->awaited != request_) {
+    if (response.file_fd >= 0) ::close(response.file_fd);
+    return;
+  }
+  link->connection->Answer(std::move(response));
+}
+
+bool HttpResponder::pending() const {
+  std::shared_ptr<Link> link = link_.lock();
+  return link != nullptr && link->awaited == request_;
 }
 
 }  // namespace orch

@@ -1,10 +1,13 @@
 // One accepted client connection of HttpServer (internal to src/http): reads
-// into a reused buffer, parses with HttpParser, answers one request at a
-// time, streams file bodies, enforces the idle timeout, and closes itself.
+// into a reused buffer, parses with HttpParser, hands one request at a time to
+// the handler and sends its answer whenever it comes, streams file bodies,
+// enforces the idle timeout, and closes itself.
 //
 // Lifetime: created and owned by HttpServer; deleted only through
 // HttpServer::OnConnectionClosed from the close callback of its last libuv
 // handle — never from inside a read, write or llhttp callback (STYLE §5, §6).
+// Responders reach it only through its Link, which Close() drops, so none can
+// outlive it.
 #pragma once
 
 #include <uv.h>
@@ -16,10 +19,15 @@
 
 #include "http/http_parser.h"
 #include "http/http_types.h"
+#include "http/server.h"
 
 namespace orch {
 
-class HttpServer;
+// Shared by a connection (the only owner) and its responders (weak).
+struct HttpResponder::Link {
+  HttpConnection* connection;
+  uint64_t awaited = 0;  // the request being handled; 0 = none
+};
 
 class HttpConnection {
  public:
@@ -42,8 +50,11 @@ class HttpConnection {
   void Close();
 
  private:
+  friend class HttpResponder;
+
   enum class Phase {
     kReading,     // waiting for / parsing a request
+    kHandling,    // the handler has the request; reads paused, no idle timeout
     kResponding,  // a response (or file stream) is being written; reads paused
     kLingering,   // answered with close: FIN sent, draining input until EOF or timer
   };
@@ -58,6 +69,8 @@ class HttpConnection {
 
   void ProcessInput();
   void HandleRequest();
+  // The handler's answer to the request in kHandling (via HttpResponder).
+  void Answer(HttpResponse response);
   void SendError(const HttpError& error);
   void SendResponse(HttpResponse response, bool head_only, bool keep_alive, bool keep_alive_1_0);
   bool WriteResponseBufs(uv_buf_t* bufs, unsigned count);
@@ -86,6 +99,13 @@ class HttpConnection {
   bool close_after_response_ = false;
   bool timed_out_once_ = false;
   Phase phase_ = Phase::kReading;
+
+  std::shared_ptr<HttpResponder::Link> link_;  // reset by Close()
+  uint64_t requests_ = 0;                      // requests handed to the handler
+  // Decided when the request arrived, used when its answer is sent.
+  bool answer_head_only_ = false;
+  bool answer_keep_alive_ = false;
+  bool answer_keep_alive_1_0_ = false;
 
   bool via_unix_ = false;
   std::optional<int64_t> peer_uid_;  // unix socket: SO_PEERCRED

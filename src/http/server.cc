@@ -243,14 +243,16 @@ std::optional<HttpError> HttpServer::Admit(const HttpRequest& head) {
   return options_.admit(head);
 }
 
-void HttpServer::Dispatch(const HttpRequest& request, HttpResponse& response) {
+void HttpServer::Dispatch(HttpRequest request, const HttpResponder& respond) {
   const char* failure = nullptr;
   std::string what;
+  // The handler takes the request; these are for the log if it throws.
+  std::string method = request.method, target = request.target;
   try {
     if (!handler_) {
       failure = "no handler installed";
     } else {
-      handler_(request, response);
+      handler_(std::move(request), respond);
     }
   } catch (const std::exception& e) {
     failure = "handler failed";
@@ -260,11 +262,13 @@ void HttpServer::Dispatch(const HttpRequest& request, HttpResponse& response) {
     what = "unknown exception";
   }
   if (failure == nullptr) return;
-  log::Error("http: request handler failed",
-             {{"method", request.method}, {"target", request.target}, {"error", what}});
-  if (response.file_fd >= 0) ::close(response.file_fd);
+  bool answered = !respond.pending();
+  log::Error(answered ? "http: request handler failed after its request was answered or dropped"
+                      : "http: request handler failed",
+             {{"method", method}, {"target", target}, {"error", what}});
+  if (answered) return;  // answered, or the connection is gone: nothing to send
   ReportProtocolError(500);
-  response = HttpErrorResponse(500, "internal", failure);
+  respond(HttpErrorResponse(500, "internal", failure));
 }
 
 void HttpServer::ReportProtocolError(int status) {

@@ -1,6 +1,8 @@
 // HTTP/1.1 server on libuv + llhttp: listeners, connections, limits. Routing
-// is not here: every request goes to one synchronous handler the daemon
-// installs. Everything runs on the loop thread passed to the constructor.
+// is not here: every request goes to one handler the daemon installs, which
+// may answer at once or later (work off the loop thread must not stall it).
+// Everything runs on the loop thread passed to the constructor. The process
+// must ignore SIGPIPE, or a client that leaves mid-answer kills it.
 #pragma once
 
 #include <uv.h>
@@ -8,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_set>
@@ -21,13 +24,40 @@ namespace orch {
 
 class HttpConnection;
 
+// Answers one request, now or later, on the loop thread. Copyable and cheap.
+// Only the first call sends; a call after the connection (or the server) has
+// closed, or a second call, sends nothing but still closes a file_fd the
+// response carries, so no fd leaks. It refers to the connection weakly: a
+// late call can never touch a freed one.
+class HttpResponder {
+ public:
+  // Answers nothing (pending() is false).
+  HttpResponder() = default;
+
+  void operator()(HttpResponse response) const;
+  // False once the connection is gone or the request was answered (lets a
+  // handler skip work nobody waits for).
+  bool pending() const;
+
+ private:
+  friend class HttpConnection;
+  struct Link;  // defined in http_connection.h
+  HttpResponder(std::weak_ptr<Link> link, uint64_t request);
+
+  std::weak_ptr<Link> link_;  // expires when the connection closes
+  uint64_t request_ = 0;      // which of the connection's requests this answers
+};
+
 class HttpServer {
  public:
   // Called on the loop thread for each complete request, one request per
-  // connection at a time (pipelined requests wait their turn). Fill in the
-  // response and return; an exception becomes a 500. For HEAD the server
-  // sends the head of what the handler produced and drops the body.
-  using Handler = std::function<void(const HttpRequest&, HttpResponse&)>;
+  // connection at a time: pipelined requests wait until this one is answered,
+  // and the idle timeout does not run meanwhile. Call `respond` once, before
+  // returning or from a later loop callback; a request never answered holds
+  // its connection until the server closes. An exception thrown before
+  // responding becomes a 500. For HEAD the server sends the head of the
+  // response and drops the body.
+  using Handler = std::function<void(HttpRequest request, HttpResponder respond)>;
 
   struct Options {
     std::string listen = "127.0.0.1:8080";  // "IPv4:PORT", "[IPv6]:PORT", "" = no TCP; port 0 = any
@@ -69,7 +99,8 @@ class HttpServer {
   // "127.0.0.1:PORT" / "[::1]:PORT" with the real port; "" without TCP.
   std::string BoundAddress() const;
 
-  // Stops listening, closes every connection (in-flight responses are cut),
+  // Stops listening, closes every connection (in-flight responses are cut,
+  // requests still being handled are dropped: their responders go inert),
   // removes the unix socket file it created, and calls `done` once every
   // handle's close callback has run — possibly before returning when nothing
   // is open. Safe to call from the handler. Later calls only replace `done`.
@@ -82,8 +113,8 @@ class HttpServer {
   const Options& options() const { return options_; }
   uv_loop_t* loop() const { return loop_; }
   bool closing() const { return closing_; }
-  // Runs the handler, turning an exception into a 500.
-  void Dispatch(const HttpRequest& request, HttpResponse& response);
+  // Runs the handler, turning an exception before it responded into a 500.
+  void Dispatch(HttpRequest request, const HttpResponder& respond);
   void ReportProtocolError(int status);
   // Runs options().admit, if any.
   std::optional<HttpError> Admit(const HttpRequest& head);

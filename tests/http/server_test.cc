@@ -256,14 +256,19 @@ HttpServer::Options TestOptions() {
   return o;
 }
 
-// Answers {"method":..,"path":..,"body":..,"query":{..}}.
-void Echo(const HttpRequest& req, HttpResponse& resp) {
+// {"method":..,"path":..,"body":..,"query":{..}}.
+HttpResponse EchoResponse(const HttpRequest& req) {
   nlohmann::json q = nlohmann::json::object();
   for (const auto& [k, v] : req.query) q[k] = v;
+  HttpResponse resp;
   resp.body =
       nlohmann::json{{"method", req.method}, {"path", req.path}, {"body", req.body}, {"query", q}}
           .dump();
+  return resp;
 }
+
+// Answers with EchoResponse before returning.
+void Echo(HttpRequest req, HttpResponder respond) { respond(EchoResponse(req)); }
 
 std::string Get(const std::string& path, const std::string& extra = "") {
   return "GET " + path + " HTTP/1.1\r\nHost: t\r\n" + extra + "\r\n";
@@ -394,9 +399,9 @@ TEST(HttpServer, LenientFramingIs400AndClosesWithoutServingAnyRequest) {
   o.on_protocol_error = [&](int status) {
     if (status == 400) ++protocol_errors;
   };
-  auto s = std::make_unique<LoopServer>(o, [&](const HttpRequest& req, HttpResponse& resp) {
+  auto s = std::make_unique<LoopServer>(o, [&](HttpRequest req, HttpResponder respond) {
     ++handled;
-    Echo(req, resp);
+    Echo(std::move(req), respond);
   });
   ASSERT_TRUE(s->start_status().ok()) << s->start_status().ToString();
   s->CacheBound();
@@ -609,11 +614,12 @@ TEST(HttpServer, ConnectionCloseIsHonouredAndLaterPipelinedRequestsIgnored) {
 }
 
 TEST(HttpServer, HandlerExceptionBecomes500AndTheConnectionLives) {
-  auto s =
-      std::make_unique<LoopServer>(TestOptions(), [](const HttpRequest& req, HttpResponse& resp) {
-        if (req.path == "/throw") throw std::runtime_error("boom");
-        resp.body = "{}";
-      });
+  auto s = std::make_unique<LoopServer>(TestOptions(), [](HttpRequest req, HttpResponder respond) {
+    if (req.path == "/throw") throw std::runtime_error("boom");
+    HttpResponse resp;
+    resp.body = "{}";
+    respond(std::move(resp));
+  });
   ASSERT_TRUE(s->start_status().ok());
   s->CacheBound();
   Client c = Client::Tcp(s->port());
@@ -627,8 +633,11 @@ TEST(HttpServer, HandlerExceptionBecomes500AndTheConnectionLives) {
 }
 
 TEST(HttpServer, InvalidStatusFromTheHandlerBecomes500) {
-  auto s = std::make_unique<LoopServer>(
-      TestOptions(), [](const HttpRequest&, HttpResponse& resp) { resp.status = 42; });
+  auto s = std::make_unique<LoopServer>(TestOptions(), [](HttpRequest, HttpResponder respond) {
+    HttpResponse resp;
+    resp.status = 42;
+    respond(std::move(resp));
+  });
   ASSERT_TRUE(s->start_status().ok());
   s->CacheBound();
   Client c = Client::Tcp(s->port());
@@ -659,14 +668,15 @@ TEST(HttpServer, StreamsAMultiMegabyteFileExactly) {
   for (char& ch : content) ch = static_cast<char>(rng());
   test::WriteFile(path, content);
   std::atomic<int> last_fd{-1};
-  auto s =
-      std::make_unique<LoopServer>(TestOptions(), [&](const HttpRequest& req, HttpResponse& resp) {
-        resp.content_type = "text/plain";
-        resp.file_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        last_fd = resp.file_fd;
-        resp.file_offset = req.query.count("offset") ? std::stoll(req.query.at("offset")) : 0;
-        resp.file_length = static_cast<int64_t>(content.size()) - resp.file_offset;
-      });
+  auto s = std::make_unique<LoopServer>(TestOptions(), [&](HttpRequest req, HttpResponder respond) {
+    HttpResponse resp;
+    resp.content_type = "text/plain";
+    resp.file_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    last_fd = resp.file_fd;
+    resp.file_offset = req.query.count("offset") ? std::stoll(req.query.at("offset")) : 0;
+    resp.file_length = static_cast<int64_t>(content.size()) - resp.file_offset;
+    respond(std::move(resp));
+  });
   ASSERT_TRUE(s->start_status().ok());
   s->CacheBound();
   Client c = Client::Tcp(s->port());
@@ -689,9 +699,11 @@ TEST(HttpServer, ShortFileAbortsTheConnection) {
   test::TempDir dir;
   std::string path = dir.File("short");
   test::WriteFile(path, "12345");
-  auto s = std::make_unique<LoopServer>(TestOptions(), [&](const HttpRequest&, HttpResponse& resp) {
+  auto s = std::make_unique<LoopServer>(TestOptions(), [&](HttpRequest, HttpResponder respond) {
+    HttpResponse resp;
     resp.file_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     resp.file_length = 10;  // more than there is
+    respond(std::move(resp));
   });
   ASSERT_TRUE(s->start_status().ok());
   s->CacheBound();
@@ -835,9 +847,11 @@ TEST(HttpServer, CloseCutsOpenConnectionsAndFreesEverything) {
 TEST(HttpServer, HandlerMayCloseTheServer) {
   std::atomic<HttpServer*> server{nullptr};
   std::atomic<bool> closed{false};
-  auto s = std::make_unique<LoopServer>(TestOptions(), [&](const HttpRequest&, HttpResponse& resp) {
+  auto s = std::make_unique<LoopServer>(TestOptions(), [&](HttpRequest, HttpResponder respond) {
     server.load()->Close([&] { closed = true; });
+    HttpResponse resp;
     resp.body = "{}";
+    respond(std::move(resp));  // to a closed connection: dropped
   });
   ASSERT_TRUE(s->start_status().ok());
   s->CacheBound();
