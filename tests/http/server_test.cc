@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -40,6 +41,8 @@ using Clock = std::chrono::steady_clock;
 class LoopServer {
  public:
   LoopServer(HttpServer::Options options, HttpServer::Handler handler) {
+    // As in the daemon: writing to a client that left must fail, not kill.
+    ::signal(SIGPIPE, SIG_IGN);
     EXPECT_EQ(0, uv_loop_init(&loop_));
     server_ = std::make_unique<HttpServer>(&loop_, std::move(options), std::move(handler));
     start_ = server_->Start();
@@ -283,6 +286,45 @@ std::unique_ptr<LoopServer> EchoServer(HttpServer::Options o = TestOptions()) {
   s->CacheBound();
   return s;
 }
+
+// Runs `fn` on `loop` after `ms` from a one-shot timer that frees itself.
+// Call on the loop thread.
+void Later(uv_loop_t* loop, uint64_t ms, std::function<void()> fn) {
+  struct Timer {
+    uv_timer_t timer;
+    std::function<void()> fn;
+  };
+  auto* t = new Timer{{}, std::move(fn)};
+  uv_timer_init(loop, &t->timer);
+  t->timer.data = t;
+  uv_timer_start(
+      &t->timer,
+      [](uv_timer_t* h) {
+        static_cast<Timer*>(h->data)->fn();
+        uv_close(reinterpret_cast<uv_handle_t*>(h),
+                 [](uv_handle_t* h) { delete static_cast<Timer*>(h->data); });
+      },
+      ms, 0);
+}
+
+// A server that answers EchoResponse from a timer `delay_ms` after each
+// request arrives, started and asserted.
+std::unique_ptr<LoopServer> DeferredEchoServer(uint64_t delay_ms,
+                                               HttpServer::Options o = TestOptions()) {
+  auto server = std::make_shared<std::atomic<HttpServer*>>(nullptr);
+  auto s = std::make_unique<LoopServer>(
+      std::move(o), [server, delay_ms](HttpRequest req, HttpResponder respond) {
+        Later(server->load()->loop(), delay_ms,
+              [req = std::move(req), respond] { respond(EchoResponse(req)); });
+      });
+  *server = s->server();
+  EXPECT_TRUE(s->start_status().ok()) << s->start_status().ToString();
+  s->CacheBound();
+  return s;
+}
+
+// True when `fd` is not open (the server closed it).
+bool FdClosed(int fd) { return ::fcntl(fd, F_GETFD) == -1 && errno == EBADF; }
 
 TEST(HttpServer, SimpleGetIsAnsweredAndBoundAddressHasTheRealPort) {
   auto s = EchoServer();
@@ -860,6 +902,260 @@ TEST(HttpServer, HandlerMayCloseTheServer) {
   ASSERT_TRUE(c.Send(Get("/shutdown")));
   EXPECT_TRUE(c.WaitClosed()) << "the connection is cut; no response follows a closed server";
   EXPECT_TRUE(test::WaitFor([&] { return closed.load(); }));
+  EXPECT_EQ(0, s->Stop());
+}
+
+TEST(HttpServer, DeferredResponseFromATimerArrivesAndKeepAliveContinues) {
+  auto s = DeferredEchoServer(50);
+  Client c = Client::Tcp(s->port());
+  for (const char* path : {"/one", "/two"}) {
+    auto sent = Clock::now();
+    ASSERT_TRUE(c.Send(Get(path)));
+    Response r;
+    ASSERT_TRUE(c.Read(&r)) << path;
+    EXPECT_GE(Clock::now() - sent, 40ms) << "answered by the timer, not before";
+    EXPECT_EQ(200, r.status);
+    EXPECT_EQ(0u, r.headers.count("connection"));
+    EXPECT_EQ(path, BodyJson(r)["path"]);
+  }
+  EXPECT_EQ(1u, s->connections()) << "both requests on one connection";
+  EXPECT_EQ(0, s->Stop());
+}
+
+TEST(HttpServer, PipelinedRequestsWaitForADeferredOneAndAreAnsweredInOrder) {
+  std::vector<std::string> events;  // loop thread only
+  std::atomic<HttpServer*> server{nullptr};
+  auto s = std::make_unique<LoopServer>(TestOptions(), [&](HttpRequest req, HttpResponder respond) {
+    events.push_back("handle " + req.path);
+    if (req.path != "/first") {
+      respond(EchoResponse(req));
+      return;
+    }
+    EXPECT_TRUE(respond.pending());
+    Later(server.load()->loop(), 50, [&events, req = std::move(req), respond] {
+      events.push_back("answer /first");
+      respond(EchoResponse(req));
+    });
+  });
+  server = s->server();
+  ASSERT_TRUE(s->start_status().ok());
+  s->CacheBound();
+  Client c = Client::Tcp(s->port());
+  ASSERT_TRUE(c.Send(Get("/first") + Get("/second") + Get("/third")));
+  for (const char* path : {"/first", "/second", "/third"}) {
+    Response r;
+    ASSERT_TRUE(c.Read(&r)) << path;
+    EXPECT_EQ(path, BodyJson(r)["path"]);
+  }
+  EXPECT_EQ((std::vector<std::string>{"handle /first", "answer /first", "handle /second",
+                                      "handle /third"}),
+            s->Call([&] { return events; }));
+  EXPECT_EQ(0, s->Stop());
+}
+
+TEST(HttpServer, ResponderCalledAfterTheClientLeftIsHarmlessAndClosesTheFile) {
+  test::TempDir dir;
+  std::string path = dir.File("log");
+  test::WriteFile(path, std::string(256 * 1024, 'x'));
+  HttpResponder held;  // loop thread only
+  auto s = std::make_unique<LoopServer>(
+      TestOptions(), [&](HttpRequest, HttpResponder respond) { held = std::move(respond); });
+  ASSERT_TRUE(s->start_status().ok());
+  s->CacheBound();
+  {
+    Client c = Client::Tcp(s->port());
+    ASSERT_TRUE(c.Send(Get("/log")));
+    ASSERT_TRUE(test::WaitFor([&] { return s->Call([&] { return held.pending(); }); }));
+  }  // the client closes without waiting for the answer
+  int fd = s->Call([&] {
+    HttpResponse resp;
+    resp.file_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    resp.file_length = 256 * 1024;
+    int fd = resp.file_fd;
+    held(std::move(resp));
+    return fd;
+  });
+  ASSERT_GE(fd, 0);
+  // Writing to the departed client fails; the connection closes and with it the file.
+  EXPECT_TRUE(test::WaitFor([&] { return s->connections() == 0; }));
+  EXPECT_TRUE(s->Call([&] { return FdClosed(fd); }));
+  // Now the connection is gone: a later call sends nothing and closes its file at once.
+  EXPECT_TRUE(s->Call([&] {
+    HttpResponse resp;
+    resp.file_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    resp.file_length = 1;
+    int late = resp.file_fd;
+    bool was_pending = held.pending();
+    held(std::move(resp));
+    return late >= 0 && !was_pending && FdClosed(late);
+  }));
+  EXPECT_EQ(0, s->Stop());
+}
+
+TEST(HttpServer, ServerClosedWhileARequestIsPendingDropsItAndTheResponderGoesInert) {
+  test::TempDir dir;
+  std::string path = dir.File("log");
+  test::WriteFile(path, "12345");
+  HttpResponder held;  // loop thread only
+  auto s = std::make_unique<LoopServer>(
+      TestOptions(), [&](HttpRequest, HttpResponder respond) { held = std::move(respond); });
+  ASSERT_TRUE(s->start_status().ok());
+  s->CacheBound();
+  Client c = Client::Tcp(s->port());
+  ASSERT_TRUE(c.Send(Get("/slow")));
+  ASSERT_TRUE(test::WaitFor([&] { return s->Call([&] { return held.pending(); }); }));
+  std::atomic<bool> done{false};
+  s->Call([&] {
+    s->server()->Close([&] { done = true; });
+    return 0;
+  });
+  EXPECT_TRUE(test::WaitFor([&] { return done.load(); }));
+  EXPECT_TRUE(c.WaitClosed());
+  EXPECT_EQ("", c.buffered()) << "the pending request is dropped, not answered";
+  EXPECT_TRUE(s->Call([&] {
+    HttpResponse resp;
+    resp.file_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    resp.file_length = 5;
+    int late = resp.file_fd;
+    bool was_pending = held.pending();
+    held(std::move(resp));
+    return late >= 0 && !was_pending && FdClosed(late);
+  }));
+  EXPECT_EQ(0, s->Stop());
+}
+
+TEST(HttpServer, OnlyTheFirstCallOfAResponderSends) {
+  test::TempDir dir;
+  std::string path = dir.File("log");
+  test::WriteFile(path, "second answer");
+  HttpResponder first_request;  // loop thread only
+  std::vector<bool> checks;     // loop thread only
+  auto s = std::make_unique<LoopServer>(TestOptions(), [&](HttpRequest req, HttpResponder respond) {
+    if (req.path == "/twice") {
+      first_request = respond;
+      HttpResponse a;
+      a.body = "first answer";
+      respond(std::move(a));
+      checks.push_back(!respond.pending());
+      HttpResponse b;
+      b.file_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      b.file_length = 13;
+      int fd = b.file_fd;
+      respond(std::move(b));
+      checks.push_back(fd >= 0 && FdClosed(fd));
+      return;
+    }
+    // A responder of an earlier request cannot answer this one.
+    HttpResponse stale;
+    stale.body = "stale";
+    first_request(std::move(stale));
+    checks.push_back(respond.pending());
+    respond(EchoResponse(req));
+  });
+  ASSERT_TRUE(s->start_status().ok());
+  s->CacheBound();
+  Client c = Client::Tcp(s->port());
+  Response r;
+  ASSERT_TRUE(c.Send(Get("/twice")) && c.Read(&r));
+  EXPECT_EQ("first answer", r.body);
+  ASSERT_TRUE(c.Send(Get("/next")) && c.Read(&r));
+  EXPECT_EQ("/next", BodyJson(r)["path"]) << r.body;
+  EXPECT_EQ((std::vector<bool>{true, true, true}), s->Call([&] { return checks; }));
+  EXPECT_EQ(0, s->Stop());
+}
+
+TEST(HttpServer, IdleTimeoutDoesNotCutARequestBeingHandled) {
+  HttpServer::Options o = TestOptions();
+  o.idle_timeout_ms = 100;
+  auto s = DeferredEchoServer(300, o);
+  Client c = Client::Tcp(s->port());
+  ASSERT_TRUE(c.Send(Get("/slow")));
+  Response r;
+  ASSERT_TRUE(c.Read(&r)) << "cut while the handler worked: " << c.buffered();
+  EXPECT_EQ(200, r.status);
+  EXPECT_EQ("/slow", BodyJson(r)["path"]);
+  // Answered, the connection is idle again and the timeout applies.
+  auto idle_since = Clock::now();
+  EXPECT_TRUE(c.WaitClosed(5s));
+  EXPECT_LT(Clock::now() - idle_since, 3s);
+  EXPECT_EQ(0, s->Stop());
+}
+
+TEST(HttpServer, HandlerThrowingAfterItRespondedKeepsTheResponse) {
+  std::atomic<int> protocol_errors{0};
+  HttpServer::Options o = TestOptions();
+  o.on_protocol_error = [&](int) { ++protocol_errors; };
+  auto s = std::make_unique<LoopServer>(o, [](HttpRequest req, HttpResponder respond) {
+    respond(EchoResponse(req));
+    if (req.path == "/throw") throw std::runtime_error("after the answer");
+  });
+  ASSERT_TRUE(s->start_status().ok());
+  s->CacheBound();
+  Client c = Client::Tcp(s->port());
+  Response r;
+  ASSERT_TRUE(c.Send(Get("/throw")) && c.Read(&r));
+  EXPECT_EQ(200, r.status);
+  EXPECT_EQ("/throw", BodyJson(r)["path"]);
+  ASSERT_TRUE(c.Send(Get("/fine")) && c.Read(&r));
+  EXPECT_EQ("/fine", BodyJson(r)["path"]) << "no 500 followed the answer";
+  EXPECT_EQ(0, protocol_errors.load());
+  EXPECT_EQ(0, s->Stop());
+}
+
+TEST(HttpServer, HandlerThrowingBeforeADeferredAnswerGets500AndTheConnectionLives) {
+  std::atomic<HttpServer*> server{nullptr};
+  auto s = std::make_unique<LoopServer>(TestOptions(), [&](HttpRequest req, HttpResponder respond) {
+    if (req.path == "/throw") throw std::runtime_error("boom");
+    Later(server.load()->loop(), 20,
+          [req = std::move(req), respond] { respond(EchoResponse(req)); });
+  });
+  server = s->server();
+  ASSERT_TRUE(s->start_status().ok());
+  s->CacheBound();
+  Client c = Client::Tcp(s->port());
+  Response r;
+  ASSERT_TRUE(c.Send(Get("/throw")) && c.Read(&r));
+  EXPECT_EQ(500, r.status);
+  EXPECT_EQ("internal", BodyJson(r)["error"]["code"]);
+  ASSERT_TRUE(c.Send(Get("/fine")) && c.Read(&r));
+  EXPECT_EQ(200, r.status);
+  EXPECT_EQ("/fine", BodyJson(r)["path"]);
+  EXPECT_EQ(0, s->Stop());
+}
+
+// HEAD, HTTP/1.0 keep-alive and Connection: close are decided when the request
+// arrives and must hold for an answer sent later.
+TEST(HttpServer, DeferredAnswersKeepTheRequestsConnectionSemantics) {
+  auto s = DeferredEchoServer(20);
+  {
+    Client c = Client::Tcp(s->port());
+    ASSERT_TRUE(c.Send("HEAD /h HTTP/1.1\r\n\r\n"));
+    Response r;
+    ASSERT_TRUE(c.Read(&r, 5s, /*head_request=*/true));
+    EXPECT_EQ(200, r.status);
+    EXPECT_NE("0", r.headers["content-length"]);
+    ASSERT_TRUE(c.Send(Get("/next")) && c.Read(&r));
+    EXPECT_EQ("/next", BodyJson(r)["path"]) << "no body bytes were left on the wire";
+  }
+  {
+    Client k = Client::Tcp(s->port());
+    Response r;
+    ASSERT_TRUE(k.Send("GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n") && k.Read(&r));
+    EXPECT_EQ("keep-alive", r.headers["connection"]);
+    ASSERT_TRUE(k.Send("GET /again HTTP/1.0\r\n\r\n") && k.Read(&r));
+    EXPECT_EQ("/again", BodyJson(r)["path"]);
+    EXPECT_EQ("close", r.headers["connection"]);
+    EXPECT_TRUE(k.WaitClosed());
+  }
+  {
+    Client c = Client::Tcp(s->port());
+    Response r;
+    ASSERT_TRUE(c.Send(Get("/last", "Connection: close\r\n") + Get("/ignored")) && c.Read(&r));
+    EXPECT_EQ("/last", BodyJson(r)["path"]);
+    EXPECT_EQ("close", r.headers["connection"]);
+    EXPECT_TRUE(c.WaitClosed());
+    EXPECT_EQ("", c.buffered());
+  }
   EXPECT_EQ(0, s->Stop());
 }
 
