@@ -93,6 +93,8 @@ const std::vector<KeyDef>& Defs() {
               {"off", "normal", "full", "extra"}),
       Ranged(Key("store", "busy_timeout_ms", nullptr, false, ORCH_T(store.busy_timeout_ms)),
              int64_t{0}, int64_t{600000}),
+      Ranged(Key("store", "max_pending_writes", nullptr, false, ORCH_T(store.max_pending_writes)),
+             int64_t{1}, int64_t{1000000}),
       Ranged(Key("supervisor", "max_concurrency", "ORCH_MAX_CONCURRENCY", true,
                  ORCH_T(supervisor.max_concurrency)),
              int64_t{1}, int64_t{100000}),

@@ -26,6 +26,8 @@ struct Config {
     std::string path = "var/orchestrator.db";
     std::string synchronous = "normal";
     int64_t busy_timeout_ms = 5000;
+    // Client writes that may wait for the store at once; beyond, 503.
+    int64_t max_pending_writes = 1000;
   } store;
   struct Supervisor {
     int64_t max_concurrency = 1;

@@ -25,6 +25,7 @@
 #include "http/api.h"
 #include "http/server.h"
 #include "store/job_store.h"
+#include "store/store_executor.h"
 #include "supervisor/identity.h"
 #include "supervisor/metrics.h"
 #include "supervisor/supervisor.h"
@@ -140,13 +141,18 @@ class Daemon {
   void Reload();
   void Notify(const std::string& state);
   void UpdateStatus();
+  // The last step of every stop: the store's pending work is drained.
+  void CloseServerAndStore();
 
   Config config_;
   ConfigInputs inputs_;
   uv_loop_t loop_{};
   Clock clock_;
   Metrics metrics_;
-  std::unique_ptr<JobStore> store_;
+  // Two connections to the store: the writer's and the reader's. From the
+  // executor's Start() until its Close() they belong to its threads.
+  std::unique_ptr<JobStore> store_, read_store_;
+  std::unique_ptr<StoreExecutor> executor_;
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<HttpServer> server_;
@@ -154,6 +160,7 @@ class Daemon {
   UvHandle<uv_timer_t> status_timer_, watchdog_timer_;
   bool stopping_ = false;
   bool ready_sent_ = false;
+  bool status_reading_ = false;
   int exit_code_ = 0;
 };
 
@@ -234,6 +241,14 @@ int Daemon::Run() {
                {{"path", config_.store.path}, {"error", probe.ToString()}});
     return 2;
   }
+  auto read_store = OpenJobStore(config_.store, JobStoreOpenOptions{.create = false,
+                                                                     .background_maintenance = false});
+  if (!read_store.ok()) {
+    log::Error("cannot open the store",
+               {{"path", config_.store.path}, {"error", read_store.status().ToString()}});
+    return 2;
+  }
+  read_store_ = std::move(read_store.value());
   auto boot_id = CurrentBootId();
   if (!boot_id.ok()) {
     log::Error("cannot read the boot id", {{"error", boot_id.status().ToString()}});
@@ -241,12 +256,25 @@ int Daemon::Run() {
   }
 
   uv_loop_init(&loop_);
-  supervisor_ = std::make_unique<Supervisor>(&loop_, store_.get(), config_, &metrics_, &clock_);
+  StoreExecutor::Options store_options;
+  store_options.max_pending_writes = config_.store.max_pending_writes;
+  executor_ = std::make_unique<StoreExecutor>(&loop_, store_.get(), read_store_.get(), store_options);
+  if (Status started = executor_->Start(); !started.ok()) {
+    log::Error("cannot start", {{"error", started.ToString()}});
+    executor_.reset();
+    uv_loop_close(&loop_);
+    return 2;
+  }
+  supervisor_ = std::make_unique<Supervisor>(&loop_, executor_.get(), config_, &metrics_, &clock_);
   if (original_nofile) supervisor_->SetJobFileLimit(*original_nofile);
   Status init = supervisor_->Init();
   if (!init.ok()) {
     log::Error("cannot start", {{"error", init.message()}});
+    exit_code_ = 2;
+    executor_->Close([] {});
+    uv_run(&loop_, UV_RUN_DEFAULT);
     supervisor_.reset();
+    executor_.reset();
     uv_loop_close(&loop_);
     return 2;
   }
@@ -258,7 +286,7 @@ int Daemon::Run() {
     if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
     if (host != "0.0.0.0" && host != "::") allowed_hosts.push_back(host);
   }
-  api_ = std::make_unique<Api>(store_.get(), supervisor_.get(), &metrics_, &clock_, token, *boot_id,
+  api_ = std::make_unique<Api>(executor_.get(), supervisor_.get(), &metrics_, &clock_, token, *boot_id,
                                allowed_hosts);
   HttpServer::Options opts = HttpServer::Options::FromConfig(config_.server);
   opts.admit = [this](const HttpRequest& head) { return api_->Admit(head); };
@@ -267,7 +295,10 @@ int Daemon::Run() {
     if (gr == nullptr) {
       log::Error("cannot start", {{"error", "server.unix_socket_group: no such group \"" +
                                                config_.server.unix_socket_group + "\""}});
+      executor_->Close([] {});
+      uv_run(&loop_, UV_RUN_DEFAULT);
       supervisor_.reset();
+      executor_.reset();
       uv_loop_close(&loop_);
       return 2;
     }
@@ -276,11 +307,8 @@ int Daemon::Run() {
   opts.on_protocol_error = [this](int status) {
     ++metrics_.http_requests_total[{"protocol_error", status}];
   };
-  // Api answers synchronously for now.
   auto handle = [this](HttpRequest req, HttpResponder respond) {
-    HttpResponse resp;
-    api_->Handle(req, resp);
-    respond(std::move(resp));
+    api_->Handle(req, std::move(respond));
   };
   server_ = std::make_unique<HttpServer>(&loop_, opts, std::move(handle));
   Status listening = server_->Start();
@@ -290,8 +318,7 @@ int Daemon::Run() {
                                  {"error", listening.ToString()}});
     exit_code_ = 2;
     stopping_ = true;
-    server_->Close([] {});
-    supervisor_->Shutdown([] {});
+    supervisor_->Shutdown([this] { CloseServerAndStore(); });
   } else {
     if (!server_->BoundAddress().empty()) {
       log::Info("listening", {{"address", "http://" + server_->BoundAddress()}});
@@ -299,16 +326,11 @@ int Daemon::Run() {
     if (!config_.server.unix_socket.empty()) {
       log::Info("listening", {{"unix_socket", config_.server.unix_socket}});
     }
-    // Recovery may kill orphans: only once this daemon is sure to run.
-    Status recovered = supervisor_->Recover();
-    if (!recovered.ok()) {
-      log::Error("start-up recovery failed; retrying on each reaper tick",
-                 {{"error", recovered.ToString()}});
-    }
     log::Info("orchestrator started",
               {{"version", ORCH_VERSION}, {"pid", static_cast<int64_t>(getpid())},
                {"incarnation", supervisor_->incarnation()}, {"db", config_.store.path},
                {"max_concurrency", config_.supervisor.max_concurrency}});
+    // Recovery may kill orphans: only once this daemon is sure to run.
     supervisor_->Start();
 
     auto on_stop = [](uv_signal_t* h, int signum) {
@@ -350,6 +372,8 @@ int Daemon::Run() {
   supervisor_.reset();
   server_.reset();
   api_.reset();
+  executor_.reset();
+  read_store_.reset();
   store_.reset();
   // Anything still open is a leak; run the loop dry so close callbacks free it.
   uv_walk(&loop_, [](uv_handle_t* h, void*) {
@@ -368,14 +392,31 @@ void Daemon::UpdateStatus() {
     ready_sent_ = true;
     Notify("READY=1");
   }
-  auto counts = store_->Counts();
-  if (counts.ok()) {
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "STATUS=%lld running, %lld queued%s",
-                  static_cast<long long>(counts->running), static_cast<long long>(counts->queued),
-                  supervisor_->paused() ? " (paused)" : "");
-    Notify(buf);
-  }
+  if (status_reading_) return;  // the store has not answered the last one
+  status_reading_ = true;
+  executor_->Read([](JobStore& store) { return store.Counts(); },
+                  [this](Result<QueueCounts> counts) {
+                    status_reading_ = false;
+                    if (!counts.ok() || stopping_) return;
+                    char buf[160];
+                    std::snprintf(buf, sizeof buf, "STATUS=%lld running, %lld queued%s",
+                                  static_cast<long long>(counts->running),
+                                  static_cast<long long>(counts->queued),
+                                  supervisor_->paused() ? " (paused)" : "");
+                    Notify(buf);
+                  });
+}
+
+void Daemon::CloseServerAndStore() {
+  server_->Close([this] {
+    // Every run end is handed over by now; what the store still holds is
+    // written before the daemon exits.
+    executor_->Close([this] {
+      sigterm_.Close();
+      sigint_.Close();
+      sighup_.Close();
+    });
+  });
 }
 
 void Daemon::OnStopSignal(int signum) {
@@ -388,13 +429,7 @@ void Daemon::OnStopSignal(int signum) {
   Notify("STOPPING=1");
   status_timer_.Close();
   watchdog_timer_.Close();
-  supervisor_->Shutdown([this] {
-    server_->Close([this] {
-      sigterm_.Close();
-      sigint_.Close();
-      sighup_.Close();
-    });
-  });
+  supervisor_->Shutdown([this] { CloseServerAndStore(); });
 }
 
 void Daemon::Reload() {

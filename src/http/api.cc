@@ -23,6 +23,8 @@ constexpr int64_t kDefaultPageLimit = 100;
 constexpr int64_t kMaxPageLimit = 1000;
 // A page of GET /jobs stops before its JSON passes this many bytes.
 constexpr size_t kMaxPageBytes = size_t{4} << 20;
+// /readyz says not ready once a write has waited this long for the store.
+constexpr int64_t kStalledWriteMs = 2000;
 
 json Time(const std::optional<int64_t>& ms) {
   return ms ? json(FormatRfc3339(*ms)) : json(nullptr);
@@ -79,32 +81,50 @@ json RunJson(const Run& r) {
           {"log_path", r.log_path.empty() ? json(nullptr) : json(r.log_path)}};
 }
 
-void Json(HttpResponse& resp, int status, const json& body) {
+HttpResponse Json(int status, const json& body) {
+  HttpResponse resp;
   resp.status = status;
   resp.content_type = "application/json";
   resp.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
   resp.body += '\n';
+  return resp;
 }
 
-void Error(HttpResponse& resp, int status, std::string_view code, std::string_view message) {
-  resp = HttpErrorResponse(status, code, message);
+HttpResponse Error(int status, std::string_view code, std::string_view message) {
+  return HttpErrorResponse(status, code, message);
 }
+
+// How long a client is asked to wait when the store cannot take its request.
+constexpr const char* kRetryAfterS = "1";
 
 // Store and supervisor failures as HTTP errors.
-void StatusError(HttpResponse& resp, const Status& s) {
+HttpResponse StatusError(const Status& s) {
   switch (s.code()) {
-    case Code::kNotFound: return Error(resp, 404, "not_found", s.message());
+    case Code::kNotFound: return Error(404, "not_found", s.message());
     case Code::kConflict:
-    case Code::kGuardMissed: return Error(resp, 409, "conflict", s.message());
-    case Code::kInvalidArgument: return Error(resp, 400, "invalid_request", s.message());
-    case Code::kInternal: return Error(resp, 500, "internal", s.message());
-    default: return Error(resp, 503, "store_unavailable", s.ToString());
+    case Code::kGuardMissed: return Error(409, "conflict", s.message());
+    case Code::kInvalidArgument: return Error(400, "invalid_request", s.message());
+    case Code::kInternal: return Error(500, "internal", s.message());
+    default: {
+      HttpResponse resp = Error(503, "store_unavailable", s.ToString());
+      resp.headers.emplace_back("Retry-After", kRetryAfterS);
+      return resp;
+    }
   }
 }
 
-void MethodNotAllowed(HttpResponse& resp, const char* allow) {
-  Error(resp, 405, "method_not_allowed", std::string("allowed: ") + allow);
+HttpResponse MethodNotAllowed(const char* allow) {
+  HttpResponse resp = Error(405, "method_not_allowed", std::string("allowed: ") + allow);
   resp.headers.emplace_back("Allow", allow);
+  return resp;
+}
+
+// A client write the store executor refused: too many wait already.
+HttpResponse Overloaded() {
+  HttpResponse resp = Error(503, "store_overloaded",
+                            "too many writes are waiting for the store; retry shortly");
+  resp.headers.emplace_back("Retry-After", kRetryAfterS);
+  return resp;
 }
 
 std::string Lowercase(std::string s) {
@@ -133,7 +153,7 @@ std::string PromEscape(const std::string& s) {
 
 }  // namespace
 
-Api::Api(JobStore* store, Supervisor* supervisor, Metrics* metrics, const Clock* clock,
+Api::Api(StoreExecutor* store, Supervisor* supervisor, Metrics* metrics, const Clock* clock,
          std::string token, std::string boot_id, std::vector<std::string> allowed_hosts)
     : store_(store),
       supervisor_(supervisor),
@@ -229,77 +249,63 @@ bool Api::Authorized(const HttpRequest& req) const {
   return diff == 0;
 }
 
-void Api::Handle(const HttpRequest& req, HttpResponse& resp) {
+void Api::Handle(const HttpRequest& req, HttpResponder respond) {
   int64_t start = MonotonicNs();
-  std::string route;
+  std::string route = RouteLabel(req);
+  Reply reply = [this, respond, start, route, method = req.method,
+                 path = req.path](HttpResponse resp) {
+    ++metrics_->http_requests_total[{route, resp.status}];
+    if (log::Enabled(log::Level::kDebug)) {
+      log::Debug("http request",
+                 {{"method", method}, {"path", path}, {"status", resp.status},
+                  {"duration_ms", static_cast<double>(MonotonicNs() - start) / 1e6}});
+    }
+    respond(std::move(resp));
+  };
   try {
-    route = Route(req, resp);
+    Route(req, reply);
   } catch (const std::exception& e) {
-    route = "error";
     log::Error("request handler failed", {{"path", req.path}, {"error", e.what()}});
-    Error(resp, 500, "internal", "internal error");
-  }
-  ++metrics_->http_requests_total[{route, resp.status}];
-  if (log::Enabled(log::Level::kDebug)) {
-    log::Debug("http request", {{"method", req.method}, {"path", req.path},
-                                {"status", resp.status},
-                                {"duration_ms", static_cast<double>(MonotonicNs() - start) / 1e6}});
+    reply(Error(500, "internal", "internal error"));
   }
 }
 
-std::string Api::Route(const HttpRequest& req, HttpResponse& resp) {
+std::string Api::RouteLabel(const HttpRequest& req) {
+  const std::string& p = req.path;
+  if (p == "/healthz" || p == "/readyz" || p == "/metrics" || p == "/queue" ||
+      p == "/queue/pause" || p == "/queue/resume" || p == "/jobs") {
+    return p;
+  }
+  if (p.rfind("/jobs/", 0) != 0) return "unknown";
+  std::string_view rest(p);
+  rest.remove_prefix(6);
+  size_t slash = rest.find('/');
+  if (slash == std::string_view::npos) return "/jobs/{id}";
+  std::string_view action = rest.substr(slash + 1);
+  if (action == "cancel" || action == "retry" || action == "log") {
+    return "/jobs/{id}/" + std::string(action);
+  }
+  return "/jobs/{id}";
+}
+
+void Api::Route(const HttpRequest& req, const Reply& reply) {
   const std::string& p = req.path;
   const std::string& m = req.method;
   bool get = m == "GET" || m == "HEAD";
 
-  if (p == "/healthz") {
-    get ? Healthz(resp) : MethodNotAllowed(resp, "GET, HEAD");
-    return p;
-  }
-  if (p == "/readyz") {
-    get ? Readyz(resp) : MethodNotAllowed(resp, "GET, HEAD");
-    return p;
-  }
-  if (p == "/metrics") {
-    get ? MetricsText(resp) : MethodNotAllowed(resp, "GET, HEAD");
-    return p;
-  }
-
-  std::string route = "unknown";
-  bool known = true;
-  if (p == "/queue") {
-    route = p;
-  } else if (p == "/queue/pause" || p == "/queue/resume") {
-    route = p;
-  } else if (p == "/jobs") {
-    route = p;
-  } else if (p.rfind("/jobs/", 0) == 0) {
-    route = "/jobs/{id}";
-  } else {
-    known = false;
-  }
-  if (!known) {
-    Error(resp, 404, "not_found", "no such path: " + p);
-    return route;
-  }
-  if (p == "/queue") {
-    get ? Queue(resp) : MethodNotAllowed(resp, "GET, HEAD");
-    return route;
-  }
+  if (p == "/healthz") return get ? Healthz(reply) : reply(MethodNotAllowed("GET, HEAD"));
+  if (p == "/readyz") return get ? Readyz(reply) : reply(MethodNotAllowed("GET, HEAD"));
+  if (p == "/metrics") return get ? MetricsText(reply) : reply(MethodNotAllowed("GET, HEAD"));
+  if (p == "/queue") return get ? Queue(reply) : reply(MethodNotAllowed("GET, HEAD"));
   if (p == "/queue/pause" || p == "/queue/resume") {
-    m == "POST" ? SetPaused(p == "/queue/pause", resp) : MethodNotAllowed(resp, "POST");
-    return route;
+    return m == "POST" ? SetPaused(p == "/queue/pause", reply) : reply(MethodNotAllowed("POST"));
   }
   if (p == "/jobs") {
-    if (m == "POST") {
-      Submit(req, resp);
-    } else if (get) {
-      ListJobs(req, resp);
-    } else {
-      MethodNotAllowed(resp, "GET, HEAD, POST");
-    }
-    return route;
+    if (m == "POST") return Submit(req, reply);
+    if (get) return ListJobs(req, reply);
+    return reply(MethodNotAllowed("GET, HEAD, POST"));
   }
+  if (p.rfind("/jobs/", 0) != 0) return reply(Error(404, "not_found", "no such path: " + p));
 
   // /jobs/{id}[/cancel|/retry|/log]
   std::string_view rest(p);
@@ -309,61 +315,78 @@ std::string Api::Route(const HttpRequest& req, HttpResponse& resp) {
       rest.size() > id_text.size() ? rest.substr(id_text.size() + 1) : std::string_view();
   int64_t id = 0;
   if (!ParseId(id_text, &id) || (rest.size() > id_text.size() && action.empty())) {
-    Error(resp, 404, "not_found", "no such path: " + p);
-    return route;
+    return reply(Error(404, "not_found", "no such path: " + p));
   }
-  if (action.empty()) {
-    get ? GetJob(id, resp) : MethodNotAllowed(resp, "GET, HEAD");
-    return route;
-  }
-  if (action == "cancel") {
-    m == "POST" ? CancelJob(id, resp) : MethodNotAllowed(resp, "POST");
-    return "/jobs/{id}/cancel";
-  }
-  if (action == "retry") {
-    m == "POST" ? RetryJob(id, resp) : MethodNotAllowed(resp, "POST");
-    return "/jobs/{id}/retry";
-  }
-  if (action == "log") {
-    get ? Log(id, req, resp) : MethodNotAllowed(resp, "GET, HEAD");
-    return "/jobs/{id}/log";
-  }
-  Error(resp, 404, "not_found", "no such path: " + p);
-  return "unknown";
+  if (action.empty()) return get ? GetJob(id, reply) : reply(MethodNotAllowed("GET, HEAD"));
+  if (action == "cancel") return m == "POST" ? CancelJob(id, reply) : reply(MethodNotAllowed("POST"));
+  if (action == "retry") return m == "POST" ? RetryJob(id, reply) : reply(MethodNotAllowed("POST"));
+  if (action == "log") return get ? Log(id, req, reply) : reply(MethodNotAllowed("GET, HEAD"));
+  reply(Error(404, "not_found", "no such path: " + p));
 }
 
-void Api::Healthz(HttpResponse& resp) { Json(resp, 200, {{"status", "ok"}}); }
+void Api::Healthz(const Reply& reply) { reply(Json(200, {{"status", "ok"}})); }
 
-void Api::Readyz(HttpResponse& resp) {
+void Api::Readyz(const Reply& reply) {
   if (!supervisor_->recovered()) {
-    return Error(resp, 503, "not_ready", "start-up recovery has not finished");
+    return reply(Error(503, "not_ready", "start-up recovery has not finished"));
   }
-  Status s = store_->ProbeWritable();
-  if (!s.ok()) {
-    // Open to anyone: the answer names no path; the log has the details.
-    if (s.message() != last_readyz_error_) {
-      last_readyz_error_ = s.message();
-      log::Warn("not ready: store not writable", {{"error", s.ToString()}});
+  // From what the store's last writes said (the reaper tick probes it):
+  // asking the store now would make readiness wait on a locked database.
+  StoreExecutor::Health h = store_->health();
+  std::string why;
+  if (h.last_write_failure) {
+    why = std::string("store not writable (") + CodeName(h.last_write_failure->code()) +
+          "); the daemon's log says why";
+    if (h.last_write_failure->message() != last_readyz_error_) {
+      last_readyz_error_ = h.last_write_failure->message();
+      log::Warn("not ready: store not writable", {{"error", h.last_write_failure->ToString()}});
     }
-    return Error(resp, 503, "not_ready",
-                 std::string("store not writable (") + CodeName(s.code()) +
-                     "); the daemon's log says why");
+  } else if (h.oldest_write_wait_ms >= kStalledWriteMs) {
+    why = "store writes have waited " + std::to_string(h.oldest_write_wait_ms) + " ms (" +
+          std::to_string(h.pending_writes) + " waiting); is the database locked?";
+  } else {
+    last_readyz_error_.clear();
+    return reply(Json(200, {{"status", "ready"}}));
   }
-  last_readyz_error_.clear();
-  Json(resp, 200, {{"status", "ready"}});
+  // Open to anyone: the answer names no path; the log has the details.
+  reply(Error(503, "not_ready", why));
 }
 
-void Api::Queue(HttpResponse& resp) {
-  auto counts = store_->Counts();
-  if (!counts.ok()) return StatusError(resp, counts.status());
-  auto running = store_->ListRunningBrief();
-  if (!running.ok()) return StatusError(resp, running.status());
+// What GET /queue reads from the store, in one read.
+struct QueueView {
+  QueueView() = default;
+  QueueView(Status s) : error(std::move(s)) {}  // NOLINT: a failed read
+  const Status& status() const { return error; }
+  Status error;
+  QueueCounts counts;
+  std::vector<RunningBrief> running;
+};
+
+void Api::Queue(const Reply& reply) {
+  store_->Read(
+      [](JobStore& store) -> QueueView {
+        auto counts = store.Counts();
+        if (!counts.ok()) return counts.status();
+        auto running = store.ListRunningBrief();
+        if (!running.ok()) return running.status();
+        QueueView v;
+        v.counts = *counts;
+        v.running = std::move(running).value();
+        return v;
+      },
+      [this, reply](QueueView view) {
+        if (!view.error.ok()) return reply(StatusError(view.error));
+        reply(QueueJson(view.counts, view.running));
+      });
+}
+
+HttpResponse Api::QueueJson(const QueueCounts& counts, const std::vector<RunningBrief>& running) {
   int64_t now = clock_->NowMs();
   const Config& cfg = supervisor_->config();
 
   HostFaultState host = supervisor_->host_fault();
   json run_list = json::array();
-  for (const auto& e : *running) {
+  for (const auto& e : running) {
     run_list.push_back({{"id", e.job_id},
                         {"run_id", e.run_id},
                         {"pid", e.pid ? json(e.pid) : json(nullptr)},
@@ -374,17 +397,17 @@ void Api::Queue(HttpResponse& resp) {
   const Metrics& m = *metrics_;
   json body = {
       {"counts",
-       {{"queued", counts->queued},
-        {"running", counts->running},
-        {"succeeded", counts->succeeded},
-        {"failed", counts->failed},
-        {"cancelled", counts->cancelled}}},
+       {{"queued", counts.queued},
+        {"running", counts.running},
+        {"succeeded", counts.succeeded},
+        {"failed", counts.failed},
+        {"cancelled", counts.cancelled}}},
       {"max_concurrency", cfg.supervisor.max_concurrency},
       {"serial_gate_enabled", cfg.supervisor.serial_gate_enabled},
       {"paused", supervisor_->paused()},
       {"oldest_queued_age_s",
-       counts->oldest_queued_created_at
-           ? json(static_cast<double>(now - *counts->oldest_queued_created_at) / 1000.0)
+       counts.oldest_queued_created_at
+           ? json(static_cast<double>(now - *counts.oldest_queued_created_at) / 1000.0)
            : json(nullptr)},
       {"running", run_list},
       {"reaper",
@@ -410,32 +433,42 @@ void Api::Queue(HttpResponse& resp) {
         {"boot_id", boot_id_},
         {"started_at", FormatRfc3339(supervisor_->started_at_ms())},
         {"uptime_s", static_cast<double>(now - supervisor_->started_at_ms()) / 1000.0}}}};
-  Json(resp, 200, body);
+  return Json(200, body);
 }
 
-void Api::SetPaused(bool paused, HttpResponse& resp) {
-  Status s = supervisor_->SetPaused(paused);
-  if (!s.ok()) return StatusError(resp, s);
-  Json(resp, 200, {{"paused", paused}});
+void Api::SetPaused(bool paused, const Reply& reply) {
+  supervisor_->SetPaused(paused, [reply, paused](Status s) {
+    if (!s.ok()) return reply(StatusError(s));
+    reply(Json(200, {{"paused", paused}}));
+  });
 }
 
-void Api::Submit(const HttpRequest& req, HttpResponse& resp) {
+void Api::Submit(const HttpRequest& req, const Reply& reply) {
   auto spec = ParseJobSpec(req.body, supervisor_->config().supervisor.default_max_attempts);
-  if (!spec.ok()) return Error(resp, 400, "invalid_request", spec.status().message());
-  auto result = store_->Submit(*spec, clock_->NowMs());
-  if (!result.ok()) {
-    log::Error("submit failed", {{"error", result.status().ToString()}});
-    return StatusError(resp, result.status());
+  if (!spec.ok()) return reply(Error(400, "invalid_request", spec.status().message()));
+  int64_t now = clock_->NowMs();
+  // Answered once the commit that holds the job is done (group commit).
+  bool queued = store_->TryWrite(
+      [spec = std::move(spec).value(), now](JobStore& store) { return store.Submit(spec, now); },
+      [this, reply](Result<SubmitResult> result) {
+        if (!result.ok()) {
+          log::Error("submit failed", {{"error", result.status().ToString()}});
+          return reply(StatusError(result.status()));
+        }
+        if (result->created) {
+          ++metrics_->submitted_total;
+          log::Info("job submitted", {{"job_id", result->job.id}, {"name", result->job.name}});
+          supervisor_->Kick();
+        }
+        reply(Json(result->created ? 201 : 200, JobJson(result->job)));
+      });
+  if (!queued) {
+    ++metrics_->store_refused_total;
+    reply(Overloaded());
   }
-  if (result->created) {
-    ++metrics_->submitted_total;
-    log::Info("job submitted", {{"job_id", result->job.id}, {"name", result->job.name}});
-    supervisor_->Kick();
-  }
-  Json(resp, result->created ? 201 : 200, JobJson(result->job));
 }
 
-void Api::ListJobs(const HttpRequest& req, HttpResponse& resp) {
+void Api::ListJobs(const HttpRequest& req, const Reply& reply) {
   std::optional<JobStatus> status;
   int64_t limit = kDefaultPageLimit, after = 0;
   for (const auto& [k, v] : req.query) {
@@ -443,61 +476,96 @@ void Api::ListJobs(const HttpRequest& req, HttpResponse& resp) {
       if (v.empty()) continue;
       JobStatus s;
       if (!ParseJobStatus(v, &s)) {
-        return Error(resp, 400, "invalid_request",
-                     "status: must be one of queued, running, succeeded, failed, cancelled");
+        return reply(Error(400, "invalid_request",
+                           "status: must be one of queued, running, succeeded, failed, cancelled"));
       }
       status = s;
     } else if (k == "limit") {
-      if (!ParseId(v, &limit)) return Error(resp, 400, "invalid_request", "limit: must be a positive integer");
+      if (!ParseId(v, &limit)) {
+        return reply(Error(400, "invalid_request", "limit: must be a positive integer"));
+      }
       limit = std::min(limit, kMaxPageLimit);
     } else if (k == "after_id") {
       if (v != "0" && !ParseId(v, &after)) {
-        return Error(resp, 400, "invalid_request", "after_id: must be a non-negative integer");
+        return reply(Error(400, "invalid_request", "after_id: must be a non-negative integer"));
       }
     } else {
-      return Error(resp, 400, "invalid_request", k + ": unknown query parameter");
+      return reply(Error(400, "invalid_request", k + ": unknown query parameter"));
     }
   }
-  auto page = store_->ListJobs(status, after, limit, static_cast<int64_t>(kMaxPageBytes));
-  if (!page.ok()) return StatusError(resp, page.status());
-  // Capped in bytes as well as rows: a page of jobs with huge argv or env
-  // must not become one huge response. At least one job always fits.
-  json jobs = json::array();
-  size_t bytes = 0;
-  std::optional<int64_t> next = page->next_after_id;
-  for (const auto& j : page->jobs) {
-    json item = JobJson(j);
-    size_t size = item.dump().size();
-    if (!jobs.empty() && bytes + size > kMaxPageBytes) {
-      next = jobs.back().at("id").get<int64_t>();
-      break;
-    }
-    bytes += size;
-    jobs.push_back(std::move(item));
-  }
-  Json(resp, 200, {{"jobs", jobs}, {"next_after_id", Opt(next)}});
+  store_->Read(
+      [status, after, limit](JobStore& store) {
+        return store.ListJobs(status, after, limit, static_cast<int64_t>(kMaxPageBytes));
+      },
+      [reply](Result<JobPage> page) {
+        if (!page.ok()) return reply(StatusError(page.status()));
+        // Capped in bytes as well as rows: a page of jobs with huge argv or
+        // env must not become one huge response. At least one job always fits.
+        json jobs = json::array();
+        size_t bytes = 0;
+        std::optional<int64_t> next = page->next_after_id;
+        for (const auto& j : page->jobs) {
+          json item = JobJson(j);
+          size_t size = item.dump().size();
+          if (!jobs.empty() && bytes + size > kMaxPageBytes) {
+            next = jobs.back().at("id").get<int64_t>();
+            break;
+          }
+          bytes += size;
+          jobs.push_back(std::move(item));
+        }
+        reply(Json(200, {{"jobs", jobs}, {"next_after_id", Opt(next)}}));
+      });
 }
 
-void Api::GetJob(int64_t id, HttpResponse& resp) {
-  auto job = store_->GetJob(id);
-  if (!job.ok()) return StatusError(resp, job.status());
-  auto runs = store_->GetRuns(id);
-  if (!runs.ok()) return StatusError(resp, runs.status());
-  json body = JobJson(*job);
+// What GET /jobs/{id} reads from the store, in one read.
+struct JobView {
+  JobView() = default;
+  JobView(Status s) : error(std::move(s)) {}  // NOLINT: a failed read
+  const Status& status() const { return error; }
+  Status error;
+  Job job;
+  std::vector<Run> runs;
+  std::vector<RunningBrief> running;  // read for a queued job only (blocked_by)
+};
+
+void Api::GetJob(int64_t id, const Reply& reply) {
+  store_->Read(
+      [id](JobStore& store) -> JobView {
+        JobView v;
+        auto job = store.GetJob(id);
+        if (!job.ok()) return job.status();
+        v.job = std::move(job).value();
+        auto runs = store.GetRuns(id);
+        if (!runs.ok()) return runs.status();
+        v.runs = std::move(runs).value();
+        if (v.job.status == JobStatus::kQueued) {
+          auto running = store.ListRunningBrief();
+          if (!running.ok()) return running.status();
+          v.running = std::move(running).value();
+        }
+        return v;
+      },
+      [this, reply](JobView view) {
+        if (!view.error.ok()) return reply(StatusError(view.error));
+        reply(JobWithRuns(view.job, view.runs, view.running));
+      });
+}
+
+HttpResponse Api::JobWithRuns(const Job& job, const std::vector<Run>& runs,
+                              const std::vector<RunningBrief>& running) {
+  json body = JobJson(job);
   json run_list = json::array();
-  for (const auto& r : *runs) run_list.push_back(RunJson(r));
+  for (const auto& r : runs) run_list.push_back(RunJson(r));
   body["runs"] = run_list;
-  if (job->status != JobStatus::kQueued) {
-    Json(resp, 200, body);
-    return;
-  }
+  if (job.status != JobStatus::kQueued) return Json(200, body);
 
   // Why it is not running yet, with proof.
   int64_t now = clock_->NowMs();
   const Config& cfg = supervisor_->config();
   json blocked = nullptr;
   const Run* open_run = nullptr;
-  for (const auto& r : *runs) {
+  for (const auto& r : runs) {
     if (!r.ended_at) open_run = &r;
   }
   HostFaultState host = supervisor_->host_fault();
@@ -509,16 +577,14 @@ void Api::GetJob(int64_t id, HttpResponse& resp) {
                {"run_id", open_run->id},
                {"pid", open_run->identity.pid ? json(open_run->identity.pid) : json(nullptr)},
                {"sanitize_enabled", cfg.reaper.sanitize_impossible_queued}};
-  } else if (job->not_before > now) {
-    blocked = {{"reason", "not_before"}, {"until", FormatRfc3339(job->not_before)}};
+  } else if (job.not_before > now) {
+    blocked = {{"reason", "not_before"}, {"until", FormatRfc3339(job.not_before)}};
   } else {
-    auto running = store_->ListRunningBrief();
-    if (!running.ok()) return StatusError(resp, running.status());
-    if (cfg.supervisor.serial_gate_enabled && job->serial_key) {
-      for (const auto& e : *running) {
-        if (e.serial_key == job->serial_key) {
+    if (cfg.supervisor.serial_gate_enabled && job.serial_key) {
+      for (const auto& e : running) {
+        if (e.serial_key == job.serial_key) {
           blocked = {{"reason", "serial_key"},
-                     {"key", *job->serial_key},
+                     {"key", *job.serial_key},
                      {"run_id", e.run_id},
                      {"pid", e.pid ? json(e.pid) : json(nullptr)},
                      {"alive", supervisor_->IsRunAlive(e.run_id)}};
@@ -527,9 +593,9 @@ void Api::GetJob(int64_t id, HttpResponse& resp) {
       }
     }
     if (blocked.is_null() &&
-        static_cast<int64_t>(running->size()) >= cfg.supervisor.max_concurrency) {
+        static_cast<int64_t>(running.size()) >= cfg.supervisor.max_concurrency) {
       json held = json::array();
-      for (const auto& e : *running) held.push_back(e.run_id);
+      for (const auto& e : running) held.push_back(e.run_id);
       blocked = {{"reason", "max_concurrency"}, {"held_by", held}};
     }
     if (blocked.is_null() && host.backoff_left_ms > 0) {
@@ -539,84 +605,110 @@ void Api::GetJob(int64_t id, HttpResponse& resp) {
     }
   }
   body["blocked_by"] = blocked;
-  Json(resp, 200, body);
+  return Json(200, body);
 }
 
-void Api::CancelJob(int64_t id, HttpResponse& resp) {
-  auto result = supervisor_->Cancel(id);
-  if (!result.ok()) return StatusError(resp, result.status());
-  Json(resp, 202, JobJson(result->job));
+void Api::CancelJob(int64_t id, const Reply& reply) {
+  supervisor_->Cancel(id, [reply](Result<CancelResult> result) {
+    if (!result.ok()) return reply(StatusError(result.status()));
+    reply(Json(202, JobJson(result->job)));
+  });
 }
 
-void Api::RetryJob(int64_t id, HttpResponse& resp) {
-  auto job = store_->Retry(id, clock_->NowMs());
-  if (!job.ok()) return StatusError(resp, job.status());
-  log::Info("job retried", {{"job_id", id}});
-  supervisor_->Kick();
-  Json(resp, 200, JobJson(*job));
+void Api::RetryJob(int64_t id, const Reply& reply) {
+  int64_t now = clock_->NowMs();
+  bool queued = store_->TryWrite([id, now](JobStore& store) { return store.Retry(id, now); },
+                                 [this, id, reply](Result<Job> job) {
+                                   if (!job.ok()) return reply(StatusError(job.status()));
+                                   log::Info("job retried", {{"job_id", id}});
+                                   supervisor_->Kick();
+                                   reply(Json(200, JobJson(*job)));
+                                 });
+  if (!queued) {
+    ++metrics_->store_refused_total;
+    reply(Overloaded());
+  }
 }
 
-void Api::Log(int64_t id, const HttpRequest& req, HttpResponse& resp) {
+void Api::Log(int64_t id, const HttpRequest& req, const Reply& reply) {
   std::string stream = "stdout";
   std::optional<int64_t> tail;
   for (const auto& [k, v] : req.query) {
     if (k == "stream") {
       if (v != "stdout" && v != "stderr") {
-        return Error(resp, 400, "invalid_request", "stream: must be stdout or stderr");
+        return reply(Error(400, "invalid_request", "stream: must be stdout or stderr"));
       }
       stream = v;
     } else if (k == "tail_bytes") {
       int64_t n = 0;
       if (v != "0" && !ParseId(v, &n)) {
-        return Error(resp, 400, "invalid_request", "tail_bytes: must be a non-negative integer");
+        return reply(Error(400, "invalid_request", "tail_bytes: must be a non-negative integer"));
       }
       tail = n;
     } else {
-      return Error(resp, 400, "invalid_request", k + ": unknown query parameter");
+      return reply(Error(400, "invalid_request", k + ": unknown query parameter"));
     }
   }
-  auto job = store_->GetJob(id);
-  if (!job.ok()) return StatusError(resp, job.status());
-  auto runs = store_->GetRuns(id);
-  if (!runs.ok()) return StatusError(resp, runs.status());
+  store_->Read(
+      [id](JobStore& store) -> Result<std::vector<Run>> {
+        auto job = store.GetJob(id);  // 404 for an unknown job
+        if (!job.ok()) return job.status();
+        return store.GetRuns(id);
+      },
+      [this, id, stream, tail, reply](Result<std::vector<Run>> runs) {
+        if (!runs.ok()) return reply(StatusError(runs.status()));
+        reply(LogFile(id, *runs, stream, tail));
+      });
+}
+
+HttpResponse Api::LogFile(int64_t id, const std::vector<Run>& runs, const std::string& stream,
+                          std::optional<int64_t> tail) {
   // The newest run that has a log.
   const Run* run = nullptr;
-  for (const auto& r : *runs) {
+  for (const auto& r : runs) {
     if (!r.log_path.empty() && (run == nullptr || r.id > run->id)) run = &r;
   }
-  if (run == nullptr) return Error(resp, 404, "no_log", "job " + std::to_string(id) + " has no log yet");
+  if (run == nullptr) {
+    return Error(404, "no_log", "job " + std::to_string(id) + " has no log yet");
+  }
   // By ids, never by the stored path; a name that is not the daemon's own
   // regular file (a job swapped in a link or a FIFO) is refused.
   auto opened = supervisor_->log_dir().OpenForRead(
       id, run->id, stream == "stderr" ? LogStream::kStderr : LogStream::kStdout);
   if (!opened.ok()) {
     if (opened.status().code() == Code::kNotFound) {
-      resp.status = 200;
-      resp.content_type = "text/plain; charset=utf-8";
-      resp.body.clear();
-      return;
+      HttpResponse empty;
+      empty.content_type = "text/plain; charset=utf-8";
+      return empty;
     }
     if (opened.status().code() == Code::kPermission) {
       log::Warn("refused to serve a log", {{"job_id", id}, {"run_id", run->id},
                                            {"error", opened.status().message()}});
-      return Error(resp, 403, "log_refused", opened.status().message());
+      return Error(403, "log_refused", opened.status().message());
     }
-    return Error(resp, 500, "log_unreadable", opened.status().message());
+    return Error(500, "log_unreadable", opened.status().message());
   }
   int fd = opened->Release();
   struct stat st {};
   fstat(fd, &st);
   int64_t size = st.st_size;
-  int64_t offset = tail && *tail < size ? size - *tail : (tail ? 0 : 0);
+  int64_t offset = tail && *tail < size ? size - *tail : 0;
+  HttpResponse resp;
   resp.status = 200;
   resp.content_type = "text/plain; charset=utf-8";
   resp.headers.emplace_back("X-Run-Id", std::to_string(run->id));
   resp.file_fd = fd;
   resp.file_offset = offset;
   resp.file_length = size - offset;
+  return resp;
 }
 
-void Api::MetricsText(HttpResponse& resp) {
+void Api::MetricsText(const Reply& reply) {
+  store_->Read([](JobStore& store) { return store.Counts(); },
+               [this, reply](Result<QueueCounts> counts) { reply(MetricsBody(counts)); });
+}
+
+HttpResponse Api::MetricsBody(const Result<QueueCounts>& counts) {
   std::ostringstream o;
   auto family = [&](const char* name, const char* type, const char* help) {
     o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
@@ -624,7 +716,6 @@ void Api::MetricsText(HttpResponse& resp) {
   const Metrics& m = *metrics_;
   const Config& cfg = supervisor_->config();
 
-  auto counts = store_->Counts();
   if (counts.ok()) {
     family("orchestrator_jobs", "gauge", "Jobs in the store by status.");
     std::pair<const char*, int64_t> rows[] = {{"queued", counts->queued},
@@ -681,6 +772,22 @@ void Api::MetricsText(HttpResponse& resp) {
   counter("orchestrator_store_errors_total", "Store operations that failed.", m.store_errors_total);
   counter("orchestrator_guard_missed_total", "Guarded transitions that matched no row.",
           m.guard_missed_total);
+  {
+    StoreExecutor::Health h = store_->health();
+    family("orchestrator_store_pending", "gauge", "Store work posted and not yet answered.");
+    o << "orchestrator_store_pending{lane=\"write\"} " << h.pending_writes << '\n';
+    o << "orchestrator_store_pending{lane=\"read\"} " << h.pending_reads << '\n';
+    family("orchestrator_store_oldest_write_wait_seconds", "gauge",
+           "How long the oldest unanswered write has waited for the store.");
+    o << "orchestrator_store_oldest_write_wait_seconds "
+      << static_cast<double>(h.oldest_write_wait_ms) / 1000.0 << '\n';
+    counter("orchestrator_store_commits_total", "Group transactions committed.", h.batches);
+    counter("orchestrator_store_committed_writes_total",
+            "Writes committed (several share one commit under load).", h.batched_writes);
+    counter("orchestrator_store_refused_total",
+            "Client writes refused with 503 because too many were waiting for the store.",
+            m.store_refused_total);
+  }
 
   auto histogram = [&](const char* name, const char* help, const Histogram& h) {
     family(name, "histogram", help);
@@ -707,9 +814,10 @@ void Api::MetricsText(HttpResponse& resp) {
   family("orchestrator_process_start_time_seconds", "gauge", "Start time of the daemon (Unix time).");
   o << "orchestrator_process_start_time_seconds " << supervisor_->started_at_ms() / 1000 << '\n';
 
-  resp.status = 200;
+  HttpResponse resp;
   resp.content_type = "text/plain; version=0.0.4; charset=utf-8";
   resp.body = o.str();
+  return resp;
 }
 
 }  // namespace orch

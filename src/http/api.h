@@ -1,5 +1,7 @@
 // The HTTP API of SPEC §7 on top of the store and the supervisor. Handle()
-// is the synchronous handler the HttpServer calls on the loop thread.
+// is the HttpServer's handler, on the loop thread: a request that needs the
+// store posts its work to the StoreExecutor and answers when the result
+// comes back, so no request ever makes the loop wait on the database.
 #pragma once
 
 #include <optional>
@@ -10,7 +12,9 @@
 #include "http/http_parser.h"
 #include "http/http_types.h"
 #include "http/job_spec_parser.h"
+#include "http/server.h"
 #include "store/job_store.h"
+#include "store/store_executor.h"
 #include "supervisor/metrics.h"
 #include "supervisor/supervisor.h"
 
@@ -20,7 +24,7 @@ class Api {
  public:
   // `token` empty = no authentication. `allowed_hosts`: Host values accepted
   // besides loopback names. All pointers outlive the Api.
-  Api(JobStore* store, Supervisor* supervisor, Metrics* metrics, const Clock* clock,
+  Api(StoreExecutor* store, Supervisor* supervisor, Metrics* metrics, const Clock* clock,
       std::string token, std::string boot_id, std::vector<std::string> allowed_hosts = {});
 
   // The HttpServer's admit hook: judges a request's head before its body is
@@ -33,27 +37,38 @@ class Api {
   // logged with the peer's uid.
   std::optional<HttpError> Admit(const HttpRequest& head) const;
 
-  void Handle(const HttpRequest& req, HttpResponse& resp);
+  void Handle(const HttpRequest& req, HttpResponder respond);
 
  private:
-  // Returns the route label for metrics ("/jobs/{id}", "unknown").
-  std::string Route(const HttpRequest& req, HttpResponse& resp);
+  // Sends a response (now or once the store has answered).
+  using Reply = std::function<void(HttpResponse)>;
 
-  void Healthz(HttpResponse& resp);
-  void Readyz(HttpResponse& resp);
-  void Queue(HttpResponse& resp);
-  void SetPaused(bool paused, HttpResponse& resp);
-  void Submit(const HttpRequest& req, HttpResponse& resp);
-  void ListJobs(const HttpRequest& req, HttpResponse& resp);
-  void GetJob(int64_t id, HttpResponse& resp);
-  void CancelJob(int64_t id, HttpResponse& resp);
-  void RetryJob(int64_t id, HttpResponse& resp);
-  void Log(int64_t id, const HttpRequest& req, HttpResponse& resp);
-  void MetricsText(HttpResponse& resp);
+  // The route label for metrics ("/jobs/{id}", "unknown").
+  static std::string RouteLabel(const HttpRequest& req);
+  void Route(const HttpRequest& req, const Reply& reply);
+
+  void Healthz(const Reply& reply);
+  void Readyz(const Reply& reply);
+  void Queue(const Reply& reply);
+  void SetPaused(bool paused, const Reply& reply);
+  void Submit(const HttpRequest& req, const Reply& reply);
+  void ListJobs(const HttpRequest& req, const Reply& reply);
+  void GetJob(int64_t id, const Reply& reply);
+  void CancelJob(int64_t id, const Reply& reply);
+  void RetryJob(int64_t id, const Reply& reply);
+  void Log(int64_t id, const HttpRequest& req, const Reply& reply);
+  void MetricsText(const Reply& reply);
+  // The responses, built on the loop from what the store returned.
+  HttpResponse QueueJson(const QueueCounts& counts, const std::vector<RunningBrief>& running);
+  HttpResponse JobWithRuns(const Job& job, const std::vector<Run>& runs,
+                           const std::vector<RunningBrief>& running);
+  HttpResponse LogFile(int64_t id, const std::vector<Run>& runs, const std::string& stream,
+                       std::optional<int64_t> tail);
+  HttpResponse MetricsBody(const Result<QueueCounts>& counts);
   bool Authorized(const HttpRequest& req) const;
   bool HostAllowed(const std::string& host) const;
 
-  JobStore* store_;
+  StoreExecutor* store_;
   Supervisor* supervisor_;
   Metrics* metrics_;
   const Clock* clock_;

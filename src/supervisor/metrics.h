@@ -42,6 +42,7 @@ struct Metrics {
   uint64_t impossible_queued_total = 0;
   uint64_t guard_missed_total = 0;
   uint64_t store_errors_total = 0;
+  uint64_t store_refused_total = 0;  // client writes refused: too many waiting
   int64_t last_tick_at_ms = 0;
   // exit detection: pidfd readable -> run closed in the store
   Histogram exit_detection_seconds{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,

@@ -107,9 +107,12 @@ struct Supervisor::Running {
   bool kill_sent = false;
   int64_t exit_seen_mono_ms = 0;  // adopted: exited, exit status not yet readable
   std::unique_ptr<HeldExec, HeldExecDeleter> exec;  // our child: its exec report
+  // Held before exec until its identity is committed (OnRecorded).
+  bool held = false;
+  bool released = false;
 };
 
-Supervisor::Supervisor(uv_loop_t* loop, JobStore* store, const Config& config, Metrics* metrics,
+Supervisor::Supervisor(uv_loop_t* loop, StoreExecutor* store, const Config& config, Metrics* metrics,
                        const Clock* clock)
     : loop_(loop),
       store_(store),
@@ -163,8 +166,6 @@ Status Supervisor::Init() {
   auto log_dir = LogDir::Open(config_.supervisor.log_dir);
   if (!log_dir.ok()) return log_dir.status();
   log_dir_ = std::move(log_dir).value();
-  auto paused = store_->IsPaused();
-  if (paused.ok()) paused_ = *paused;
   return Status::Ok();
 }
 
@@ -177,60 +178,136 @@ void Supervisor::NoteStore(const Status& s) {
   }
 }
 
-Status Supervisor::Sanitize() {
-  if (!config_.reaper.sanitize_impossible_queued) return Status::Ok();
+// What the I1 sweep did on the writer thread: its report, and the jobs it
+// reattached to their live run, to be watched from the loop.
+struct Supervisor::SweepResult {
+  SweepResult() = default;
+  SweepResult(Status s) : error(std::move(s)) {}  // NOLINT: a failed batch
+  const Status& status() const { return error; }
+  Status error;
+  SanitizeReport report;
+  std::vector<RunningEntry> reattached;
+  std::vector<Status> reattach_errors;
+};
+
+bool Supervisor::Tracked(int64_t run_id) const {
+  if (running_.count(run_id) != 0 || ending_.count(run_id) != 0) return true;
+  return std::any_of(pending_finishes_.begin(), pending_finishes_.end(),
+                     [&](const RunEnd& p) { return p.run_id == run_id; });
+}
+
+void Supervisor::Sanitize(std::function<void(Status)> then) {
+  if (!config_.reaper.sanitize_impossible_queued) {
+    then(Status::Ok());
+    return;
+  }
   // A run this daemon watches is alive by definition; any other is checked
-  // by identity before anything is closed.
-  auto report = SanitizeImpossibleQueued(*store_, clock_->NowMs(), [this](const Run& run) {
-    if (running_.count(run.id) != 0) return Result<bool>(true);
-    return RunProcessLives(run);
-  });
-  if (!report.ok()) return report.status();
-  for (const Status& e : report->errors) {
+  // by identity (on the store thread: it only reads /proc) before anything
+  // is closed. A run that starts being watched after this snapshot belongs
+  // to a running job, which the sweep never touches.
+  std::unordered_set<int64_t> watched;
+  for (const auto& [run_id, r] : running_) watched.insert(run_id);
+  for (int64_t run_id : ending_) watched.insert(run_id);
+  for (const auto& p : pending_finishes_) watched.insert(p.run_id);
+  int64_t now = clock_->NowMs();
+  store_->Write(
+      [watched = std::move(watched), now](JobStore& store) -> SweepResult {
+        auto report = SanitizeImpossibleQueued(store, now, [&](const Run& run) {
+          if (watched.count(run.id) != 0) return Result<bool>(true);
+          return RunProcessLives(run);
+        });
+        if (!report.ok()) return SweepResult(report.status());
+        SweepResult out;
+        out.report = std::move(report).value();
+        for (const auto& a : out.report.alive) {
+          // Never forgotten: the job runs again under that run.
+          Status s = store.ReattachOpenRun(a.job_id, a.open_run->id, now);
+          if (s.code() == Code::kGuardMissed) continue;
+          if (!s.ok()) {
+            out.reattach_errors.push_back(s);
+            continue;
+          }
+          auto job = store.GetJob(a.job_id);
+          if (!job.ok()) {
+            out.reattach_errors.push_back(job.status());
+            continue;
+          }
+          out.reattached.push_back(RunningEntry{std::move(job).value(), *a.open_run});
+        }
+        return out;
+      },
+      [this, then = std::move(then)](SweepResult result) { OnSanitized(std::move(result), then); });
+}
+
+void Supervisor::OnSanitized(SweepResult result, const std::function<void(Status)>& then) {
+  if (!result.error.ok()) {
+    NoteStore(result.error);
+    then(result.error);
+    return;
+  }
+  const SanitizeReport& report = result.report;
+  for (const Status& e : report.errors) {
     NoteStore(e);
     log::Error("impossible queued job not repaired; retrying on the next tick",
                {{"error", e.ToString()}});
   }
-  for (int64_t id : report->repaired) {
+  for (int64_t id : report.repaired) {
     log::Warn("repaired impossible queued job: it carried a run while queued", {{"job_id", id}});
   }
-  metrics_->impossible_queued_total += report->repaired.size();
-  for (const auto& a : report->alive) {
-    // Never forgotten: the job runs again under that run, and a process we
-    // do not watch yet is handled by orphan_policy like any orphan.
-    log::Warn("queued job has a live process; reattaching its run",
-              {{"job_id", a.job_id}, {"run_id", a.open_run->id}, {"pid", a.open_run->identity.pid}});
-    Status s = store_->ReattachOpenRun(a.job_id, a.open_run->id, clock_->NowMs());
-    NoteStore(s);
-    if (s.code() == Code::kGuardMissed) continue;
-    if (!s.ok()) return s;
-    ++metrics_->impossible_queued_total;
-    if (running_.count(a.open_run->id) != 0) continue;
-    auto job = store_->GetJob(a.job_id);
-    if (!job.ok()) return job.status();
-    Status r = Reconcile(RunningEntry{*job, *a.open_run}, false);
-    if (!r.ok()) return r;
+  metrics_->impossible_queued_total += report.repaired.size() + result.reattached.size();
+  Status first_error;
+  for (const Status& e : result.reattach_errors) {
+    NoteStore(e);
+    if (first_error.ok()) first_error = e;
   }
-  if (!report->repaired.empty()) Kick();
-  return Status::Ok();
+  for (const auto& entry : result.reattached) {
+    log::Warn("queued job had a live process; reattached its run",
+              {{"job_id", entry.job.id}, {"run_id", entry.run.id},
+               {"pid", entry.run.identity.pid}});
+    // A process we do not watch yet is handled by orphan_policy like any orphan.
+    if (stopping_ || Tracked(entry.run.id)) continue;
+    Status r = Reconcile(entry, false);
+    if (!r.ok() && first_error.ok()) first_error = r;
+  }
+  if (!report.repaired.empty()) Kick();
+  then(first_error);
 }
 
-Status Supervisor::Recover() {
-  Status s = Sanitize();
-  if (!s.ok()) return s;
-  auto running = store_->ListRunning();
-  if (!running.ok()) return running.status();
-  for (const auto& entry : *running) {
-    // A retried recovery must not reconcile again what it already watches.
-    if (entry.run.incarnation == incarnation_ || running_.count(entry.run.id) != 0) continue;
-    Status r = Reconcile(entry, true);
-    if (!r.ok()) return r;
-  }
-  if (!recovered_) {
-    recovered_ = true;
-    log::Info("recovery done", {{"incarnation", incarnation_}, {"running_rows", running->size()}});
-  }
-  return Status::Ok();
+void Supervisor::Recover() {
+  if (recovered_ || recovering_ || stopping_) return;
+  recovering_ = true;
+  auto fail = [this](const Status& s) {
+    recovering_ = false;
+    NoteStore(s);
+    ++metrics_->reaper_errors_total;
+    log::Error("start-up recovery failed; retrying on the next reaper tick",
+               {{"error", s.ToString()}});
+  };
+  store_->Read([](JobStore& store) { return store.IsPaused(); }, [this, fail](Result<bool> paused) {
+    if (!paused.ok()) return fail(paused.status());
+    paused_ = *paused;
+    Sanitize([this, fail](Status sanitized) {
+      if (!sanitized.ok()) return fail(sanitized);
+      store_->Read([](JobStore& store) { return store.ListRunning(); },
+                   [this, fail](Result<std::vector<RunningEntry>> running) {
+                     if (!running.ok()) return fail(running.status());
+                     if (stopping_) return fail(Status(Code::kUnavailable, "stopping"));
+                     for (const auto& entry : *running) {
+                       // A retried recovery must not reconcile again what it
+                       // already watches.
+                       if (entry.run.incarnation == incarnation_ || Tracked(entry.run.id)) continue;
+                       Status r = Reconcile(entry, true);
+                       if (!r.ok()) return fail(r);
+                     }
+                     recovering_ = false;
+                     recovered_ = true;
+                     log::Info("recovery done", {{"incarnation", incarnation_},
+                                                 {"running_rows", running->size()}});
+                     Kick();
+                     ArmNotBeforeTimer();
+                   });
+    });
+  });
 }
 
 // A running row that no pidfd of ours watches: decide by identity alone.
@@ -313,17 +390,6 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
   return Status::Ok();
 }
 
-Status Supervisor::ReconcileById(int64_t job_id, int64_t run_id) {
-  auto job = store_->GetJob(job_id);
-  if (!job.ok()) return job.status();
-  auto run = store_->GetRun(run_id);
-  if (!run.ok()) return run.status();
-  if (job->status != JobStatus::kRunning || job->run_id != run_id || !run->has_value()) {
-    return Status::Ok();  // it moved on since the listing
-  }
-  return Reconcile(RunningEntry{*job, **run}, false);
-}
-
 void Supervisor::Start() {
   sigchld_.Init(uv_signal_init, loop_, this);
   uv_signal_start(
@@ -342,7 +408,7 @@ void Supervisor::Start() {
   kick_timer_.Init(uv_timer_init, loop_, this);
   not_before_timer_.Init(uv_timer_init, loop_, this);
   host_backoff_timer_.Init(uv_timer_init, loop_, this);
-  Kick();
+  Recover();
 }
 
 void Supervisor::Kick() {
@@ -364,8 +430,24 @@ void Supervisor::ApplyConfig(const Config& c) {
   Kick();
 }
 
+// The jobs one claim pass took, in one transaction.
+struct Supervisor::ClaimBatch {
+  ClaimBatch() = default;
+  ClaimBatch(Status s) : error(std::move(s)) {}  // NOLINT: a failed batch
+  const Status& status() const { return error; }
+  std::vector<Claimed> claimed;
+  Status error;  // the claim that failed after those (they stay claimed)
+};
+
 void Supervisor::ClaimPass() {
   if (stopping_ || paused_ || !recovered_) return;
+  if (claiming_) {
+    // What woke us (a submit, an exit) may have come after the claim in
+    // flight read the queue: look again once it is done.
+    claim_again_ = true;
+    return;
+  }
+  claim_again_ = false;
   claim_retry_ = false;
   int64_t wait_ms = host_backoff_until_mono_ - clock_->MonotonicMs();
   if (wait_ms > 0) {
@@ -378,53 +460,98 @@ void Supervisor::ClaimPass() {
         static_cast<uint64_t>(wait_ms), 0);
     return;
   }
-  // A few launches per loop turn, so that exits and requests are served
-  // between them when many slots open at once.
-  constexpr int kMaxLaunchesPerPass = 8;
-  for (int launched = 0;
-       static_cast<int64_t>(running_.size()) < config_.supervisor.max_concurrency; ++launched) {
-    if (launched == kMaxLaunchesPerPass) {
-      Kick();
-      return;
-    }
-    ClaimRequest req;
-    req.max_concurrency = config_.supervisor.max_concurrency;
-    req.serial_gate_enabled = config_.supervisor.serial_gate_enabled;
-    req.incarnation = incarnation_;
-    req.now_ms = clock_->NowMs();
-    auto claimed = store_->ClaimNext(req);
-    if (!claimed.ok()) {
-      NoteStore(claimed.status());
-      claim_retry_ = true;
-      log::Error("claim failed; retrying on the next tick", {{"error", claimed.status().ToString()}});
-      return;
-    }
-    if (!claimed->has_value()) break;
+  // As many as there are free slots, in one transaction; at most this many
+  // per pass, so that exits and requests are served between the launches.
+  constexpr int64_t kMaxClaimsPerPass = 32;
+  int64_t free = std::min(config_.supervisor.max_concurrency - static_cast<int64_t>(running_.size()),
+                          kMaxClaimsPerPass);
+  if (free <= 0) return;
+  ClaimRequest req;
+  req.max_concurrency = config_.supervisor.max_concurrency;
+  req.serial_gate_enabled = config_.supervisor.serial_gate_enabled;
+  req.incarnation = incarnation_;
+  req.now_ms = clock_->NowMs();
+  claiming_ = true;
+  store_->Write(
+      [req, free](JobStore& store) {
+        ClaimBatch batch;
+        for (int64_t i = 0; i < free; ++i) {
+          auto c = store.ClaimNext(req);
+          if (!c.ok()) {
+            batch.error = c.status();
+            break;
+          }
+          if (!c->has_value()) break;
+          batch.claimed.push_back(std::move(**c));
+        }
+        // Claims made before a failure are kept: each is its own savepoint.
+        if (!batch.claimed.empty()) batch.error = Status::Ok();
+        return batch;
+      },
+      [this, free](ClaimBatch batch) {
+        claiming_ = false;
+        bool full = static_cast<int64_t>(batch.claimed.size()) == free;
+        OnClaimed(std::move(batch));
+        if (stopping_) {
+          MaybeFinishShutdown();
+        } else if (full || claim_again_ || host_backoff_until_mono_ > clock_->MonotonicMs()) {
+          Kick();  // more may be claimable, or arms the backoff timer
+        } else if (!claim_retry_) {
+          ArmNotBeforeTimer();
+        }
+      });
+}
+
+void Supervisor::OnClaimed(ClaimBatch batch) {
+  if (!batch.error.ok()) {
+    NoteStore(batch.error);
+    claim_retry_ = true;
+    log::Error("claim failed; retrying on the next tick", {{"error", batch.error.ToString()}});
+  }
+  for (auto& c : batch.claimed) {
     ++metrics_->claimed_total;
     KillPointForTest("after_claim");
-    Launch(std::move(**claimed));
-    if (host_backoff_until_mono_ > clock_->MonotonicMs()) {
-      Kick();  // arms the backoff timer
-      return;
+    if (stopping_) {
+      // Claimed while the stop began: never started, so no attempt spent.
+      RunEnd end;
+      end.job_id = c.job.id;
+      end.run_id = c.run.id;
+      end.outcome = RunOutcome::kInterrupted;
+      end.reason = "shutdown";
+      end.now_ms = clock_->NowMs();
+      Finish(end);
+      continue;
     }
+    Launch(std::move(c));
   }
-  ArmNotBeforeTimer();
 }
 
 void Supervisor::ArmNotBeforeTimer() {
   if (!not_before_timer_) return;
+  if (not_before_reading_) {
+    not_before_again_ = true;  // the read in flight may predate the change
+    return;
+  }
+  not_before_again_ = false;
   uv_timer_stop(not_before_timer_.get());
   if (stopping_ || paused_) return;
   int64_t now = clock_->NowMs();
-  auto next = store_->NextNotBefore(now);
-  if (!next.ok() || !next->has_value()) return;
-  uint64_t delay = static_cast<uint64_t>(std::max<int64_t>(**next - now, 0)) + 1;
-  uv_timer_start(
-      not_before_timer_.get(),
-      [](uv_timer_t* h) {
-        if (h->data != nullptr) static_cast<Supervisor*>(h->data)->Kick();
-      },
-      delay, 0);
+  not_before_reading_ = true;
+  store_->Read([now](JobStore& store) { return store.NextNotBefore(now); },
+               [this](Result<std::optional<int64_t>> next) {
+                 not_before_reading_ = false;
+                 if (not_before_again_) return ArmNotBeforeTimer();
+                 if (!not_before_timer_ || stopping_ || paused_) return;
+                 if (!next.ok() || !next->has_value()) return;
+                 int64_t at = **next - clock_->NowMs();
+                 uint64_t delay = static_cast<uint64_t>(std::max<int64_t>(at, 0)) + 1;
+                 uv_timer_start(
+                     not_before_timer_.get(),
+                     [](uv_timer_t* h) {
+                       if (h->data != nullptr) static_cast<Supervisor*>(h->data)->Kick();
+                     },
+                     delay, 0);
+               });
 }
 
 std::map<std::string, std::string> Supervisor::JobEnvironment(const Job& job, const Run& run) const {
@@ -466,27 +593,6 @@ void Supervisor::Launch(Claimed c) {
     return;
   }
 
-  KillPointForTest("after_spawn");
-  Status stamped =
-      store_->RecordSpawned(c.job.id, c.run.id, spawned.process.identity, logs->out_path);
-  NoteStore(stamped);
-  StopCause cause = StopCause::kNone;
-  if (stamped.ok()) {
-    // The exec's outcome is read when the child exits: the loop never
-    // waits for an exec.
-    Status released = ReleaseHeld(*spawned.process.held);
-    if (!released.ok()) log::Error("could not release child", {{"error", released.ToString()}});
-    log::Debug("job started", {{"job_id", c.job.id}, {"run_id", c.run.id},
-                               {"pid", spawned.process.pid}, {"attempt", c.run.attempt}});
-  } else {
-    // An unrecorded process must not run: dropping the held child's gate
-    // makes it exit without exec.
-    log::Error("could not record spawned process; dropping it",
-               {{"job_id", c.job.id}, {"run_id", c.run.id}, {"error", stamped.ToString()}});
-    spawned.process.held.reset();
-    cause = StopCause::kUnrecorded;
-  }
-
   auto r = std::make_unique<Running>();
   r->sup = this;
   r->job_id = c.job.id;
@@ -498,10 +604,50 @@ void Supervisor::Launch(Claimed c) {
   r->timeout_s = c.job.timeout_s;
   r->out_fd = std::move(logs->out);
   r->err_fd = std::move(logs->err);
-  r->stop = cause;
   r->exec = std::move(spawned.process.held);
+  r->held = true;
+  // Watched from its creation: a held child that dies before its record
+  // commits is reaped through its pidfd like any other.
   run_by_pid_[r->pid] = r->run_id;
   Watch(std::move(r));
+
+  KillPointForTest("after_spawn");
+  int64_t job_id = c.job.id, run_id = c.run.id;
+  ProcessIdentity identity = spawned.process.identity;
+  std::string log_path = logs->out_path;
+  store_->Write(
+      [job_id, run_id, identity, log_path](JobStore& store) {
+        return store.RecordSpawned(job_id, run_id, identity, log_path);
+      },
+      [this, run_id](Status stamped) { OnRecorded(run_id, stamped); });
+}
+
+void Supervisor::OnRecorded(int64_t run_id, const Status& stamped) {
+  NoteStore(stamped);
+  auto it = running_.find(run_id);
+  if (it == running_.end() || !it->second->held) {
+    return;  // it died while held; its end is committed after this record
+  }
+  Running& r = *it->second;
+  r.held = false;
+  if (stamped.ok() && r.stop == StopCause::kNone) {
+    // The exec's outcome is read when the child exits: the loop never
+    // waits for an exec.
+    Status released = ReleaseHeld(*r.exec);
+    if (!released.ok()) log::Error("could not release child", {{"error", released.ToString()}});
+    r.released = true;
+    log::Debug("job started", {{"job_id", r.job_id}, {"run_id", run_id}, {"pid", r.pid},
+                               {"attempt", r.attempt}});
+    return;
+  }
+  // An unrecorded process must not run, nor one stopped while it waited:
+  // dropping the held child's gate makes it exit without exec.
+  if (!stamped.ok()) {
+    log::Error("could not record spawned process; dropping it",
+               {{"job_id", r.job_id}, {"run_id", run_id}, {"error", stamped.ToString()}});
+    if (r.stop == StopCause::kNone) r.stop = StopCause::kUnrecorded;
+  }
+  r.exec.reset();
 }
 
 RunEnd Supervisor::SpawnFailed(int64_t job_id, int64_t run_id, const SpawnFailure& failure) {
@@ -670,7 +816,7 @@ void Supervisor::OnProcessExit(int64_t run_id) {
   } else if (auto failure = r.exec ? ExecFailureAfterExit(*r.exec) : std::nullopt) {
     end = SpawnFailed(r.job_id, r.run_id, *failure);
   } else {
-    if (r.stop != StopCause::kUnrecorded) host_fault_.consecutive = 0;  // it exec'd
+    if (r.released) host_fault_.consecutive = 0;  // it exec'd
     end = DecideRunEnd(exit, r.stop, config_.supervisor.transient_exit_codes,
                        r.timeout_s.value_or(0));
   }
@@ -691,8 +837,9 @@ void Supervisor::OnProcessExit(int64_t run_id) {
   log::Debug("job exited", {{"job_id", r.job_id}, {"run_id", r.run_id}, {"pid", r.pid},
                             {"outcome", RunOutcomeName(end.outcome)}, {"reason", end.reason}});
   running_.erase(it);
-  Finish(end);
-  metrics_->exit_detection_seconds.Observe(static_cast<double>(MonotonicNs() - detected_ns) / 1e9);
+  Finish(end, detected_ns);
+  // The slot is free now: the claim is committed after this end (writes
+  // commit in order), so the store counts the slot free as well.
   if (stopping_) {
     MaybeFinishShutdown();
   } else {
@@ -700,67 +847,51 @@ void Supervisor::OnProcessExit(int64_t run_id) {
   }
 }
 
-void Supervisor::Finish(const RunEnd& end) {
-  auto result = store_->FinishRun(end);
-  if (result.ok()) {
-    ++metrics_->finished_total[RunOutcomeName(end.outcome)];
-    log::Info("run finished", {{"job_id", end.job_id}, {"run_id", end.run_id},
+void Supervisor::Finish(const RunEnd& end, int64_t detected_ns) {
+  ending_.insert(end.run_id);
+  store_->Write([end](JobStore& store) { return store.FinishRun(end); },
+                [this, end, detected_ns](Result<FinishResult> result) {
+                  ending_.erase(end.run_id);
+                  if (result.ok()) {
+                    if (detected_ns != 0) {
+                      metrics_->exit_detection_seconds.Observe(
+                          static_cast<double>(MonotonicNs() - detected_ns) / 1e9);
+                    }
+                    ++metrics_->finished_total[RunOutcomeName(end.outcome)];
+                    log::Info("run finished",
+                              {{"job_id", end.job_id}, {"run_id", end.run_id},
                                {"outcome", RunOutcomeName(end.outcome)}, {"reason", end.reason},
                                {"job_status", JobStatusName(result->job_status)}});
-    return;
-  }
-  NoteStore(result.status());
-  if (result.status().code() == Code::kGuardMissed) {
-    log::Warn("run already closed elsewhere; nothing changed",
-              {{"job_id", end.job_id}, {"run_id", end.run_id},
-               {"error", result.status().message()}});
-    return;
-  }
-  log::Error("could not record run end; will retry",
-             {{"job_id", end.job_id}, {"run_id", end.run_id},
-              {"error", result.status().ToString()}});
-  pending_finishes_.push_back(end);
+                  } else if (NoteStore(result.status());
+                             result.status().code() == Code::kGuardMissed) {
+                    log::Warn("run already closed elsewhere; nothing changed",
+                              {{"job_id", end.job_id}, {"run_id", end.run_id},
+                               {"error", result.status().message()}});
+                  } else {
+                    log::Error("could not record run end; will retry",
+                               {{"job_id", end.job_id}, {"run_id", end.run_id},
+                                {"error", result.status().ToString()}});
+                    pending_finishes_.push_back(end);
+                  }
+                  if (stopping_) MaybeFinishShutdown();
+                });
 }
 
 void Supervisor::Tick() {
   ++metrics_->reaper_ticks_total;
-  int64_t now = clock_->NowMs();
-  metrics_->last_tick_at_ms = now;
-  std::vector<Status> errors;
+  metrics_->last_tick_at_ms = clock_->NowMs();
 
-  if (!recovered_) {
-    Status s = Recover();
-    if (!s.ok()) errors.push_back(s);
-    if (recovered_) Kick();
-  }
+  if (!recovered_) Recover();
 
   if (!pending_finishes_.empty()) {
+    // Retried in the order they ended; one that is refused again comes back.
     std::vector<RunEnd> pending;
     pending.swap(pending_finishes_);
     for (const auto& end : pending) Finish(end);
-    if (pending_finishes_.empty()) Kick();
+    Kick();
   }
 
-  if (recovered_) {
-    Status s = Sanitize();
-    if (!s.ok()) errors.push_back(s);
-
-    // Liveness: rows that no pidfd of ours watches (rare) are read in full
-    // and checked by identity.
-    auto rows = store_->ListRunningBrief();
-    if (!rows.ok()) {
-      errors.push_back(rows.status());
-    } else {
-      for (const auto& brief : *rows) {
-        if (running_.count(brief.run_id) != 0) continue;
-        bool pending = std::any_of(pending_finishes_.begin(), pending_finishes_.end(),
-                                   [&](const RunEnd& p) { return p.run_id == brief.run_id; });
-        if (pending) continue;
-        Status r = ReconcileById(brief.job_id, brief.run_id);
-        if (!r.ok()) errors.push_back(r);
-      }
-    }
-  }
+  if (recovered_ && sweep_parts_ == 0) Sweep();
 
   std::vector<int64_t> exited;
   int64_t mono = clock_->MonotonicMs();
@@ -783,17 +914,66 @@ void Supervisor::Tick() {
     }
     CapLogs(*r, /*final=*/false);
   }
-
-  if (recovered_) {
-    Status probe = store_->ProbeWritable();
-    NoteStore(probe);
-    if (!probe.ok()) errors.push_back(probe);
-  }
   if (claim_retry_) Kick();
-  if (!errors.empty()) {
-    ++metrics_->reaper_errors_total;
-    for (const auto& e : errors) log::Error("reaper tick failed", {{"error", e.ToString()}});
+}
+
+void Supervisor::Sweep() {
+  sweep_parts_ = 3;
+  sweep_failed_ = false;
+  Sanitize([this](Status s) { SweepPartDone(s); });
+
+  // Liveness: rows that no pidfd of ours watches (rare) are read in full
+  // and checked by identity.
+  std::unordered_set<int64_t> tracked;
+  for (const auto& [run_id, r] : running_) tracked.insert(run_id);
+  for (int64_t run_id : ending_) tracked.insert(run_id);
+  for (const auto& p : pending_finishes_) tracked.insert(p.run_id);
+  store_->Read(
+      [tracked = std::move(tracked)](JobStore& store) -> Result<std::vector<RunningEntry>> {
+        auto briefs = store.ListRunningBrief();
+        if (!briefs.ok()) return briefs.status();
+        std::vector<RunningEntry> out;
+        for (const auto& brief : *briefs) {
+          if (tracked.count(brief.run_id) != 0) continue;
+          auto job = store.GetJob(brief.job_id);
+          if (!job.ok()) return job.status();
+          auto run = store.GetRun(brief.run_id);
+          if (!run.ok()) return run.status();
+          if (job->status != JobStatus::kRunning || job->run_id != brief.run_id ||
+              !run->has_value()) {
+            continue;  // it moved on since the listing
+          }
+          out.push_back(RunningEntry{std::move(job).value(), std::move(**run)});
+        }
+        return out;
+      },
+      [this](Result<std::vector<RunningEntry>> rows) {
+        Status first;
+        if (!rows.ok()) {
+          first = rows.status();
+        } else if (!stopping_) {
+          for (const auto& entry : *rows) {
+            // Decided now, on the loop: a run tracked since the read is
+            // ours to watch, not to reconcile.
+            if (Tracked(entry.run.id)) continue;
+            Status r = Reconcile(entry, false);
+            if (!r.ok() && first.ok()) first = r;
+          }
+        }
+        SweepPartDone(first);
+      });
+
+  store_->Write([](JobStore& store) { return store.ProbeWritable(); },
+                [this](Status probe) { SweepPartDone(probe); });
+}
+
+void Supervisor::SweepPartDone(const Status& s) {
+  if (!s.ok()) {
+    NoteStore(s);
+    sweep_failed_ = true;
+    log::Error("reaper tick failed", {{"error", s.ToString()}});
   }
+  if (--sweep_parts_ == 0 && sweep_failed_) ++metrics_->reaper_errors_total;
 }
 
 void Supervisor::OnSigchld() {
@@ -813,37 +993,46 @@ void Supervisor::OnSigchld() {
   }
 }
 
-Result<CancelResult> Supervisor::Cancel(int64_t job_id) {
-  auto result = store_->Cancel(job_id, clock_->NowMs());
-  if (!result.ok()) {
-    if (result.status().code() != Code::kNotFound && result.status().code() != Code::kConflict) {
-      NoteStore(result.status());
-    }
-    return result;
-  }
-  if (result->effect == CancelEffect::kRunningSignalNeeded ||
-      result->effect == CancelEffect::kAlreadyRequested) {
-    for (auto& [run_id, r] : running_) {
-      if (r->job_id == job_id) {
-        log::Info("cancelling running job", {{"job_id", job_id}, {"run_id", run_id}, {"pid", r->pid}});
-        RequestStop(*r, StopCause::kCancel);
-      }
-    }
-  } else {
-    log::Info("cancelled queued job", {{"job_id", job_id}});
-  }
-  return result;
+void Supervisor::Cancel(int64_t job_id, std::function<void(Result<CancelResult>)> done) {
+  int64_t now = clock_->NowMs();
+  store_->Write(
+      [job_id, now](JobStore& store) { return store.Cancel(job_id, now); },
+      [this, job_id, done = std::move(done)](Result<CancelResult> result) {
+        if (!result.ok()) {
+          if (result.status().code() != Code::kNotFound &&
+              result.status().code() != Code::kConflict) {
+            NoteStore(result.status());
+          }
+        } else if (result->effect == CancelEffect::kRunningSignalNeeded ||
+                   result->effect == CancelEffect::kAlreadyRequested) {
+          // A claim committed before this cancel was delivered (and launched)
+          // before it: its run is watched by now.
+          for (auto& [run_id, r] : running_) {
+            if (r->job_id == job_id) {
+              log::Info("cancelling running job",
+                        {{"job_id", job_id}, {"run_id", run_id}, {"pid", r->pid}});
+              RequestStop(*r, StopCause::kCancel);
+            }
+          }
+        } else {
+          log::Info("cancelled queued job", {{"job_id", job_id}});
+        }
+        done(std::move(result));
+      });
 }
 
-Status Supervisor::SetPaused(bool paused) {
-  Status s = store_->SetPaused(paused);
-  NoteStore(s);
-  if (!s.ok()) return s;
-  if (paused_ != paused) log::Info(paused ? "queue paused" : "queue resumed");
-  paused_ = paused;
-  if (!paused) Kick();
-  ArmNotBeforeTimer();
-  return Status::Ok();
+void Supervisor::SetPaused(bool paused, std::function<void(Status)> done) {
+  store_->Write([paused](JobStore& store) { return store.SetPaused(paused); },
+                [this, paused, done = std::move(done)](Status s) {
+                  NoteStore(s);
+                  if (s.ok()) {
+                    if (paused_ != paused) log::Info(paused ? "queue paused" : "queue resumed");
+                    paused_ = paused;
+                    if (!paused) Kick();
+                    ArmNotBeforeTimer();
+                  }
+                  done(s);
+                });
 }
 
 bool Supervisor::IsRunAlive(int64_t run_id) const {
@@ -883,11 +1072,18 @@ void Supervisor::Shutdown(std::function<void()> done) {
 }
 
 void Supervisor::MaybeFinishShutdown() {
-  if (!stopping_ || !running_.empty() || !shutdown_done_) return;
-  if (!pending_finishes_.empty()) {
+  if (!stopping_ || !shutdown_done_ || !running_.empty() || claiming_ || !ending_.empty()) return;
+  if (!pending_finishes_.empty() && !final_flush_) {
+    // One last try for the ends the store refused; their results call back.
+    final_flush_ = true;
     std::vector<RunEnd> pending;
     pending.swap(pending_finishes_);
     for (const auto& end : pending) Finish(end);
+    return;
+  }
+  if (!pending_finishes_.empty()) {
+    log::Error("stopping with run ends the store refused; recovery at the next start closes them",
+               {{"runs", pending_finishes_.size()}});
   }
   tick_timer_.Close();
   shutdown_timer_.Close();

@@ -1,5 +1,9 @@
 // Runs claimed jobs as child processes and keeps the store true to what is
 // alive (SPEC §4, §5, §6). Loop thread only: every method runs on `loop`.
+// Every store call goes through the StoreExecutor and its result comes back
+// as an event; the loop never waits on the database. Writes are committed
+// in the order they are posted, so a run's identity is committed before its
+// process is released, and its end after its identity.
 //
 // Exit is an event: a uv_poll on each run's pidfd; the pidfd is reaped with
 // waitid(P_PIDFD) here and nowhere else; OnSigchld() reaps every other child
@@ -19,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/clock.h"
@@ -26,6 +31,7 @@
 #include "base/uv_handle.h"
 #include "config/config.h"
 #include "store/job_store.h"
+#include "store/store_executor.h"
 #include "supervisor/log_dir.h"
 #include "supervisor/metrics.h"
 #include "supervisor/pidfd.h"
@@ -55,7 +61,9 @@ RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int
 
 class Supervisor {
  public:
-  Supervisor(uv_loop_t* loop, JobStore* store, const Config& config, Metrics* metrics,
+  // `store` must outlive the supervisor and deliver its last results (its
+  // Close) before the supervisor is destroyed.
+  Supervisor(uv_loop_t* loop, StoreExecutor* store, const Config& config, Metrics* metrics,
              const Clock* clock);
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
@@ -68,15 +76,13 @@ class Supervisor {
   // this one, not the raised limit. Call before Start().
   void SetJobFileLimit(const rlimit& limit) { job_nofile_ = limit; }
 
-  // Start-up recovery: the I1 sweep once, then every running row of another
-  // incarnation is verified by identity: gone → lost and requeued; alive →
-  // per orphan_policy. Until it succeeds nothing is claimed; the reaper tick
-  // retries it when the store was unavailable.
-  Status Recover();
-  bool recovered() const { return recovered_; }
-
-  // Starts the reaper timer, the SIGCHLD watch, and a first claim pass.
+  // Starts the reaper timer, the SIGCHLD watch and start-up recovery: the
+  // pause flag is read, the I1 sweep runs once, then every running row of
+  // another incarnation is verified by identity: gone → lost and requeued;
+  // alive → per orphan_policy. Until recovery succeeds nothing is claimed;
+  // the reaper tick retries it while the store is unavailable.
   void Start();
+  bool recovered() const { return recovered_; }
   // Schedules one claim pass on this loop iteration (coalesced).
   void Kick();
 
@@ -85,14 +91,16 @@ class Supervisor {
   const Config& config() const { return config_; }
 
   // queued → cancelled at once; running → SIGTERM to the group, SIGKILL
-  // after kill_grace_s, then cancelled.
-  Result<CancelResult> Cancel(int64_t job_id);
-  Status SetPaused(bool paused);
+  // after kill_grace_s, then cancelled. `done` gets the store's answer.
+  void Cancel(int64_t job_id, std::function<void(Result<CancelResult>)> done);
+  // Persists the pause flag, then applies it; `done` gets the store's answer.
+  void SetPaused(bool paused, std::function<void(Status)> done);
   bool paused() const { return paused_; }
 
   // Graceful stop (SPEC §6): no more claims, SIGTERM to every job group,
   // SIGKILL after shutdown_grace_s, runs recorded as interrupted (requeued).
-  // `done` runs when no job process is left.
+  // `done` runs when no job process is left and every run end has been
+  // handed to the store (one last try for those it refused before).
   void Shutdown(std::function<void()> done);
 
   // True while we hold the run's pidfd and the process has not exited.
@@ -108,8 +116,13 @@ class Supervisor {
  private:
   struct Running;
 
+  struct ClaimBatch;
+  struct SweepResult;
+
   void ClaimPass();
+  void OnClaimed(ClaimBatch batch);
   void Launch(Claimed claimed);
+  void OnRecorded(int64_t run_id, const Status& stamped);
   void Watch(std::unique_ptr<Running> r);
   RunEnd SpawnFailed(int64_t job_id, int64_t run_id, const SpawnFailure& failure);
   // Counts a host fault and starts the claim backoff; returns its delay (ms).
@@ -117,11 +130,20 @@ class Supervisor {
   void OnProcessExit(int64_t run_id);
   // Truncates the run's logs to max_log_bytes; `final` adds the cut note.
   void CapLogs(Running& r, bool final);
-  void Finish(const RunEnd& end);
+  // Hands a run's end to the store; a refused one is retried on the tick.
+  void Finish(const RunEnd& end, int64_t detected_ns = 0);
   void Tick();
+  void Recover();
+  // The store's half of a tick: the I1 sweep, the liveness pass over
+  // running rows no pidfd of ours watches, and the write probe.
+  void Sweep();
+  void SweepPartDone(const Status& s);
+  // Posts the I1 sweep; `then` runs after its result was handled.
+  void Sanitize(std::function<void(Status)> then);
+  void OnSanitized(SweepResult result, const std::function<void(Status)>& then);
+  // Whether a run is ours to decide now: watched, ending or being retried.
+  bool Tracked(int64_t run_id) const;
   Status Reconcile(const RunningEntry& entry, bool startup);
-  Status ReconcileById(int64_t job_id, int64_t run_id);
-  Status Sanitize();
   void SignalGroup(Running& r, int sig);
   void RequestStop(Running& r, StopCause cause);
   void OnSigchld();
@@ -131,16 +153,24 @@ class Supervisor {
   std::map<std::string, std::string> JobEnvironment(const Job& job, const Run& run) const;
 
   uv_loop_t* loop_;
-  JobStore* store_;
+  StoreExecutor* store_;
   Config config_;
   Metrics* metrics_;
   const Clock* clock_;
   std::string incarnation_;
   int64_t started_at_ms_;
   bool recovered_ = false;
+  bool recovering_ = false;   // the recovery chain is in flight
   bool paused_ = false;
   bool stopping_ = false;
   bool claim_retry_ = false;  // a claim failed on the store: retry on the tick
+  bool claiming_ = false;     // a claim batch is in flight
+  bool claim_again_ = false;  // kicked while it was: claim again after it
+  int sweep_parts_ = 0;       // parts of this tick's store sweep still in flight
+  bool sweep_failed_ = false;
+  bool not_before_reading_ = false;
+  bool not_before_again_ = false;
+  bool final_flush_ = false;  // shutdown's last try of refused run ends was made
   HostFaultState host_fault_;
   int64_t host_backoff_until_mono_ = 0;
   std::optional<rlimit> job_nofile_;
@@ -160,6 +190,8 @@ class Supervisor {
   std::map<int64_t, std::unique_ptr<Running>> running_;  // by run id
   std::unordered_map<pid_t, int64_t> run_by_pid_;        // our children only
   std::vector<RunEnd> pending_finishes_;                 // store was unavailable
+  // Runs whose end is posted and not yet committed (or refused), by run id.
+  std::unordered_set<int64_t> ending_;
 
   UvHandle<uv_timer_t> tick_timer_;
   UvHandle<uv_timer_t> kick_timer_;

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <thread>
@@ -37,15 +38,20 @@ class FakeClock : public Clock {
   int64_t mono = 5'000'000;
 };
 
-// The real SQLite store, with calls that fail on demand (STYLE §11).
+// The real SQLite store, with calls that fail on demand (STYLE §11). The
+// test thread arms faults while the store executor's writer thread calls it.
 class FaultyStore : public JobStore {
  public:
   explicit FaultyStore(std::unique_ptr<JobStore> real) : real_(std::move(real)) {}
   // The next `n` calls of `method` fail with `code` and change nothing.
   void FailNext(const std::string& method, int n, Code code = Code::kBusy) {
+    std::lock_guard lock(mu_);
     faults_[method] = {n, code};
   }
-  int failed() const { return failed_; }
+  int failed() const {
+    std::lock_guard lock(mu_);
+    return failed_;
+  }
 
   Result<SubmitResult> Submit(const JobSpec& s, int64_t now) override {
     if (auto f = Fault("Submit")) return *f;
@@ -104,6 +110,7 @@ class FaultyStore : public JobStore {
 
  private:
   std::optional<Status> Fault(const std::string& method) {
+    std::lock_guard lock(mu_);
     auto it = faults_.find(method);
     if (it == faults_.end() || it->second.first == 0) return std::nullopt;
     --it->second.first;
@@ -112,6 +119,7 @@ class FaultyStore : public JobStore {
   }
 
   std::unique_ptr<JobStore> real_;
+  mutable std::mutex mu_;
   std::map<std::string, std::pair<int, Code>> faults_;
   int failed_ = 0;
 };
@@ -119,7 +127,7 @@ class FaultyStore : public JobStore {
 class SupervisorLoop : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(log::Setup("warn", "text").ok());
+    ASSERT_TRUE(log::Setup(getenv("ORCH_TEST_LOG") ? getenv("ORCH_TEST_LOG") : "warn", "text").ok());
     ASSERT_EQ(0, uv_loop_init(&loop_));
     config_.store.path = dir_.File("q.db");
     config_.supervisor.log_dir = dir_.File("logs");
@@ -128,27 +136,48 @@ class SupervisorLoop : public ::testing::Test {
     config_.supervisor.kill_grace_s = 2;
     config_.supervisor.shutdown_grace_s = 2;
     config_.reaper.interval_ms = 10;
+    // The supervisor's two connections (writer with faults, reader) and the
+    // test's own, as three processes' worth of connections to one file.
     auto real = OpenJobStore(config_.store);
     ASSERT_TRUE(real.ok()) << real.status().ToString();
     store_ = std::make_unique<FaultyStore>(std::move(real).value());
+    auto reader = OpenJobStore(config_.store);
+    ASSERT_TRUE(reader.ok());
+    reader_ = std::move(reader).value();
+    auto db = OpenJobStore(config_.store);
+    ASSERT_TRUE(db.ok());
+    db_ = std::move(db).value();
   }
 
   void TearDown() override {
-    if (sup_) {
-      bool done = false;
-      sup_->Shutdown([&] { done = true; });
-      RunUntil([&] { return done; });
-      sup_.reset();
-    }
+    StopAll();
     uv_run(&loop_, UV_RUN_DEFAULT);
     EXPECT_EQ(0, uv_loop_close(&loop_)) << "a handle leaked";
   }
 
+  // Graceful stop of the supervisor, then the store executor drains.
+  void StopAll() {
+    if (sup_) {
+      bool done = false;
+      sup_->Shutdown([&] { done = true; });
+      EXPECT_TRUE(RunUntil([&] { return done; }));
+    }
+    if (exec_) {
+      bool closed = false;
+      exec_->Close([&] { closed = true; });
+      EXPECT_TRUE(RunUntil([&] { return closed; }));
+    }
+    sup_.reset();
+    exec_.reset();
+  }
+
   void StartSupervisor() {
-    sup_ = std::make_unique<Supervisor>(&loop_, store_.get(), config_, &metrics_, &clock_);
+    exec_ = std::make_unique<StoreExecutor>(&loop_, store_.get(), reader_.get());
+    ASSERT_TRUE(exec_->Start().ok());
+    sup_ = std::make_unique<Supervisor>(&loop_, exec_.get(), config_, &metrics_, &clock_);
     ASSERT_TRUE(sup_->Init().ok());
-    ASSERT_TRUE(sup_->Recover().ok());
     sup_->Start();
+    ASSERT_TRUE(RunUntil([&] { return sup_->recovered(); }));
   }
 
   int64_t Submit(std::vector<std::string> argv, int64_t max_attempts = 3,
@@ -157,7 +186,7 @@ class SupervisorLoop : public ::testing::Test {
     spec.argv = std::move(argv);
     spec.max_attempts = max_attempts;
     spec.timeout_s = timeout_s;
-    auto r = store_->Submit(spec, clock_.NowMs());
+    auto r = db_->Submit(spec, clock_.NowMs());
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     if (sup_) sup_->Kick();
     return r.ok() ? r->job.id : -1;
@@ -177,8 +206,8 @@ class SupervisorLoop : public ::testing::Test {
     uint64_t target = metrics_.reaper_ticks_total + n;
     return RunUntil([&] { return metrics_.reaper_ticks_total >= target; });
   }
-  JobStatus StatusOf(int64_t id) { return store_->GetJob(id)->status; }
-  std::vector<orch::Run> RunsOf(int64_t id) { return *store_->GetRuns(id); }
+  JobStatus StatusOf(int64_t id) { return db_->GetJob(id)->status; }
+  std::vector<orch::Run> RunsOf(int64_t id) { return *db_->GetRuns(id); }
 
   TempDir dir_;
   uv_loop_t loop_{};
@@ -186,6 +215,8 @@ class SupervisorLoop : public ::testing::Test {
   FakeClock clock_;
   Metrics metrics_;
   std::unique_ptr<FaultyStore> store_;
+  std::unique_ptr<JobStore> reader_, db_;
+  std::unique_ptr<StoreExecutor> exec_;
   std::unique_ptr<Supervisor> sup_;
 };
 
@@ -253,7 +284,7 @@ TEST_F(SupervisorLoop, AHostFaultKeepsTheAttemptAndClaimingWaitsForTheBackoff) {
   EXPECT_GT(sup_->host_fault().backoff_left_ms, 0);
   EXPECT_NE(std::string::npos, sup_->host_fault().last_error.find("Read-only file system"))
       << sup_->host_fault().last_error;
-  Job job = *store_->GetJob(id);
+  Job job = *db_->GetJob(id);
   EXPECT_EQ(JobStatus::kQueued, job.status);
   EXPECT_GT(job.not_before, clock_.NowMs()) << "the faulting job steps back for the others";
   auto runs = RunsOf(id);
@@ -270,7 +301,7 @@ TEST_F(SupervisorLoop, AHostFaultKeepsTheAttemptAndClaimingWaitsForTheBackoff) {
   clock_.mono += 1'000;
   clock_.wall += 1'000;
   ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kSucceeded; }));
-  EXPECT_EQ(1, store_->GetJob(id)->attempts) << "host faults spent no attempt";
+  EXPECT_EQ(1, db_->GetJob(id)->attempts) << "host faults spent no attempt";
   EXPECT_EQ(3u, RunsOf(id).size());
   EXPECT_EQ(0u, metrics_.spawn_failures_total);
 }
@@ -284,10 +315,7 @@ TEST_F(SupervisorLoop, AStopDuringAHostFaultBackoffDoesNotWaitForIt) {
   ASSERT_TRUE(logs.Remount("size=1m", MS_RDONLY));
   Submit({"/bin/true"});
   ASSERT_TRUE(RunUntil([&] { return sup_->host_fault().consecutive == 1; }));
-  bool done = false;
-  sup_->Shutdown([&] { done = true; });
-  ASSERT_TRUE(RunUntil([&] { return done; }));
-  sup_.reset();
+  StopAll();
   auto start = std::chrono::steady_clock::now();
   uv_run(&loop_, UV_RUN_DEFAULT);  // returns once no handle is left
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10))
@@ -299,7 +327,7 @@ TEST_F(SupervisorLoop, ARunThatNeverSpawnedIsRequeuedWithoutSpendingTheAttempt) 
   ClaimRequest req;
   req.incarnation = "a-dead-daemon";
   req.now_ms = clock_.NowMs();
-  auto claimed = store_->ClaimNext(req);
+  auto claimed = db_->ClaimNext(req);
   ASSERT_TRUE(claimed.ok() && claimed->has_value());
   StartSupervisor();
   ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kSucceeded; }));
@@ -317,7 +345,7 @@ TEST_F(SupervisorLoop, AnAdoptedOrphanWhoseStatusCannotBeReadEndsLost) {
   ClaimRequest req;
   req.incarnation = "a-dead-daemon";
   req.now_ms = clock_.NowMs();
-  auto claimed = store_->ClaimNext(req);
+  auto claimed = db_->ClaimNext(req);
   ASSERT_TRUE(claimed.ok() && claimed->has_value());
 
   // The orphan is a grandchild: its parent (a child of ours) never reaps it.
@@ -353,10 +381,10 @@ TEST_F(SupervisorLoop, AnAdoptedOrphanWhoseStatusCannotBeReadEndsLost) {
   ASSERT_TRUE(pidfd.ok());
   auto identity = IdentityOf(orphan, pidfd->get());
   ASSERT_TRUE(identity.ok());
-  ASSERT_TRUE(store_->RecordSpawned(id, (*claimed)->run.id, *identity, "").ok());
+  ASSERT_TRUE(db_->RecordSpawned(id, (*claimed)->run.id, *identity, "").ok());
 
   StartSupervisor();
-  EXPECT_EQ(1u, sup_->running_count()) << "adopted";
+  EXPECT_EQ(1u, sup_->running_count()) << "adopted during recovery";
   ASSERT_EQ(0, pidfd->SendSignal(SIGKILL).ok() ? 0 : 1);
   ASSERT_TRUE(RunUntil([&] { return pidfd->Exited(); }));
   bool kernel_tells = ExitInfoFromPidfd(pidfd->get()).has_value();
