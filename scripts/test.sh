@@ -4,26 +4,38 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ORCH_SETUP_TEST_DEPS=1
+stage_start=$SECONDS
+stage() {  # prints how long the previous stage took, then the next one's name
+  [ -n "${stage_name:-}" ] && echo "== $stage_name took $((SECONDS - stage_start)) s"
+  stage_name=$1
+  stage_start=$SECONDS
+  [ -n "$1" ] && echo "== $1"
+  return 0
+}
+trap 'stage ""' EXIT
 
-echo "== build (RelWithDebInfo) and test"
+stage "build (RelWithDebInfo) and test"
 scripts/setup.sh -DORCH_TEST_HOOKS=ON
 (cd build && ctest --output-on-failure -j2 --timeout 300)
 
 [ "${ORCH_QUICK:-0}" = 1 ] && exit 0
 
-echo "== build with ASan+UBSan and test"
+stage "build with ASan+UBSan and test"
 ORCH_BUILD_DIR=build-asan ORCH_BUILD_TYPE=Debug scripts/setup.sh -DORCH_SANITIZE=ON -DORCH_TEST_HOOKS=ON
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j2 --timeout 600)
 
-# The store's WAL checkpointer is the one piece of code on a second thread.
-echo "== build with TSan and test the store"
+# The code with threads: the store executor (writer and reader threads) and
+# the WAL checkpointer, and the supervisor driving its executor.
+stage "build with TSan and test the store and the supervisor loop"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DORCH_TSAN=ON -DORCH_TEST_HOOKS=ON >/dev/null
-cmake --build build-tsan -j"$(nproc)" --target store_tests
+cmake --build build-tsan -j"$(nproc)" --target store_tests supervisor_tests
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/store_tests --gtest_brief=1
+TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/supervisor_tests --gtest_brief=1 \
+  --gtest_filter='SupervisorLoop.*'
 
 if [ -f tests/fuzz/CMakeLists.txt ]; then
-  echo "== fuzz (bounded)"
+  stage "fuzz (bounded)"
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DORCH_FUZZ=ON -DORCH_TESTS=OFF \
     -DCMAKE_BUILD_TYPE=Debug >/dev/null
   cmake --build build-fuzz -j2 --target http_fuzz config_fuzz stat_fuzz

@@ -161,6 +161,40 @@ TEST(LockedStore, TheLoopKeepsAnsweringWritesFailCleanlyAndExitsAreRecordedOnceT
   EXPECT_EQ(0, d.Stop());
 }
 
+TEST(LockedStore, WritesBeyondTheBoundAreRefusedAtOnceWithRetryAfter) {
+  TempDir dir;
+  Daemon d(dir, "[store]\nbusy_timeout_ms = 3000\nmax_pending_writes = 2\n");
+  ASSERT_TRUE(d.Start());
+  LockHolder lock(d.db_path());
+  std::vector<std::thread> waiting;
+  std::atomic<int> busy{0};
+  for (int i = 0; i < 2; ++i) {
+    waiting.emplace_back([&] {
+      auto r = d.Post("/jobs", R"({"argv":["true"]})");
+      if (r.status == 503 && r.Json()["error"]["code"] == "store_unavailable") ++busy;
+    });
+  }
+  // Both wait for the lock inside the daemon; the next one is refused at once.
+  ASSERT_TRUE(WaitFor([&] {
+    return d.Get("/metrics").body.find("orchestrator_store_pending{lane=\"write\"} 2") !=
+           std::string::npos;
+  }, std::chrono::seconds(5)));
+  auto t0 = Clock::now();
+  auto r = d.Post("/jobs", R"({"argv":["true"]})");
+  double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  EXPECT_EQ(503, r.status) << r.body;
+  EXPECT_EQ("store_overloaded", r.Json()["error"]["code"]) << r.body;
+  EXPECT_NE(std::string::npos, r.headers.find("Retry-After: 1")) << r.headers;
+  EXPECT_LT(s, 1.0) << "the refusal waited for the store";
+  for (auto& t : waiting) t.join();
+  EXPECT_EQ(2, busy.load()) << "the two waiting writes end with busy past busy_timeout";
+  lock.Release();
+  EXPECT_GT(d.Submit({{"argv", {"true"}}}), 0) << "room again once the lock is gone";
+  EXPECT_EQ("1\n", test::Sql(d.db_path(), "SELECT count(*) FROM jobs"));
+  EXPECT_NE(std::string::npos, d.Get("/metrics").body.find("orchestrator_store_refused_total 1"));
+  EXPECT_EQ(0, d.Stop());
+}
+
 TEST(SubmitBurst, KillNineMidBurstLosesNoAcknowledgedJobAndNoneRunsTwice) {
   TempDir dir;
   std::string out = dir.File("ran");
