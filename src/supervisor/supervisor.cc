@@ -285,7 +285,8 @@ void Supervisor::Recover() {
   };
   store_->Read([](JobStore& store) { return store.IsPaused(); }, [this, fail](Result<bool> paused) {
     if (!paused.ok()) return fail(paused.status());
-    paused_ = *paused;
+    // A pause or resume answered since the read is newer than what it saw.
+    if (!pause_changed_) paused_ = *paused;
     Sanitize([this, fail](Status sanitized) {
       if (!sanitized.ok()) return fail(sanitized);
       store_->Read([](JobStore& store) { return store.ListRunning(); },
@@ -636,6 +637,8 @@ void Supervisor::OnRecorded(int64_t run_id, const Status& stamped) {
     Status released = ReleaseHeld(*r.exec);
     if (!released.ok()) log::Error("could not release child", {{"error", released.ToString()}});
     r.released = true;
+    // timeout_s counts from here: waiting for the store is not the job's time.
+    r.started_mono_ms = clock_->MonotonicMs();
     log::Debug("job started", {{"job_id", r.job_id}, {"run_id", run_id}, {"pid", r.pid},
                                {"attempt", r.attempt}});
     return;
@@ -901,7 +904,7 @@ void Supervisor::Tick() {
   for (int64_t run_id : exited) OnProcessExit(run_id);
 
   for (auto& [run_id, r] : running_) {
-    if (r->timeout_s && r->stop == StopCause::kNone && !r->killing_orphan &&
+    if (r->timeout_s && r->stop == StopCause::kNone && !r->killing_orphan && !r->held &&
         mono - r->started_mono_ms >= *r->timeout_s * 1000) {
       log::Warn("run timed out", {{"job_id", r->job_id}, {"run_id", run_id}, {"pid", r->pid}});
       RequestStop(*r, StopCause::kTimeout);
@@ -1028,6 +1031,7 @@ void Supervisor::SetPaused(bool paused, std::function<void(Status)> done) {
                   if (s.ok()) {
                     if (paused_ != paused) log::Info(paused ? "queue paused" : "queue resumed");
                     paused_ = paused;
+                    pause_changed_ = true;
                     if (!paused) Kick();
                     ArmNotBeforeTimer();
                   }

@@ -162,6 +162,7 @@ class Supervisor {
   bool recovered_ = false;
   bool recovering_ = false;   // the recovery chain is in flight
   bool paused_ = false;
+  bool pause_changed_ = false;  // by SetPaused: recovery's read of the flag is older
   bool stopping_ = false;
   bool claim_retry_ = false;  // a claim failed on the store: retry on the tick
   bool claiming_ = false;     // a claim batch is in flight
