@@ -119,6 +119,20 @@ HttpResponse MethodNotAllowed(const char* allow) {
   return resp;
 }
 
+// A store result handler whose answer is built on the loop: if building it
+// throws, the client still gets an answer (500), never a hung request.
+template <typename F>
+auto Guard(std::function<void(HttpResponse)> reply, F handler) {
+  return [reply = std::move(reply), handler = std::move(handler)](auto&& result) mutable {
+    try {
+      handler(std::forward<decltype(result)>(result));
+    } catch (const std::exception& e) {
+      log::Error("building a response failed", {{"error", e.what()}});
+      reply(HttpErrorResponse(500, "internal", "internal error"));
+    }
+  };
+}
+
 // A client write the store executor refused: too many wait already.
 HttpResponse Overloaded() {
   HttpResponse resp = Error(503, "store_overloaded",
@@ -374,10 +388,10 @@ void Api::Queue(const Reply& reply) {
         v.running = std::move(running).value();
         return v;
       },
-      [this, reply](QueueView view) {
+      Guard(reply, [this, reply](QueueView view) {
         if (!view.error.ok()) return reply(StatusError(view.error));
         reply(QueueJson(view.counts, view.running));
-      });
+      }));
 }
 
 HttpResponse Api::QueueJson(const QueueCounts& counts, const std::vector<RunningBrief>& running) {
@@ -437,10 +451,10 @@ HttpResponse Api::QueueJson(const QueueCounts& counts, const std::vector<Running
 }
 
 void Api::SetPaused(bool paused, const Reply& reply) {
-  supervisor_->SetPaused(paused, [reply, paused](Status s) {
+  supervisor_->SetPaused(paused, Guard(reply, [reply, paused](Status s) {
     if (!s.ok()) return reply(StatusError(s));
     reply(Json(200, {{"paused", paused}}));
-  });
+  }));
 }
 
 void Api::Submit(const HttpRequest& req, const Reply& reply) {
@@ -450,7 +464,7 @@ void Api::Submit(const HttpRequest& req, const Reply& reply) {
   // Answered once the commit that holds the job is done (group commit).
   bool queued = store_->TryWrite(
       [spec = std::move(spec).value(), now](JobStore& store) { return store.Submit(spec, now); },
-      [this, reply](Result<SubmitResult> result) {
+      Guard(reply, [this, reply](Result<SubmitResult> result) {
         if (!result.ok()) {
           log::Error("submit failed", {{"error", result.status().ToString()}});
           return reply(StatusError(result.status()));
@@ -461,7 +475,7 @@ void Api::Submit(const HttpRequest& req, const Reply& reply) {
           supervisor_->Kick();
         }
         reply(Json(result->created ? 201 : 200, JobJson(result->job)));
-      });
+      }));
   if (!queued) {
     ++metrics_->store_refused_total;
     reply(Overloaded());
@@ -497,7 +511,7 @@ void Api::ListJobs(const HttpRequest& req, const Reply& reply) {
       [status, after, limit](JobStore& store) {
         return store.ListJobs(status, after, limit, static_cast<int64_t>(kMaxPageBytes));
       },
-      [reply](Result<JobPage> page) {
+      Guard(reply, [reply](Result<JobPage> page) {
         if (!page.ok()) return reply(StatusError(page.status()));
         // Capped in bytes as well as rows: a page of jobs with huge argv or
         // env must not become one huge response. At least one job always fits.
@@ -515,7 +529,7 @@ void Api::ListJobs(const HttpRequest& req, const Reply& reply) {
           jobs.push_back(std::move(item));
         }
         reply(Json(200, {{"jobs", jobs}, {"next_after_id", Opt(next)}}));
-      });
+      }));
 }
 
 // What GET /jobs/{id} reads from the store, in one read.
@@ -546,10 +560,10 @@ void Api::GetJob(int64_t id, const Reply& reply) {
         }
         return v;
       },
-      [this, reply](JobView view) {
+      Guard(reply, [this, reply](JobView view) {
         if (!view.error.ok()) return reply(StatusError(view.error));
         reply(JobWithRuns(view.job, view.runs, view.running));
-      });
+      }));
 }
 
 HttpResponse Api::JobWithRuns(const Job& job, const std::vector<Run>& runs,
@@ -609,21 +623,21 @@ HttpResponse Api::JobWithRuns(const Job& job, const std::vector<Run>& runs,
 }
 
 void Api::CancelJob(int64_t id, const Reply& reply) {
-  supervisor_->Cancel(id, [reply](Result<CancelResult> result) {
+  supervisor_->Cancel(id, Guard(reply, [reply](Result<CancelResult> result) {
     if (!result.ok()) return reply(StatusError(result.status()));
     reply(Json(202, JobJson(result->job)));
-  });
+  }));
 }
 
 void Api::RetryJob(int64_t id, const Reply& reply) {
   int64_t now = clock_->NowMs();
   bool queued = store_->TryWrite([id, now](JobStore& store) { return store.Retry(id, now); },
-                                 [this, id, reply](Result<Job> job) {
+                                 Guard(reply, [this, id, reply](Result<Job> job) {
                                    if (!job.ok()) return reply(StatusError(job.status()));
                                    log::Info("job retried", {{"job_id", id}});
                                    supervisor_->Kick();
                                    reply(Json(200, JobJson(*job)));
-                                 });
+                                 }));
   if (!queued) {
     ++metrics_->store_refused_total;
     reply(Overloaded());
@@ -655,10 +669,10 @@ void Api::Log(int64_t id, const HttpRequest& req, const Reply& reply) {
         if (!job.ok()) return job.status();
         return store.GetRuns(id);
       },
-      [this, id, stream, tail, reply](Result<std::vector<Run>> runs) {
+      Guard(reply, [this, id, stream, tail, reply](Result<std::vector<Run>> runs) {
         if (!runs.ok()) return reply(StatusError(runs.status()));
         reply(LogFile(id, *runs, stream, tail));
-      });
+      }));
 }
 
 HttpResponse Api::LogFile(int64_t id, const std::vector<Run>& runs, const std::string& stream,
@@ -705,7 +719,7 @@ HttpResponse Api::LogFile(int64_t id, const std::vector<Run>& runs, const std::s
 
 void Api::MetricsText(const Reply& reply) {
   store_->Read([](JobStore& store) { return store.Counts(); },
-               [this, reply](Result<QueueCounts> counts) { reply(MetricsBody(counts)); });
+               Guard(reply, [this, reply](Result<QueueCounts> counts) { reply(MetricsBody(counts)); }));
 }
 
 HttpResponse Api::MetricsBody(const Result<QueueCounts>& counts) {
@@ -777,6 +791,10 @@ HttpResponse Api::MetricsBody(const Result<QueueCounts>& counts) {
     family("orchestrator_store_pending", "gauge", "Store work posted and not yet answered.");
     o << "orchestrator_store_pending{lane=\"write\"} " << h.pending_writes << '\n';
     o << "orchestrator_store_pending{lane=\"read\"} " << h.pending_reads << '\n';
+    family("orchestrator_store_client_writes_waiting", "gauge",
+           "Client writes (submit, retry) waiting for the store; at store.max_pending_writes "
+           "more are refused.");
+    o << "orchestrator_store_client_writes_waiting " << h.pending_client_writes << '\n';
     family("orchestrator_store_oldest_write_wait_seconds", "gauge",
            "How long the oldest unanswered write has waited for the store.");
     o << "orchestrator_store_oldest_write_wait_seconds "

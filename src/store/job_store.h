@@ -193,6 +193,9 @@ class JobStore {
   // it returned. When the transaction cannot begin (e.g. the lock is held
   // elsewhere past busy_timeout) `ops` does not run.
   virtual Status InTransaction(const std::function<void()>& ops) = 0;
+  // Runs `ops` (reads only) in one read transaction: all its reads see one
+  // snapshot, so a job and its runs, or counts and the running list, agree.
+  virtual Status InSnapshot(const std::function<void()>& ops) = 0;
 
   // Offline checks for `orchestrator db check`.
   virtual Result<std::vector<std::string>> IntegrityCheck() = 0;  // {"ok"} when fine

@@ -159,6 +159,15 @@ Status SqliteDb::InGroup(const std::function<void()>& ops) {
   }
 }
 
+Status SqliteDb::InSnapshot(const std::function<void()>& ops) {
+  ORCH_RETURN_IF_ERROR(Exec("BEGIN"));
+  ops();
+  // Nothing was written: COMMIT only ends the read.
+  Status s = Exec("COMMIT");
+  if (!s.ok() && sqlite3_get_autocommit(db_) == 0) Exec("ROLLBACK").ok();
+  return s;
+}
+
 Transaction::~Transaction() { Rollback(); }
 
 Status Transaction::Begin() {
@@ -197,7 +206,9 @@ void Transaction::Rollback() {
   // After FULL/IOERR SQLite may have rolled back already (autocommit is on).
   if (sqlite3_get_autocommit(db_->raw()) != 0) {
     if (savepoint_ && !db_->group_lost_) {
-      db_->group_lost_ = FromSqlite(db_->raw(), sqlite3_extended_errcode(db_->raw()));
+      int rc = sqlite3_extended_errcode(db_->raw());
+      db_->group_lost_ = rc != SQLITE_OK ? FromSqlite(db_->raw(), rc)
+                                         : Status(Code::kIo, "the group transaction was rolled back");
     }
     return;
   }

@@ -89,6 +89,9 @@ class SqliteDb {
   // and so does the group (nothing half-kept). `ops` does not run when the
   // transaction cannot begin.
   Status InGroup(const std::function<void()>& ops);
+  // Runs `ops` in one deferred read transaction: every read it makes sees
+  // the same snapshot. `ops` does not run when it cannot begin.
+  Status InSnapshot(const std::function<void()>& ops);
 
  private:
   friend class Transaction;

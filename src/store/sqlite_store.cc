@@ -810,6 +810,8 @@ Status SqliteStore::ProbeWritable() {
 
 Status SqliteStore::InTransaction(const std::function<void()>& ops) { return db_->InGroup(ops); }
 
+Status SqliteStore::InSnapshot(const std::function<void()>& ops) { return db_->InSnapshot(ops); }
+
 Result<std::vector<std::string>> SqliteStore::IntegrityCheck() {
   std::vector<std::string> out;
   ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Prepare("PRAGMA integrity_check"));

@@ -67,6 +67,7 @@ class SqliteStore : public JobStore {
   Result<std::optional<int64_t>> NextNotBefore(int64_t now_ms) override;
   Status ProbeWritable() override;
   Status InTransaction(const std::function<void()>& ops) override;
+  Status InSnapshot(const std::function<void()>& ops) override;
   Result<std::vector<std::string>> IntegrityCheck() override;
   using JobStore::CheckInvariants;
   Result<std::vector<Violation>> CheckInvariants(const InvariantLimits& limits) override;

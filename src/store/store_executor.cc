@@ -143,7 +143,8 @@ void StoreExecutor::ReaderMain() {
       task = std::move(lane.queue.front());
       lane.queue.pop_front();
     }
-    RunGuarded(*task, *lane.store);
+    Status read = lane.store->InSnapshot([&] { RunGuarded(*task, *lane.store); });
+    if (!read.ok()) task->Fail(read);
     std::vector<std::unique_ptr<Task>> one;
     one.push_back(std::move(task));
     Complete(std::move(one));
@@ -176,7 +177,7 @@ void StoreExecutor::DeliverCompleted() {
       const Status& s = task->result_status();
       if (IsStoreFailure(s.code())) {
         if (s.code() != Code::kUnavailable || !closing_) last_write_failure_ = s;
-      } else {
+      } else if (task->probe && s.ok()) {
         last_write_failure_.reset();
       }
     }
@@ -189,8 +190,17 @@ void StoreExecutor::DeliverCompleted() {
   MaybeFinishClose();
 }
 
+void StoreExecutor::Probe(std::function<void(Status)> done) {
+  auto task = std::make_unique<TypedTask<Status>>();
+  task->work = [](JobStore& store) { return store.ProbeWritable(); };
+  task->done = std::move(done);
+  task->probe = true;
+  Enqueue(kWrite, std::move(task), false);
+}
+
 StoreExecutor::Health StoreExecutor::health() const {
   Health h;
+  h.pending_client_writes = pending_client_writes_;
   h.pending_writes = pending_[kWrite];
   h.pending_reads = pending_[kRead];
   if (!write_posted_at_.empty()) h.oldest_write_wait_ms = NowMono() - write_posted_at_.front();

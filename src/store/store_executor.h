@@ -38,8 +38,8 @@ bool IsStoreFailure(Code code);
 class StoreExecutor {
  public:
   struct Options {
-    // Client writes (submit, cancel, retry, pause) that may wait at once;
-    // beyond it TryWrite refuses. The supervisor's own writes always queue.
+    // Client writes (submit, retry) that may wait at once; beyond it
+    // TryWrite refuses. Every other write always queues.
     int64_t max_pending_writes = 10000;
     // Writes committed together at most.
     int64_t max_batch = 512;
@@ -51,9 +51,11 @@ class StoreExecutor {
     int64_t pending_reads = 0;
     // How long the oldest write not yet delivered has waited (0: none).
     int64_t oldest_write_wait_ms = 0;
-    // The last write that reached the store and failed for the store's own
-    // reasons, until a later write succeeds.
+    // The last write that failed for the store's own reasons, until a
+    // write probe (Probe) succeeds: only a committed write proves that the
+    // store takes writes again.
     std::optional<Status> last_write_failure;
+    int64_t pending_client_writes = 0;
     uint64_t batches = 0;
     uint64_t batched_writes = 0;  // writes committed, summed over batches
   };
@@ -87,12 +89,16 @@ class StoreExecutor {
     return Post<std::invoke_result_t<Work, JobStore&>>(kWrite, std::move(work), std::move(done),
                                                        true);
   }
-  // Runs `work(store)` on the reader connection; sees every write whose
-  // `done` has already been called.
+  // Runs `work(store)` on the reader connection in one read transaction
+  // (one snapshot); sees every write whose `done` has already been called.
   template <typename Work, typename Done>
   void Read(Work work, Done done) {
     Post<std::invoke_result_t<Work, JobStore&>>(kRead, std::move(work), std::move(done), false);
   }
+
+  // A committed write that proves the store writable (JobStore::
+  // ProbeWritable); its success clears health().last_write_failure.
+  void Probe(std::function<void(Status)> done);
 
   // Loop thread only.
   Health health() const;
@@ -101,7 +107,8 @@ class StoreExecutor {
 
   // Takes no more work, lets both threads finish everything posted, hands
   // out its results, stops the threads, closes the async handle, then calls
-  // `done` (on the loop thread).
+  // `done` (on the loop thread). Work posted after that is dropped: its
+  // `done` never runs.
   void Close(std::function<void()> done);
 
  private:
@@ -116,6 +123,7 @@ class StoreExecutor {
     LaneId lane = kWrite;
     bool client = false;
     bool queued = false;  // reached a lane (not refused at Close)
+    bool probe = false;   // its success proves the store writable
   };
 
   template <typename R>

@@ -485,8 +485,8 @@ void Supervisor::ClaimPass() {
           if (!c->has_value()) break;
           batch.claimed.push_back(std::move(**c));
         }
-        // Claims made before a failure are kept: each is its own savepoint.
-        if (!batch.claimed.empty()) batch.error = Status::Ok();
+        // Claims made before a failure are kept (each is its own savepoint);
+        // the failure still makes the pass retry on the tick.
         return batch;
       },
       [this, free](ClaimBatch batch) {
@@ -512,14 +512,23 @@ void Supervisor::OnClaimed(ClaimBatch batch) {
   for (auto& c : batch.claimed) {
     ++metrics_->claimed_total;
     KillPointForTest("after_claim");
-    if (stopping_) {
-      // Claimed while the stop began: never started, so no attempt spent.
+    bool backing_off = host_backoff_until_mono_ > clock_->MonotonicMs();
+    if (stopping_ || backing_off) {
+      // Never started, so no attempt spent: claimed as the stop began, or
+      // after a host fault earlier in this batch (one incident, counted
+      // once; the rest wait with the job that hit it).
       RunEnd end;
       end.job_id = c.job.id;
       end.run_id = c.run.id;
       end.outcome = RunOutcome::kInterrupted;
-      end.reason = "shutdown";
       end.now_ms = clock_->NowMs();
+      if (stopping_) {
+        end.reason = "shutdown";
+      } else {
+        end.reason = "host_fault";
+        end.error = host_fault_.last_error;
+        end.retry_not_before = host_fault_.backoff_until_ms;
+      }
       Finish(end);
       continue;
     }
@@ -851,6 +860,12 @@ void Supervisor::OnProcessExit(int64_t run_id) {
 }
 
 void Supervisor::Finish(const RunEnd& end, int64_t detected_ns) {
+  if (!pending_finishes_.empty()) {
+    // Ends are recorded in the order the runs ended: this one waits behind
+    // those the store refused (the tick retries them all).
+    pending_finishes_.push_back(end);
+    return;
+  }
   ending_.insert(end.run_id);
   store_->Write([end](JobStore& store) { return store.FinishRun(end); },
                 [this, end, detected_ns](Result<FinishResult> result) {
@@ -966,8 +981,7 @@ void Supervisor::Sweep() {
         SweepPartDone(first);
       });
 
-  store_->Write([](JobStore& store) { return store.ProbeWritable(); },
-                [this](Status probe) { SweepPartDone(probe); });
+  store_->Probe([this](Status probe) { SweepPartDone(probe); });
 }
 
 void Supervisor::SweepPartDone(const Status& s) {

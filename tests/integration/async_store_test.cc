@@ -133,9 +133,11 @@ TEST(LockedStore, TheLoopKeepsAnsweringWritesFailCleanlyAndExitsAreRecordedOnceT
   EXPECT_EQ(0, health_failures);
   std::vector<double> sorted = health_ms;
   std::sort(sorted.begin(), sorted.end());
-  double median = sorted[sorted.size() / 2];
+  // Blocked, the loop would hold every probe for the 5 s busy timeout. The
+  // bounds leave room for a loaded CI machine (and the sanitizer build).
+  double p95 = sorted[sorted.size() * 95 / 100];
   double worst = sorted.back();
-  EXPECT_LT(median, 50.0) << "/healthz median " << median << " ms while the store was locked";
+  EXPECT_LT(p95, 50.0) << "/healthz p95 " << p95 << " ms while the store was locked";
   EXPECT_LT(worst, 1000.0) << "/healthz waited " << worst << " ms: the loop was blocked";
   EXPECT_GT(health_ms.size(), 100u);
 
@@ -175,18 +177,19 @@ TEST(LockedStore, WritesBeyondTheBoundAreRefusedAtOnceWithRetryAfter) {
     });
   }
   // Both wait for the lock inside the daemon; the next one is refused at once.
-  ASSERT_TRUE(WaitFor([&] {
-    return d.Get("/metrics").body.find("orchestrator_store_pending{lane=\"write\"} 2") !=
+  bool both_waiting = WaitFor([&] {
+    return d.Get("/metrics").body.find("orchestrator_store_client_writes_waiting 2") !=
            std::string::npos;
-  }, std::chrono::seconds(5)));
+  }, std::chrono::seconds(5));
   auto t0 = Clock::now();
   auto r = d.Post("/jobs", R"({"argv":["true"]})");
   double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  for (auto& t : waiting) t.join();
+  ASSERT_TRUE(both_waiting);
   EXPECT_EQ(503, r.status) << r.body;
   EXPECT_EQ("store_overloaded", r.Json()["error"]["code"]) << r.body;
   EXPECT_NE(std::string::npos, r.headers.find("Retry-After: 1")) << r.headers;
   EXPECT_LT(s, 1.0) << "the refusal waited for the store";
-  for (auto& t : waiting) t.join();
   EXPECT_EQ(2, busy.load()) << "the two waiting writes end with busy past busy_timeout";
   lock.Release();
   EXPECT_GT(d.Submit({{"argv", {"true"}}}), 0) << "room again once the lock is gone";

@@ -48,6 +48,12 @@ class FaultyStore : public JobStore {
     std::lock_guard lock(mu_);
     faults_[method] = {n, code};
   }
+  // As FailNext, after `skip` calls of `method` that succeed.
+  void FailAfter(const std::string& method, int skip, int n, Code code = Code::kBusy) {
+    std::lock_guard lock(mu_);
+    skips_[method] = skip;
+    faults_[method] = {n, code};
+  }
   int failed() const {
     std::lock_guard lock(mu_);
     return failed_;
@@ -103,6 +109,7 @@ class FaultyStore : public JobStore {
   Status InTransaction(const std::function<void()>& ops) override {
     return real_->InTransaction(ops);
   }
+  Status InSnapshot(const std::function<void()>& ops) override { return real_->InSnapshot(ops); }
   Result<std::vector<std::string>> IntegrityCheck() override { return real_->IntegrityCheck(); }
   Result<std::vector<Violation>> CheckInvariants(const InvariantLimits& l) override {
     return real_->CheckInvariants(l);
@@ -113,6 +120,10 @@ class FaultyStore : public JobStore {
     std::lock_guard lock(mu_);
     auto it = faults_.find(method);
     if (it == faults_.end() || it->second.first == 0) return std::nullopt;
+    if (auto skip = skips_.find(method); skip != skips_.end() && skip->second > 0) {
+      --skip->second;
+      return std::nullopt;
+    }
     --it->second.first;
     ++failed_;
     return Status(it->second.second, "injected fault in " + method);
@@ -121,6 +132,7 @@ class FaultyStore : public JobStore {
   std::unique_ptr<JobStore> real_;
   mutable std::mutex mu_;
   std::map<std::string, std::pair<int, Code>> faults_;
+  std::map<std::string, int> skips_;
   int failed_ = 0;
 };
 
@@ -400,6 +412,51 @@ TEST_F(SupervisorLoop, AnAdoptedOrphanWhoseStatusCannotBeReadEndsLost) {
     EXPECT_EQ(0u, sup_->running_count());
   }
   if (kernel_tells) GTEST_SKIP() << "this kernel reports the exit of an unreaped zombie";
+}
+
+// a claim batch whose second claim fails on the store keeps the
+// first (its own savepoint) but must still retry the rest: free slots and
+// claimable jobs must not wait for an unrelated event.
+TEST_F(SupervisorLoop, AClaimThatFailsAfterOthersOfItsBatchIsRetried) {
+  config_.supervisor.max_concurrency = 2;
+  std::string go = dir_.File("go");
+  std::string wait = "while [ ! -e " + go + " ]; do sleep 0.02; done";
+  int64_t a = Submit({"/bin/sh", "-c", wait});
+  int64_t b = Submit({"/bin/sh", "-c", wait});
+  // The pass claims a, then the store refuses the claim of b (disk full).
+  store_->FailAfter("ClaimNext", 1, 1, Code::kFull);
+  StartSupervisor();
+  ASSERT_TRUE(RunUntil([&] { return StatusOf(a) == JobStatus::kRunning; }));
+  ASSERT_EQ(1, store_->failed());
+  ASSERT_TRUE(Ticks(100));
+  EXPECT_EQ(JobStatus::kRunning, StatusOf(b))
+      << "a free slot and a claimable job, but the failed claim was never retried";
+  EXPECT_GE(metrics_.store_errors_total, 1u) << "the failed claim was not even counted";
+  std::ofstream(go).put('\n');
+}
+
+// one host fault (log_dir read-only) hit by a batch of claims
+// counts once; before batching, claiming stopped at the first fault. Here
+// every claimed job of the batch is launched and each fault doubles the
+// backoff: one incident with max_concurrency 4 backs off 2^3 times longer.
+TEST_F(SupervisorLoop, OneHostFaultInAClaimBatchCountsOnce) {
+  config_.supervisor.max_concurrency = 4;
+  test::Tmpfs logs(dir_.File("logs"), "size=1m");
+  if (!logs.ok()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  StartSupervisor();
+  bool paused = false;
+  sup_->SetPaused(true, [&](Status s) { paused = s.ok(); });
+  ASSERT_TRUE(RunUntil([&] { return paused; }));
+  for (int i = 0; i < 4; ++i) Submit({"/bin/true"}, 1);
+  ASSERT_TRUE(logs.Remount("size=1m", MS_RDONLY));
+  bool resumed = false;
+  sup_->SetPaused(false, [&](Status s) { resumed = s.ok(); });
+  ASSERT_TRUE(RunUntil([&] { return resumed && sup_->host_fault().consecutive >= 1; }));
+  ASSERT_TRUE(Ticks(20));
+  EXPECT_EQ(1, sup_->host_fault().consecutive) << "one incident counted as many";
+  EXPECT_EQ(1u, metrics_.host_faults_total);
+  EXPECT_LE(sup_->host_fault().backoff_left_ms, 1200) << "backoff escalated within one pass";
+  ASSERT_TRUE(logs.Remount("size=1m"));
 }
 
 }  // namespace
