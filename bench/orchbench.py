@@ -8,6 +8,12 @@ Every daemon started here is stopped in Daemon.stop() (SIGTERM, then SIGKILL
 after a bound); job processes it still listed as running are killed by pid
 only after their /proc start time was checked against the one recorded while
 the daemon was alive.
+
+Authentication: each daemon gets `server.token_file = <dir>/token` (the daemon
+creates it at first start); Daemon.start() reads it and every Conn to that
+port sends `Authorization: Bearer <token>` and `Host: 127.0.0.1:<port>` (the
+daemon answers 401 without the token and 421 to a Host that is not a name of
+the server).
 """
 
 import json
@@ -21,6 +27,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+
+
+# port -> API token of the daemon listening there (filled by Daemon.start()).
+TOKENS = {}
 
 
 def orch_bin():
@@ -109,13 +119,17 @@ class Conn:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.host = host
+        self.port = port
 
     def close(self):
         self.sock.close()
 
     @staticmethod
-    def encode(method, path, body=None):
-        head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\n"
+    def encode(method, path, body=None, port=None):
+        """`port` names the daemon: its Host and, once started, its token."""
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1{f':{port}' if port else ''}\r\n"
+        if port in TOKENS:
+            head += f"Authorization: Bearer {TOKENS[port]}\r\n"
         if body is None:
             return (head + "\r\n").encode()
         if not isinstance(body, (bytes, bytearray)):
@@ -146,7 +160,7 @@ class Conn:
         return status, rest[:length]
 
     def request(self, method, path, body=None):
-        self.sock.sendall(self.encode(method, path, body))
+        self.sock.sendall(self.encode(method, path, body, self.port))
         return self.read_response()
 
     def get_json(self, path):
@@ -170,7 +184,7 @@ def submit_many(port, bodies, conns=4, window=64):
     """Submits the JSON bodies over `conns` keep-alive connections, pipelined.
     Returns {status: count}."""
     import threading
-    reqs = [Conn.encode("POST", "/jobs", b) for b in bodies]
+    reqs = [Conn.encode("POST", "/jobs", b, port) for b in bodies]
     shards = [reqs[i::conns] for i in range(conns)]
     results = [None] * conns
 
@@ -229,14 +243,17 @@ def histogram_quantile(buckets, q):
 
 class Daemon:
     def __init__(self, name, max_concurrency=1, extra_server="", extra_supervisor="",
-                 workdir=None):
+                 workdir=None, binary=None):
+        """`binary`: the orchestrator to run (default: orch_bin())."""
         self.dir = workdir or work_dir(name)
         self.port = free_port()
+        self.binary = binary
         self.proc = None
         self.cfg = os.path.join(self.dir, "orchestrator.toml")
         with open(self.cfg, "w") as f:
             f.write(f"""[server]
 listen = "127.0.0.1:{self.port}"
+token_file = "{self.dir}/token"
 {extra_server}
 [store]
 path = "{self.dir}/q.db"
@@ -257,7 +274,7 @@ level = "warn"
 
     def start(self, timeout=30):
         self.log = open(os.path.join(self.dir, "daemon.log"), "ab")
-        self.proc = subprocess.Popen([orch_bin(), "serve", "--config", self.cfg],
+        self.proc = subprocess.Popen([self.binary or orch_bin(), "serve", "--config", self.cfg],
                                      stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -268,6 +285,8 @@ level = "warn"
                 st, _ = c.request("GET", "/readyz")
                 c.close()
                 if st == 200:
+                    with open(os.path.join(self.dir, "token")) as f:
+                        TOKENS[self.port] = f.read().strip()
                     return self
             except OSError:
                 pass

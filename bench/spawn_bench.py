@@ -42,8 +42,8 @@ def timed(cmd, env=None, shell=False):
     return time.monotonic() - t0
 
 
-def orchestrator(n, conc, argv):
-    d = ob.Daemon(f"spawn-c{conc}", max_concurrency=conc)
+def orchestrator(n, conc, argv, binary=None):
+    d = ob.Daemon(f"spawn-c{conc}", max_concurrency=conc, binary=binary)
     d.start()
     try:
         assert d.post("/queue/pause") == 200
