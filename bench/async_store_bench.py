@@ -39,6 +39,8 @@ the ratio columns stay empty.
 import argparse
 import multiprocessing as mp
 import os
+import resource
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -80,12 +82,37 @@ def thread_cpu(pid):
 
 
 def cpu_split(pid, before, after, secs):
-    """'loop 97% t2 1% ...' over a window of secs (threads by tid order)."""
-    parts = []
-    for i, tid in enumerate(sorted(after)):
-        used = after[tid] - before.get(tid, 0.0)
-        parts.append(f"{'loop' if tid == pid else f't{i + 1}'} {100 * used / secs:.0f}%")
-    return " ".join(parts)
+    """'loop 97% checkpointer 1% ...' over a window of secs. Threads are named
+    by creation order (tid order): the old daemon has the loop and the WAL
+    checkpointer, the new one also the store executor's writer and reader."""
+    names = {2: ["loop", "checkpointer"], 4: ["loop", "checkpointer", "writer", "reader"]}
+    tids = sorted(after)
+    label = names.get(len(tids), [f"t{i + 1}" for i in range(len(tids))])
+    return " ".join(f"{label[i]} {100 * (after[tid] - before.get(tid, 0.0)) / secs:.0f}%"
+                    for i, tid in enumerate(tids))
+
+
+def cpu_times():
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = f[3] + f[4]  # idle + iowait
+    return sum(f) - idle, sum(f)
+
+
+def machine_busy(before, after):
+    """Cores busy over a window (0..nproc), any process."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return os.cpu_count() * busy / total if total else float("nan")
+
+
+def logs_for(a, name):
+    """Job logs of one daemon: under --log-dir when given (emptied first)."""
+    if not a.log_dir:
+        return None
+    d = os.path.join(a.log_dir, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
 
 
 def loadavg():
@@ -189,7 +216,8 @@ def parse_wrk(out):
 
 
 def m_submit(binary, label, a):
-    d = ob.Daemon(f"async-submit-{label}", max_concurrency=2, binary=binary)
+    d = ob.Daemon(f"async-submit-{label}", max_concurrency=2, binary=binary,
+                  log_dir=logs_for(a, f"submit-{label}"))
     d.start()
     probes = None
     try:
@@ -198,13 +226,17 @@ def m_submit(binary, label, a):
         with open(lua, "w") as f:
             f.write(LUA % ob.TOKENS[d.port])
         probes = Probes(d, binary, label)
-        c0, t0 = thread_cpu(d.pid), time.monotonic()
+        c0, t0, m0 = thread_cpu(d.pid), time.monotonic(), cpu_times()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(["wrk", "-t1", f"-c{a.conns}", f"-d{a.seconds}s", "--latency",
                               "-s", lua, f"http://127.0.0.1:{d.port}/jobs"],
                              capture_output=True, text=True, check=True).stdout
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t1 = time.monotonic()
         secs = t1 - t0
         cpu = cpu_split(d.pid, c0, thread_cpu(d.pid), secs)
+        wrk_cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / secs
+        cpu += f"; wrk {100 * wrk_cpu:.0f}%; machine busy {machine_busy(m0, cpu_times()):.2f} cores"
         r = parse_wrk(out)
         # wrk needs a moment to connect: the window starts 0.2 s in.
         r["health"], r["control"] = probes.finish(t0 + 0.2, t1)
@@ -243,7 +275,8 @@ def m_submit(binary, label, a):
 
 def m_burst(binary, label, a, paused):
     name = "paused" if paused else "burst"
-    d = ob.Daemon(f"async-{name}-{label}", max_concurrency=a.free, binary=binary)
+    d = ob.Daemon(f"async-{name}-{label}", max_concurrency=a.free, binary=binary,
+                  log_dir=logs_for(a, f"{name}-{label}"))
     d.start()
     ctx = mp.get_context("fork")
     procs = []
@@ -255,7 +288,7 @@ def m_burst(binary, label, a, paused):
         bodies = [{"argv": ["/bin/true"], "name": f"burst-{i}"} for i in range(a.burst)]
         nproc = 4
         bq = ctx.Queue()
-        c0, t0 = thread_cpu(d.pid), time.monotonic()
+        c0, t0, m0 = thread_cpu(d.pid), time.monotonic(), cpu_times()
         workers = [ctx.Process(target=lb.burst_worker,
                                args=(d.port, bodies[i::nproc], a.conns // nproc, bq), daemon=True)
                    for i in range(nproc)]
@@ -269,6 +302,7 @@ def m_burst(binary, label, a, paused):
         t1 = time.monotonic()
         burst_s = t1 - t0
         cpu = cpu_split(d.pid, c0, thread_cpu(d.pid), burst_s)
+        cpu += f"; machine busy {machine_busy(m0, cpu_times()):.2f} cores"
         for w in workers:
             w.join()
         health, control = probes.finish(t0, t1)
@@ -307,7 +341,8 @@ def m_burst(binary, label, a, paused):
 
 
 def m_e2e(binary, label, a):
-    r = sb.orchestrator(a.jobs, 2, ["/bin/true"], binary=binary)
+    r = sb.orchestrator(a.jobs, 2, ["/bin/true"], binary=binary,
+                        log_dir=logs_for(a, f"e2e-{label}"))
     print(f"  e2e {label}: {r['rate']:,.0f} jobs/s at max_concurrency 2 ({r['secs']:.1f}s); "
           f"daemon cpu {r['cpu_ms_per_job']:.3f} ms/job; submit (pipelined) "
           f"{r['submit_rate']:,.0f}/s", flush=True)
@@ -360,6 +395,9 @@ def main():
     ap.add_argument("--free", type=int, default=32, help="max_concurrency during the burst")
     ap.add_argument("--jobs", type=int, default=10000, help="end-to-end jobs")
     ap.add_argument("--skip", default="", help="comma list of: submit,burst,paused,e2e")
+    ap.add_argument("--log-dir", default=None,
+                    help="put the jobs' log directories under this directory (e.g. "
+                    "/dev/shm/orch-bench-logs) instead of next to the database")
     a = ap.parse_args()
     if a.binary is None:
         a.binary = ob.orch_bin()

@@ -243,9 +243,11 @@ def histogram_quantile(buckets, q):
 
 class Daemon:
     def __init__(self, name, max_concurrency=1, extra_server="", extra_supervisor="",
-                 workdir=None, binary=None):
-        """`binary`: the orchestrator to run (default: orch_bin())."""
+                 workdir=None, binary=None, log_dir=None):
+        """`binary`: the orchestrator to run (default: orch_bin()); `log_dir`:
+        where job logs go (default <dir>/logs)."""
         self.dir = workdir or work_dir(name)
+        self.log_dir = log_dir or os.path.join(self.dir, "logs")
         self.port = free_port()
         self.binary = binary
         self.proc = None
@@ -259,7 +261,7 @@ token_file = "{self.dir}/token"
 path = "{self.dir}/q.db"
 [supervisor]
 max_concurrency = {max_concurrency}
-log_dir = "{self.dir}/logs"
+log_dir = "{self.log_dir}"
 kill_grace_s = 2
 shutdown_grace_s = 5
 {extra_supervisor}

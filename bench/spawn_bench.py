@@ -42,8 +42,8 @@ def timed(cmd, env=None, shell=False):
     return time.monotonic() - t0
 
 
-def orchestrator(n, conc, argv, binary=None):
-    d = ob.Daemon(f"spawn-c{conc}", max_concurrency=conc, binary=binary)
+def orchestrator(n, conc, argv, binary=None, log_dir=None):
+    d = ob.Daemon(f"spawn-c{conc}", max_concurrency=conc, binary=binary, log_dir=log_dir)
     d.start()
     try:
         assert d.post("/queue/pause") == 200
