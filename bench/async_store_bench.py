@@ -309,6 +309,18 @@ def m_submit(binary, label, a):
             last = q
             time.sleep(0.1)
         r["queued_api"] = last
+        # Group commit (new daemon only): writes per commit over the run.
+        c = ob.Conn(d.port)
+        try:
+            metrics = c.request("GET", "/metrics")[1].decode()
+        finally:
+            c.close()
+        vals = {}
+        for line in metrics.splitlines():
+            k, _, v = line.partition(" ")
+            if k in ("orchestrator_store_commits_total", "orchestrator_store_committed_writes_total"):
+                vals[k] = float(v)
+        r["commits"] = vals
     finally:
         if probes:
             probes.close()
@@ -328,6 +340,11 @@ def m_submit(binary, label, a):
           f"rows {r['rows']} (queued {r['rows_queued']}, GET /queue {r['queued_api']}), "
           f"rows - 2xx = {r['extra']} (in flight at the deadline, <= {a.conns}) "
           f"{'OK' if r['consistent'] else 'MISMATCH'}; cpu {cpu}", flush=True)
+    if len(r["commits"]) == 2:
+        n_c, n_w = r["commits"]["orchestrator_store_commits_total"], \
+            r["commits"]["orchestrator_store_committed_writes_total"]
+        print(f"    group commit: {n_w:,.0f} writes in {n_c:,.0f} commits = "
+              f"{n_w / max(n_c, 1):.1f} per commit", flush=True)
     u = r["lat"]
     print(f"    latency as timed (wrk's correction undone, {u['n']} samples, e={u['interval_us']} us): "
           f"p50 {u['p50']:.2f} ms p99 {u['p99']:.2f} ms p99.9 {u['p999']:.2f} ms max {u['max']:.2f} ms "
