@@ -47,7 +47,8 @@ def bulk_insert(path, rows):
 
 
 def wrk(port, path, conns, seconds):
-    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
+    auth = ["-H", f"Authorization: Bearer {ob.TOKENS[port]}"] if port in ob.TOKENS else []
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", *auth,
                           f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, check=True).stdout
     res = {"raw": out}
