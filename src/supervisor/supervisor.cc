@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "base/log.h"
@@ -192,6 +193,10 @@ struct Supervisor::SweepResult {
 
 bool Supervisor::Tracked(int64_t run_id) const {
   if (running_.count(run_id) != 0 || ending_.count(run_id) != 0) return true;
+  if (std::any_of(to_launch_.begin(), to_launch_.end(),
+                  [&](const Claimed& c) { return c.run.id == run_id; })) {
+    return true;
+  }
   return std::any_of(pending_finishes_.begin(), pending_finishes_.end(),
                      [&](const RunEnd& p) { return p.run_id == run_id; });
 }
@@ -207,6 +212,7 @@ void Supervisor::Sanitize(std::function<void(Status)> then) {
   // to a running job, which the sweep never touches.
   std::unordered_set<int64_t> watched;
   for (const auto& [run_id, r] : running_) watched.insert(run_id);
+  for (const auto& c : to_launch_) watched.insert(c.run.id);
   for (int64_t run_id : ending_) watched.insert(run_id);
   for (const auto& p : pending_finishes_) watched.insert(p.run_id);
   int64_t now = clock_->NowMs();
@@ -407,6 +413,7 @@ void Supervisor::Start() {
       },
       config_.reaper.interval_ms, config_.reaper.interval_ms);
   kick_timer_.Init(uv_timer_init, loop_, this);
+  launch_timer_.Init(uv_timer_init, loop_, this);
   not_before_timer_.Init(uv_timer_init, loop_, this);
   host_backoff_timer_.Init(uv_timer_init, loop_, this);
   Recover();
@@ -464,8 +471,8 @@ void Supervisor::ClaimPass() {
   // As many as there are free slots, in one transaction; at most this many
   // per pass, so that exits and requests are served between the launches.
   constexpr int64_t kMaxClaimsPerPass = 32;
-  int64_t free = std::min(config_.supervisor.max_concurrency - static_cast<int64_t>(running_.size()),
-                          kMaxClaimsPerPass);
+  int64_t taken = static_cast<int64_t>(running_.size() + to_launch_.size());
+  int64_t free = std::min(config_.supervisor.max_concurrency - taken, kMaxClaimsPerPass);
   if (free <= 0) return;
   ClaimRequest req;
   req.max_concurrency = config_.supervisor.max_concurrency;
@@ -512,6 +519,20 @@ void Supervisor::OnClaimed(ClaimBatch batch) {
   for (auto& c : batch.claimed) {
     ++metrics_->claimed_total;
     KillPointForTest("after_claim");
+    to_launch_.push_back(std::move(c));
+  }
+  LaunchSome();
+}
+
+void Supervisor::LaunchSome() {
+  // One launch (log files, clone3, identity) costs the loop up to a
+  // millisecond: two per turn keep /healthz and exits prompt in a burst.
+  constexpr int kLaunchesPerTurn = 2;
+  // Stopping, nothing is spawned: every claimed job goes back at once.
+  int limit = stopping_ ? std::numeric_limits<int>::max() : kLaunchesPerTurn;
+  for (int n = 0; n < limit && !to_launch_.empty(); ++n) {
+    Claimed c = std::move(to_launch_.front());
+    to_launch_.pop_front();
     bool backing_off = host_backoff_until_mono_ > clock_->MonotonicMs();
     if (stopping_ || backing_off) {
       // Never started, so no attempt spent: claimed as the stop began, or
@@ -534,6 +555,13 @@ void Supervisor::OnClaimed(ClaimBatch batch) {
     }
     Launch(std::move(c));
   }
+  if (to_launch_.empty() || !launch_timer_) return;
+  uv_timer_start(
+      launch_timer_.get(),
+      [](uv_timer_t* h) {
+        if (h->data != nullptr) static_cast<Supervisor*>(h->data)->LaunchSome();
+      },
+      0, 0);
 }
 
 void Supervisor::ArmNotBeforeTimer() {
@@ -944,6 +972,7 @@ void Supervisor::Sweep() {
   // and checked by identity.
   std::unordered_set<int64_t> tracked;
   for (const auto& [run_id, r] : running_) tracked.insert(run_id);
+  for (const auto& c : to_launch_) tracked.insert(c.run.id);
   for (int64_t run_id : ending_) tracked.insert(run_id);
   for (const auto& p : pending_finishes_) tracked.insert(p.run_id);
   store_->Read(
@@ -1062,8 +1091,10 @@ void Supervisor::Shutdown(std::function<void()> done) {
   stopping_ = true;
   shutdown_done_ = std::move(done);
   kick_timer_.Close();
+  launch_timer_.Close();
   not_before_timer_.Close();
   host_backoff_timer_.Close();
+  LaunchSome();  // claimed, not yet started: requeued without an attempt spent
   log::Info("stopping: terminating running jobs",
             {{"running", running_.size()}, {"grace_s", config_.supervisor.shutdown_grace_s}});
   for (auto& [run_id, r] : running_) {
@@ -1090,7 +1121,10 @@ void Supervisor::Shutdown(std::function<void()> done) {
 }
 
 void Supervisor::MaybeFinishShutdown() {
-  if (!stopping_ || !shutdown_done_ || !running_.empty() || claiming_ || !ending_.empty()) return;
+  if (!stopping_ || !shutdown_done_ || !running_.empty() || claiming_ || !ending_.empty() ||
+      !to_launch_.empty()) {
+    return;
+  }
   if (!pending_finishes_.empty() && !final_flush_) {
     // One last try for the ends the store refused; their results call back.
     final_flush_ = true;

@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -121,6 +122,9 @@ class Supervisor {
 
   void ClaimPass();
   void OnClaimed(ClaimBatch batch);
+  // Launches the next few claimed jobs; the rest wait for the next loop turn
+  // so that requests and exits are served between launches.
+  void LaunchSome();
   void Launch(Claimed claimed);
   void OnRecorded(int64_t run_id, const Status& stamped);
   void Watch(std::unique_ptr<Running> r);
@@ -191,11 +195,13 @@ class Supervisor {
   std::map<int64_t, std::unique_ptr<Running>> running_;  // by run id
   std::unordered_map<pid_t, int64_t> run_by_pid_;        // our children only
   std::vector<RunEnd> pending_finishes_;                 // store was unavailable
+  std::deque<Claimed> to_launch_;                        // claimed, not yet spawned
   // Runs whose end is posted and not yet committed (or refused), by run id.
   std::unordered_set<int64_t> ending_;
 
   UvHandle<uv_timer_t> tick_timer_;
   UvHandle<uv_timer_t> kick_timer_;
+  UvHandle<uv_timer_t> launch_timer_;
   UvHandle<uv_timer_t> not_before_timer_;
   UvHandle<uv_timer_t> host_backoff_timer_;
   UvHandle<uv_timer_t> shutdown_timer_;
