@@ -201,6 +201,15 @@ bool Supervisor::Tracked(int64_t run_id) const {
                      [&](const RunEnd& p) { return p.run_id == run_id; });
 }
 
+std::unordered_set<int64_t> Supervisor::TrackedRunIds() const {
+  std::unordered_set<int64_t> ids;
+  for (const auto& [run_id, r] : running_) ids.insert(run_id);
+  for (const auto& c : to_launch_) ids.insert(c.run.id);
+  for (int64_t run_id : ending_) ids.insert(run_id);
+  for (const auto& p : pending_finishes_) ids.insert(p.run_id);
+  return ids;
+}
+
 void Supervisor::Sanitize(std::function<void(Status)> then) {
   if (!config_.reaper.sanitize_impossible_queued) {
     then(Status::Ok());
@@ -210,11 +219,7 @@ void Supervisor::Sanitize(std::function<void(Status)> then) {
   // by identity (on the store thread: it only reads /proc) before anything
   // is closed. A run that starts being watched after this snapshot belongs
   // to a running job, which the sweep never touches.
-  std::unordered_set<int64_t> watched;
-  for (const auto& [run_id, r] : running_) watched.insert(run_id);
-  for (const auto& c : to_launch_) watched.insert(c.run.id);
-  for (int64_t run_id : ending_) watched.insert(run_id);
-  for (const auto& p : pending_finishes_) watched.insert(p.run_id);
+  std::unordered_set<int64_t> watched = TrackedRunIds();
   int64_t now = clock_->NowMs();
   store_->Write(
       [watched = std::move(watched), now](JobStore& store) -> SweepResult {
@@ -970,11 +975,7 @@ void Supervisor::Sweep() {
 
   // Liveness: rows that no pidfd of ours watches (rare) are read in full
   // and checked by identity.
-  std::unordered_set<int64_t> tracked;
-  for (const auto& [run_id, r] : running_) tracked.insert(run_id);
-  for (const auto& c : to_launch_) tracked.insert(c.run.id);
-  for (int64_t run_id : ending_) tracked.insert(run_id);
-  for (const auto& p : pending_finishes_) tracked.insert(p.run_id);
+  std::unordered_set<int64_t> tracked = TrackedRunIds();
   store_->Read(
       [tracked = std::move(tracked)](JobStore& store) -> Result<std::vector<RunningEntry>> {
         auto briefs = store.ListRunningBrief();

@@ -145,8 +145,11 @@ class Supervisor {
   // Posts the I1 sweep; `then` runs after its result was handled.
   void Sanitize(std::function<void(Status)> then);
   void OnSanitized(SweepResult result, const std::function<void(Status)>& then);
-  // Whether a run is ours to decide now: watched, ending or being retried.
+  // Whether a run is ours to decide now: claimed and waiting for its
+  // launch, watched, ending, or its end waiting for a retry.
   bool Tracked(int64_t run_id) const;
+  // The same runs, as a snapshot for work done on a store thread.
+  std::unordered_set<int64_t> TrackedRunIds() const;
   Status Reconcile(const RunningEntry& entry, bool startup);
   void SignalGroup(Running& r, int sig);
   void RequestStop(Running& r, StopCause cause);
