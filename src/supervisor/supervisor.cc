@@ -1052,14 +1052,28 @@ void Supervisor::Cancel(int64_t job_id, std::function<void(Result<CancelResult>)
           }
         } else if (result->effect == CancelEffect::kRunningSignalNeeded ||
                    result->effect == CancelEffect::kAlreadyRequested) {
-          // A claim committed before this cancel was delivered (and launched)
-          // before it: its run is watched by now.
+          // A claim committed before this cancel was delivered before it:
+          // its run is watched by now, or still waits for its launch.
           for (auto& [run_id, r] : running_) {
             if (r->job_id == job_id) {
               log::Info("cancelling running job",
                         {{"job_id", job_id}, {"run_id", run_id}, {"pid", r->pid}});
               RequestStop(*r, StopCause::kCancel);
             }
+          }
+          for (auto it = to_launch_.begin(); it != to_launch_.end(); ++it) {
+            if (it->job.id != job_id) continue;
+            log::Info("cancelling a job before its launch",
+                      {{"job_id", job_id}, {"run_id", it->run.id}});
+            RunEnd end;
+            end.job_id = job_id;
+            end.run_id = it->run.id;
+            end.outcome = RunOutcome::kCancelled;
+            end.reason = "cancelled";
+            end.now_ms = clock_->NowMs();
+            to_launch_.erase(it);
+            Finish(end);
+            break;
           }
         } else {
           log::Info("cancelled queued job", {{"job_id", job_id}});
