@@ -953,6 +953,18 @@ TEST(HttpServer, PipelinedRequestsWaitForADeferredOneAndAreAnsweredInOrder) {
   EXPECT_EQ(0, s->Stop());
 }
 
+
+// A responder whose request is gone: answering with a file sends nothing,
+// and the file is closed at once (loop thread).
+bool LateFileAnswerIsClosed(const HttpResponder& held, const std::string& path, int64_t length) {
+  HttpResponse resp;
+  resp.file_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  resp.file_length = length;
+  int late = resp.file_fd;
+  bool was_pending = held.pending();
+  held(std::move(resp));
+  return late >= 0 && !was_pending && FdClosed(late);
+}
 TEST(HttpServer, ResponderCalledAfterTheClientLeftIsHarmlessAndClosesTheFile) {
   test::TempDir dir;
   std::string path = dir.File("log");
@@ -980,15 +992,7 @@ TEST(HttpServer, ResponderCalledAfterTheClientLeftIsHarmlessAndClosesTheFile) {
   EXPECT_TRUE(test::WaitFor([&] { return s->connections() == 0; }));
   EXPECT_TRUE(s->Call([&] { return FdClosed(fd); }));
   // Now the connection is gone: a later call sends nothing and closes its file at once.
-  EXPECT_TRUE(s->Call([&] {
-    HttpResponse resp;
-    resp.file_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    resp.file_length = 1;
-    int late = resp.file_fd;
-    bool was_pending = held.pending();
-    held(std::move(resp));
-    return late >= 0 && !was_pending && FdClosed(late);
-  }));
+  EXPECT_TRUE(s->Call([&] { return LateFileAnswerIsClosed(held, path, 1); }));
   EXPECT_EQ(0, s->Stop());
 }
 
@@ -1012,15 +1016,7 @@ TEST(HttpServer, ServerClosedWhileARequestIsPendingDropsItAndTheResponderGoesIne
   EXPECT_TRUE(test::WaitFor([&] { return done.load(); }));
   EXPECT_TRUE(c.WaitClosed());
   EXPECT_EQ("", c.buffered()) << "the pending request is dropped, not answered";
-  EXPECT_TRUE(s->Call([&] {
-    HttpResponse resp;
-    resp.file_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    resp.file_length = 5;
-    int late = resp.file_fd;
-    bool was_pending = held.pending();
-    held(std::move(resp));
-    return late >= 0 && !was_pending && FdClosed(late);
-  }));
+  EXPECT_TRUE(s->Call([&] { return LateFileAnswerIsClosed(held, path, 5); }));
   EXPECT_EQ(0, s->Stop());
 }
 
