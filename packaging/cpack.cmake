@@ -17,7 +17,7 @@ if(ORCH_TEST_HOOKS)
   message(WARNING "ORCH_TEST_HOOKS is ON: this build has test kill points; do not ship its package")
 endif()
 
-install(TARGETS orchestrator RUNTIME DESTINATION bin)
+install(TARGETS orchestrator orchestrator-exec RUNTIME DESTINATION bin)
 # The remaining paths are fixed by the Filesystem Hierarchy Standard, not the prefix.
 install(FILES ${ORCH_PKG_DIR}/systemd/orchestrator.service DESTINATION /lib/systemd/system)
 install(FILES ${ORCH_PKG_DIR}/orchestrator.toml DESTINATION /etc/orchestrator)

@@ -28,6 +28,7 @@
 #include "store/store_executor.h"
 #include "supervisor/identity.h"
 #include "supervisor/metrics.h"
+#include "supervisor/spawner.h"
 #include "supervisor/supervisor.h"
 
 namespace orch {
@@ -99,6 +100,35 @@ Result<std::string> ReadToken(const std::string& path) {
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front()))) token.erase(0, 1);
   if (token.empty()) return Status(Code::kInvalidArgument, "server.token_file " + path + " is empty");
   return token;
+}
+
+// The exec helper next to this binary (orchestrator-exec), when only root
+// or this user can change it or its directory: every job's process execs it
+// before dropping privileges. "" (with the reason logged) otherwise, and jobs
+// are spawned from a copy of the daemon instead.
+std::string FindExecHelper() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  std::string exe(buf, static_cast<size_t>(n));
+  std::string dir = exe.substr(0, exe.rfind('/'));
+  std::string path = dir + "/orchestrator-exec";
+  auto trusted = [](const struct stat& st) {
+    return (st.st_uid == 0 || st.st_uid == geteuid()) && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+  };
+  struct stat st {}, dst {};
+  if (stat(path.c_str(), &st) != 0) {
+    log::Warn("exec helper not found; jobs are spawned from a copy of the daemon (slower)",
+              {{"path", path}});
+    return "";
+  }
+  if (!S_ISREG(st.st_mode) || (st.st_mode & S_IXUSR) == 0 || !trusted(st) ||
+      stat(dir.c_str(), &dst) != 0 || !trusted(dst)) {
+    log::Warn("exec helper not used: it or its directory may be changed by others",
+              {{"path", path}});
+    return "";
+  }
+  return path;
 }
 
 // One daemon per store: a second one would take the first one's live runs
@@ -255,6 +285,7 @@ int Daemon::Run() {
     return 2;
   }
 
+  SetExecHelper(FindExecHelper());
   uv_loop_init(&loop_);
   StoreExecutor::Options store_options;
   store_options.max_pending_writes = config_.store.max_pending_writes;

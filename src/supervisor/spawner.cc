@@ -14,14 +14,22 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <string>
 
 #include "base/unique_fd.h"
+#include "supervisor/child_report.h"
 #include "supervisor/identity.h"
 
 namespace orch {
 namespace {
 
 std::atomic<bool> force_fork_fallback{false};
+
+// The exec helper's path ("" = none: the child is a full copy of the
+// daemon, made with clone3 or fork). Set at start, read by every Spawn.
+std::mutex exec_helper_mu;
+std::string exec_helper;  // guarded by exec_helper_mu
 
 constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
 
@@ -39,23 +47,7 @@ struct CloneArgsV0 {
 };
 static_assert(sizeof(CloneArgsV0) == 64);
 
-// Where the child failed, sent with errno through the report pipe.
-enum Stage : int32_t {
-  kStageSetsid = 1,
-  kStageStdio,
-  kStageCwd,
-  kStageSetgroups,
-  kStageSetgid,
-  kStageSetuid,
-  kStageUidCheck,
-  kStageExec,
-  kStageRlimit,
-};
-
-struct ChildReport {
-  int32_t stage;
-  int32_t err;
-};
+using Stage = ChildStage;
 
 // Everything the child needs, built in the parent: between clone and exec
 // the child may not allocate (another thread of the parent could have held
@@ -82,6 +74,9 @@ struct ChildPlan {
   gid_t gid = 0;
   const gid_t* groups = nullptr;
   size_t ngroups = 0;
+  // With the exec helper: the helper and its argv (which carry the rest).
+  const char* helper = nullptr;
+  char* const* helper_argv = nullptr;
 };
 
 [[noreturn]] void ReportAndExit(int fd, Stage stage, int err) {
@@ -183,6 +178,41 @@ void CloseFrom(unsigned first, unsigned last, int max_fd) {
   ReportAndExit(p.report_fd, kStageExec, err);
 }
 
+// Runs in the child made with CLONE_VM|CLONE_VFORK: it shares the daemon's
+// memory while the calling thread sleeps, so it only touches its own stack,
+// the plan and its fd table (copied, as are the signal dispositions), and
+// execs the helper at once. The helper does the rest in a process of its own.
+int RunHelperChild(void* arg) {
+  const ChildPlan& p = *static_cast<const ChildPlan*>(arg);
+  struct sigaction dfl;
+  std::memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int sig = 1; sig < _NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    sigaction(sig, &dfl, nullptr);
+  }
+  if (setsid() < 0) ReportAndExit(p.report_fd, kStageSetsid, errno);
+  if (dup2(p.stdin_fd, 0) < 0 || dup2(p.stdout_fd, 1) < 0 || dup2(p.stderr_fd, 2) < 0) {
+    ReportAndExit(p.report_fd, kStageStdio, errno);
+  }
+  // The helper must inherit the report pipe and the gate; it sets CLOEXEC on
+  // the report pipe again before the job's exec.
+  if (fcntl(p.report_fd, F_SETFD, 0) < 0 || (p.gate_fd >= 0 && fcntl(p.gate_fd, F_SETFD, 0) < 0)) {
+    ReportAndExit(p.report_fd, kStageHelper, errno);
+  }
+  unsigned lo = static_cast<unsigned>(p.report_fd), hi = lo;
+  if (p.gate_fd >= 0) {
+    lo = std::min(lo, static_cast<unsigned>(p.gate_fd));
+    hi = std::max(hi, static_cast<unsigned>(p.gate_fd));
+  }
+  CloseFrom(3, lo - 1, p.max_fd);
+  CloseFrom(lo + 1, hi - 1, p.max_fd);
+  CloseFrom(hi + 1, ~0U, p.max_fd);
+  execve(p.helper, p.helper_argv, p.envp);
+  ReportAndExit(p.report_fd, kStageHelper, errno);
+}
+
 SpawnOutcome Fail(int err, int shell_code, std::string message, bool host_fault) {
   SpawnOutcome out;
   out.ok = false;
@@ -251,7 +281,7 @@ std::vector<std::string> ExecCandidates(const std::string& name,
 struct HeldExec {
   int gate_fd = -1;
   int report_fd = -1;
-  std::string argv0, cwd;
+  std::string argv0, cwd, helper;
   uid_t uid = 0;
   gid_t gid = 0;
   ~HeldExec() {
@@ -287,6 +317,10 @@ SpawnOutcome ChildFailure(const HeldExec& req, const ChildReport& r) {
     case kStageUidCheck:
       return HostFault(EPERM,
                        "setuid " + std::to_string(req.uid) + ": setuid(0) still succeeds afterwards");
+    case kStageHelper:
+      return HostFault(err, "exec helper " + req.helper + ": " + ErrText(err));
+    case kStageHelperArgs:
+      return HostFault(err, "exec helper " + req.helper + ": bad arguments");
     default:
       return HostFault(EPROTO, "child reported unknown stage " + std::to_string(r.stage));
   }
@@ -347,6 +381,11 @@ std::optional<SpawnFailure> ExecFailureAfterExit(HeldExec& held) {
 }
 
 void ForceForkFallbackForTest(bool on) { force_fork_fallback.store(on); }
+
+void SetExecHelper(std::string path) {
+  std::lock_guard lock(exec_helper_mu);
+  exec_helper = std::move(path);
+}
 
 SpawnOutcome Spawn(const SpawnRequest& req) {
   if (req.argv.empty()) return Fail(EINVAL, 127, "exec: empty argv", false);
@@ -415,6 +454,40 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
   plan.groups = req.groups.data();
   plan.ngroups = req.groups.size();
 
+  std::string helper;
+  {
+    std::lock_guard lock(exec_helper_mu);
+    helper = exec_helper;
+  }
+  bool use_helper = !helper.empty() && !force_fork_fallback.load();
+  std::vector<std::string> helper_store;
+  std::vector<char*> helper_argv;
+  std::vector<char> child_stack;
+  if (use_helper) {
+    // The command line of orchestrator-exec (src/exec_helper/exec_helper.cc).
+    auto num = [](auto v) { return std::to_string(v); };
+    helper_store = {helper,
+                    num(report_w.get()),
+                    num(gate_r.get()),
+                    req.nofile_limit ? num(req.nofile_limit->rlim_cur) : "-",
+                    req.nofile_limit ? num(req.nofile_limit->rlim_max) : "-",
+                    req.drop_privileges ? num(req.uid) : "-",
+                    req.drop_privileges ? num(req.gid) : "-",
+                    req.cwd,
+                    num(req.drop_privileges ? req.groups.size() : 0)};
+    if (req.drop_privileges) {
+      for (gid_t g : req.groups) helper_store.push_back(num(g));
+    }
+    helper_store.insert(helper_store.end(), candidates.begin(), candidates.end());
+    helper_store.push_back("--");
+    helper_store.insert(helper_store.end(), req.argv.begin(), req.argv.end());
+    for (auto& a : helper_store) helper_argv.push_back(a.data());
+    helper_argv.push_back(nullptr);
+    plan.helper = helper.c_str();
+    plan.helper_argv = helper_argv.data();
+    child_stack.resize(64 * 1024);
+  }
+
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -423,7 +496,17 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
   int child_pidfd = -1;
   pid_t pid = -1;
   int clone_err = ENOSYS;
-  if (!force_fork_fallback.load()) {
+  if (use_helper) {
+    // vfork semantics: no copy of the daemon's memory at all; this thread
+    // sleeps until the child has exec'd the helper (or failed to).
+    pid = clone(RunHelperChild, child_stack.data() + child_stack.size(),
+                CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &plan, &child_pidfd);
+    if (pid < 0) {
+      int err = errno;
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      return HostFault(err, "clone: " + ErrText(err));
+    }
+  } else if (!force_fork_fallback.load()) {
     CloneArgsV0 args{};
     args.flags = CLONE_PIDFD;
     args.pidfd = reinterpret_cast<uint64_t>(&child_pidfd);
@@ -436,7 +519,8 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
       return HostFault(clone_err, "clone3: " + ErrText(clone_err));
     }
   }
-  out.process.used_clone3 = pid > 0;
+  out.process.used_clone3 = !use_helper && pid > 0;
+  out.process.used_exec_helper = use_helper;
   if (pid < 0) {
     // Container seccomp profiles refuse clone3. An unreaped child's pid cannot
     // be reused, so pidfd_open before any wait yields the right process.
@@ -475,6 +559,7 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
   held->gate_fd = gate_w.Release();
   held->argv0 = req.argv[0];
   held->cwd = req.cwd;
+  held->helper = helper;
   held->uid = req.uid;
   held->gid = req.gid;
   if (!req.hold_until_released) {

@@ -57,6 +57,7 @@ struct SpawnedProcess {
   pid_t pid = 0;
   ProcessIdentity identity;  // boot id, pidns, pid, start time, pidfs inode
   bool used_clone3 = true;   // false when clone3 was refused and fork+pidfd_open was used
+  bool used_exec_helper = false;  // made with vfork semantics, through the exec helper
   std::unique_ptr<HeldExec, HeldExecDeleter> held;  // set while held before exec
 };
 
@@ -105,5 +106,14 @@ std::optional<SpawnFailure> ExecFailureAfterExit(HeldExec& held);
 
 // Test hook: force the fork+pidfd_open fallback.
 void ForceForkFallbackForTest(bool on);
+
+// The exec helper (orchestrator-exec, an absolute path the daemon trusts;
+// "" = none). With it, Spawn creates the child with vfork semantics (clone
+// CLONE_VM|CLONE_VFORK|CLONE_PIDFD): the child execs the helper at once,
+// never holding a copy of the daemon's memory, and the helper drops
+// privileges, enters the cwd, waits on the gate and execs the job. Without
+// it, the child is a copy of the daemon (clone3, or fork) that does the same
+// itself. Set once at start; safe to call from any thread.
+void SetExecHelper(std::string path);
 
 }  // namespace orch

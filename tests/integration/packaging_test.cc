@@ -131,6 +131,10 @@ TEST_F(Package, InstallsTheBinaryUnitConfigAndStateDirectory) {
   EXPECT_TRUE(
       std::regex_search(r.out, std::regex(R"(-rwxr-xr-x \S+ +\d+ .* \./usr/bin/orchestrator\n)")))
       << r.out;
+  // Next to the daemon, where it looks for it: jobs spawn through it.
+  EXPECT_TRUE(std::regex_search(
+      r.out, std::regex(R"(-rwxr-xr-x root/root +\d+ .* \./usr/bin/orchestrator-exec\n)")))
+      << r.out;
   EXPECT_TRUE(Contains(r.out, " ./lib/systemd/system/orchestrator.service\n")) << r.out;
   EXPECT_TRUE(Contains(r.out, " ./etc/orchestrator/orchestrator.toml\n")) << r.out;
   EXPECT_TRUE(
@@ -466,11 +470,13 @@ TEST_F(Dockerfile, TheDaemonIsPid1WithStopSignalHealthCheckAndVolume) {
   for (const auto& i : all_) {
     EXPECT_FALSE(Contains(i.args, "tini")) << "the daemon reaps its own children: " << i.args;
   }
-  bool copies_binary = false;
+  bool copies_binary = false, copies_helper = false;
   for (const auto& c : Args(runtime_, "COPY")) {
-    copies_binary |= Contains(c, "--from=build") && Contains(c, "/usr/bin/orchestrator");
+    copies_binary |= Contains(c, "--from=build") && Contains(c, "/usr/bin/");
+    copies_helper |= Contains(c, "--from=build") && Contains(c, "/build/orchestrator-exec");
   }
   EXPECT_TRUE(copies_binary);
+  EXPECT_TRUE(copies_helper) << "jobs spawn through the exec helper next to the daemon";
   EXPECT_TRUE(Contains(RuntimeRuns(), "useradd")) << "a non-root user for run_as";
 }
 

@@ -49,30 +49,48 @@ bool OnPidfs(int pidfd) {
   return fstatfs(pidfd, &sfs) == 0 && sfs.f_type == 0x50494446;
 }
 
-// Runs every test of the suite both with clone3 and with the fork fallback.
-class Spawner : public ::testing::TestWithParam<bool> {
+// How the child is made: a copy of the daemon by clone3 or by the fork
+// fallback, or with vfork semantics through the exec helper.
+enum class Mode { kClone3, kFork, kHelper };
+
+// Runs every test of the suite in each mode.
+class Spawner : public ::testing::TestWithParam<Mode> {
  protected:
-  void SetUp() override { ForceForkFallbackForTest(GetParam()); }
+  void SetUp() override {
+    ForceForkFallbackForTest(GetParam() == Mode::kFork);
+    SetExecHelper(GetParam() == Mode::kHelper ? ORCH_EXEC_HELPER : "");
+  }
   void TearDown() override {
     ForceForkFallbackForTest(false);
+    SetExecHelper("");
     // Every child a test started was reaped (by ReapPidfd, or by Spawn itself
     // when the exec failed): nothing is left for anyone else to wait for.
     siginfo_t info{};
     int rc = waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT);
     EXPECT_TRUE(rc < 0 && errno == ECHILD) << "a child is left unreaped, pid " << info.si_pid;
   }
-  bool fork_fallback() const { return GetParam(); }
+  bool fork_fallback() const { return GetParam() == Mode::kFork; }
+  bool helper() const { return GetParam() == Mode::kHelper; }
   TempDir dir_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Clone3AndForkFallback, Spawner, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? "Fork" : "Clone3"; });
+INSTANTIATE_TEST_SUITE_P(Clone3ForkAndExecHelper, Spawner,
+                         ::testing::Values(Mode::kClone3, Mode::kFork, Mode::kHelper),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case Mode::kClone3: return "Clone3";
+                             case Mode::kFork: return "Fork";
+                             case Mode::kHelper: return "ExecHelper";
+                           }
+                           return "unknown";
+                         });
 
 TEST_P(Spawner, TrueExitsZeroThroughThePidfd) {
   SpawnOutcome out = Spawn(RequestFor(dir_, {"/bin/true"}));
   ASSERT_TRUE(out.ok) << out.failure.message;
   // clone3 works on this host; the fallback reports that it was used.
-  EXPECT_EQ(!fork_fallback(), out.process.used_clone3);
+  EXPECT_EQ(GetParam() == Mode::kClone3, out.process.used_clone3);
+  EXPECT_EQ(helper(), out.process.used_exec_helper);
   EXPECT_GT(out.process.pid, 0);
   auto info = WaitAndReap(out.process.pidfd);
   ASSERT_TRUE(info.has_value());
@@ -314,12 +332,13 @@ TEST_P(Spawner, HeldChildExecsOnlyWhenReleased) {
   ASSERT_NE(nullptr, out.process.held);
   EXPECT_EQ(out.process.pid, out.process.identity.pid);
   EXPECT_NE(0u, out.process.identity.start_time);
-  // Still the test binary's image, blocked on the gate: nothing exec'd.
+  // Still the test binary's image (or the exec helper's), blocked on the
+  // gate: the job has not been exec'd.
   char self[4096] = {}, child[4096] = {};
   ASSERT_GT(readlink("/proc/self/exe", self, sizeof self - 1), 0);
   ASSERT_GT(readlink(("/proc/" + std::to_string(out.process.pid) + "/exe").c_str(), child,
                      sizeof child - 1), 0);
-  EXPECT_STREQ(self, child);
+  EXPECT_STREQ(helper() ? ORCH_EXEC_HELPER : self, child);
   EXPECT_FALSE(test::WaitExited(out.process.pidfd, 50));
 
   ASSERT_TRUE(ReleaseHeld(*out.process.held).ok());
