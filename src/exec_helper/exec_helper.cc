@@ -7,11 +7,14 @@
 // has recorded the process's identity, then the exec of the job.
 //
 //   orchestrator-exec REPORT_FD GATE_FD NOFILE_CUR NOFILE_MAX UID GID CWD
-//                     NGROUPS GROUP... CANDIDATE... -- ARGV...
+//                     NGROUPS GROUP... NENV NAME=VALUE... CANDIDATE... -- ARGV...
 //
 // NOFILE_CUR "-" keeps the limit; UID "-" keeps the user (GID and the
-// groups are then ignored); CWD "" keeps the directory; GATE_FD -1 = exec without waiting. The environment is the
-// job's. Failures go to REPORT_FD as a ChildReport (child_report.h).
+// groups are then ignored); CWD "" keeps the directory; GATE_FD -1 = exec
+// without waiting. The helper itself starts with an empty environment: it
+// runs as root until the drop, so nothing a client submits may reach libc's
+// start-up; the job's environment comes as NAME=VALUE arguments. Failures go
+// to REPORT_FD as a ChildReport (child_report.h).
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -61,7 +64,7 @@ bool ParseLong(const char* s, long long* out) {
 
 }  // namespace
 
-int main(int argc, char** argv, char** envp) {
+int main(int argc, char** argv) {
   // Fixed arguments first; anything malformed is the daemon's bug.
   constexpr int kFixed = 9;
   long long report = -1;
@@ -78,7 +81,16 @@ int main(int argc, char** argv, char** envp) {
     Fail(orch::kStageHelperArgs, EINVAL);
   }
   char** group_args = argv + kFixed;
-  int first = kFixed + static_cast<int>(ngroups);
+  int env_at = kFixed + static_cast<int>(ngroups);
+  long long nenv = 0;
+  if (!ParseLong(argv[env_at], &nenv) || nenv < 0 || nenv > argc - env_at - 3) {
+    Fail(orch::kStageHelperArgs, EINVAL);
+  }
+  auto** job_env = static_cast<char**>(std::malloc(sizeof(char*) * (nenv + 1)));
+  if (job_env == nullptr) Fail(orch::kStageHelperArgs, ENOMEM);
+  for (long long i = 0; i < nenv; ++i) job_env[i] = argv[env_at + 1 + i];
+  job_env[nenv] = nullptr;
+  int first = env_at + 1 + static_cast<int>(nenv);
   int sep = first;
   while (sep < argc && std::strcmp(argv[sep], "--") != 0) ++sep;
   if (sep >= argc - 1) Fail(orch::kStageHelperArgs, EINVAL);
@@ -138,7 +150,7 @@ int main(int argc, char** argv, char** envp) {
   int err = ENOENT;
   bool denied = false;
   for (int i = 0; i < ncandidates; ++i) {
-    execve(candidates[i], job_argv, envp);
+    execve(candidates[i], job_argv, job_env);
     err = errno;
     if (err == EACCES) {
       denied = true;

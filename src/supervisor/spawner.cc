@@ -209,7 +209,8 @@ int RunHelperChild(void* arg) {
   CloseFrom(3, lo - 1, p.max_fd);
   CloseFrom(lo + 1, hi - 1, p.max_fd);
   CloseFrom(hi + 1, ~0U, p.max_fd);
-  execve(p.helper, p.helper_argv, p.envp);
+  char* const no_env[] = {nullptr};
+  execve(p.helper, p.helper_argv, no_env);
   ReportAndExit(p.report_fd, kStageHelper, errno);
 }
 
@@ -478,6 +479,10 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
     if (req.drop_privileges) {
       for (gid_t g : req.groups) helper_store.push_back(num(g));
     }
+    // The job's environment as arguments: the helper runs as root with an
+    // empty one (see exec_helper.cc).
+    helper_store.push_back(num(env_store.size()));
+    helper_store.insert(helper_store.end(), env_store.begin(), env_store.end());
     helper_store.insert(helper_store.end(), candidates.begin(), candidates.end());
     helper_store.push_back("--");
     helper_store.insert(helper_store.end(), req.argv.begin(), req.argv.end());

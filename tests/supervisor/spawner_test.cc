@@ -339,6 +339,11 @@ TEST_P(Spawner, HeldChildExecsOnlyWhenReleased) {
   ASSERT_GT(readlink(("/proc/" + std::to_string(out.process.pid) + "/exe").c_str(), child,
                      sizeof child - 1), 0);
   EXPECT_STREQ(helper() ? ORCH_EXEC_HELPER : self, child);
+  if (helper()) {
+    // The helper runs as root until the drop: nothing a client submits (the
+    // job's environment) may reach its libc start-up.
+    EXPECT_EQ("", ReadFile("/proc/" + std::to_string(out.process.pid) + "/environ"));
+  }
   EXPECT_FALSE(test::WaitExited(out.process.pidfd, 50));
 
   ASSERT_TRUE(ReleaseHeld(*out.process.held).ok());
