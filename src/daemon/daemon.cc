@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -102,33 +103,48 @@ Result<std::string> ReadToken(const std::string& path) {
   return token;
 }
 
-// The exec helper next to this binary (orchestrator-exec), when only root
-// or this user can change it or its directory: every job's process execs it
-// before dropping privileges. "" (with the reason logged) otherwise, and jobs
-// are spawned from a copy of the daemon instead.
-std::string FindExecHelper() {
+// Opens the exec helper next to this binary (orchestrator-exec) and hands
+// it to the spawner, when only root or this user can change it, its
+// directory or any directory above: every job's process execs it as root.
+// It is opened once (O_PATH, no symlink) and exec'd through that fd, so the
+// file vetted here is the one that runs, even after an upgrade replaces it.
+// Otherwise the reason is logged and jobs are spawned from a copy of the
+// daemon.
+void SetUpExecHelper() {
   char buf[4096];
   ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return "";
+  if (n <= 0) return;
   std::string exe(buf, static_cast<size_t>(n));
   std::string dir = exe.substr(0, exe.rfind('/'));
   std::string path = dir + "/orchestrator-exec";
   auto trusted = [](const struct stat& st) {
     return (st.st_uid == 0 || st.st_uid == geteuid()) && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
   };
-  struct stat st {}, dst {};
-  if (stat(path.c_str(), &st) != 0) {
+  int fd = open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
     log::Warn("exec helper not found; jobs are spawned from a copy of the daemon (slower)",
-              {{"path", path}});
-    return "";
+              {{"path", path}, {"error", std::strerror(errno)}});
+    return;
   }
-  if (!S_ISREG(st.st_mode) || (st.st_mode & S_IXUSR) == 0 || !trusted(st) ||
-      stat(dir.c_str(), &dst) != 0 || !trusted(dst)) {
-    log::Warn("exec helper not used: it or its directory may be changed by others",
-              {{"path", path}});
-    return "";
+  struct stat st {};
+  bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & S_IXUSR) != 0 &&
+            trusted(st);
+  // Up to "/"; a sticky directory of root's (/tmp) lets nobody else rename
+  // what is in it.
+  for (std::string d = dir; ok; d = d.substr(0, d.rfind('/'))) {
+    struct stat dst {};
+    std::string at = d.empty() ? "/" : d;
+    ok = lstat(at.c_str(), &dst) == 0 && S_ISDIR(dst.st_mode) &&
+         (trusted(dst) || (dst.st_uid == 0 && (dst.st_mode & S_ISVTX) != 0));
+    if (d.empty()) break;
   }
-  return path;
+  if (!ok) {
+    close(fd);
+    log::Warn("exec helper not used: it or a directory above it may be changed by others",
+              {{"path", path}});
+    return;
+  }
+  SetExecHelper(fd, path);
 }
 
 // One daemon per store: a second one would take the first one's live runs
@@ -285,7 +301,7 @@ int Daemon::Run() {
     return 2;
   }
 
-  SetExecHelper(FindExecHelper());
+  SetUpExecHelper();
   uv_loop_init(&loop_);
   StoreExecutor::Options store_options;
   store_options.max_pending_writes = config_.store.max_pending_writes;

@@ -6,15 +6,17 @@
 // limit, the privilege drop, the cwd, waiting on the gate until the daemon
 // has recorded the process's identity, then the exec of the job.
 //
-//   orchestrator-exec REPORT_FD GATE_FD NOFILE_CUR NOFILE_MAX UID GID CWD
-//                     NGROUPS GROUP... NENV NAME=VALUE... CANDIDATE... -- ARGV...
+//   orchestrator-exec PLAN_FD
 //
+// PLAN_FD is a memfd of NUL-terminated fields (never the command line, which
+// every local user may read):
+//   REPORT_FD GATE_FD NOFILE_CUR NOFILE_MAX UID GID CWD
+//   NGROUPS GROUP... NENV NAME=VALUE... NCANDIDATES CANDIDATE... NARGV ARG...
 // NOFILE_CUR "-" keeps the limit; UID "-" keeps the user (GID and the
 // groups are then ignored); CWD "" keeps the directory; GATE_FD -1 = exec
 // without waiting. The helper itself starts with an empty environment: it
 // runs as root until the drop, so nothing a client submits may reach libc's
-// start-up; the job's environment comes as NAME=VALUE arguments. Failures go
-// to REPORT_FD as a ChildReport (child_report.h).
+// start-up. Failures go to REPORT_FD as a ChildReport (child_report.h).
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -62,41 +64,86 @@ bool ParseLong(const char* s, long long* out) {
   return true;
 }
 
+
+// The plan's fields, read whole from its fd.
+struct Plan {
+  char** fields = nullptr;
+  size_t count = 0;
+  size_t next = 0;
+  char* Next() { return next < count ? fields[next++] : nullptr; }
+  // A count field, then that many fields: their start (nullptr if short).
+  char** List(long long* n);
+};
+
+char** Plan::List(long long* n) {
+  if (!ParseLong(Next(), n) || *n < 0 || static_cast<size_t>(*n) > count - next) return nullptr;
+  char** first = fields + next;
+  next += static_cast<size_t>(*n);
+  return first;
+}
+
+bool ReadPlan(int fd, Plan* plan) {
+  size_t cap = 1 << 16, size = 0;
+  char* buf = static_cast<char*>(std::malloc(cap));
+  for (;;) {
+    if (buf == nullptr) return false;
+    if (size == cap) {
+      cap *= 2;
+      buf = static_cast<char*>(std::realloc(buf, cap));
+      continue;
+    }
+    ssize_t n = read(fd, buf + size, cap - size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) break;
+    size += static_cast<size_t>(n);
+  }
+  close(fd);
+  if (size == 0 || buf[size - 1] != '\0') return false;
+  size_t count = 0;
+  for (size_t i = 0; i < size; ++i) count += buf[i] == '\0';
+  plan->fields = static_cast<char**>(std::malloc(sizeof(char*) * (count + 1)));
+  if (plan->fields == nullptr) return false;
+  for (size_t i = 0, start = 0; i < size; ++i) {
+    if (buf[i] == '\0') {
+      plan->fields[plan->count++] = buf + start;
+      start = i + 1;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Fixed arguments first; anything malformed is the daemon's bug.
-  constexpr int kFixed = 9;
-  long long report = -1;
-  if (argc < kFixed + 2 || !ParseLong(argv[1], &report)) _exit(127);
+  // Anything malformed is the daemon's bug: without a report fd, exit 127.
+  long long plan_fd = -1, report = -1, gate = -1, uid = 0, gid = 0;
+  Plan plan;
+  if (argc != 2 || !ParseLong(argv[1], &plan_fd) || !ReadPlan(static_cast<int>(plan_fd), &plan) ||
+      !ParseLong(plan.Next(), &report)) {
+    _exit(127);
+  }
   report_fd = static_cast<int>(report);
-  long long gate = -1, uid = 0, gid = 0, ngroups = 0;
-  if (!ParseLong(argv[2], &gate)) Fail(orch::kStageHelperArgs, EINVAL);
-  const char* nofile_cur = argv[3];
-  const char* nofile_max = argv[4];
-  const char* uid_text = argv[5];
-  const char* gid_text = argv[6];
-  const char* cwd = argv[7];
-  if (!ParseLong(argv[8], &ngroups) || ngroups < 0 || ngroups > argc - kFixed - 2) {
+  if (!ParseLong(plan.Next(), &gate)) Fail(orch::kStageHelperArgs, EINVAL);
+  const char* nofile_cur = plan.Next();
+  const char* nofile_max = plan.Next();
+  const char* uid_text = plan.Next();
+  const char* gid_text = plan.Next();
+  const char* cwd = plan.Next();
+  long long ngroups = 0, nenv = 0, ncandidates = 0, nargv = 0;
+  char** group_args = plan.List(&ngroups);
+  char** job_env = group_args ? plan.List(&nenv) : nullptr;
+  char** candidates = job_env ? plan.List(&ncandidates) : nullptr;
+  char** job_argv = candidates ? plan.List(&nargv) : nullptr;
+  if (cwd == nullptr || job_argv == nullptr || nargv == 0 || plan.next != plan.count) {
     Fail(orch::kStageHelperArgs, EINVAL);
   }
-  char** group_args = argv + kFixed;
-  int env_at = kFixed + static_cast<int>(ngroups);
-  long long nenv = 0;
-  if (!ParseLong(argv[env_at], &nenv) || nenv < 0 || nenv > argc - env_at - 3) {
-    Fail(orch::kStageHelperArgs, EINVAL);
-  }
-  auto** job_env = static_cast<char**>(std::malloc(sizeof(char*) * (nenv + 1)));
-  if (job_env == nullptr) Fail(orch::kStageHelperArgs, ENOMEM);
-  for (long long i = 0; i < nenv; ++i) job_env[i] = argv[env_at + 1 + i];
+  // NULL-terminated in place: each list is followed by the next count field
+  // (or, for argv, by the array's own end).
+  job_env = static_cast<char**>(std::memcpy(std::malloc(sizeof(char*) * (nenv + 1)), job_env,
+                                            sizeof(char*) * nenv));
   job_env[nenv] = nullptr;
-  int first = env_at + 1 + static_cast<int>(nenv);
-  int sep = first;
-  while (sep < argc && std::strcmp(argv[sep], "--") != 0) ++sep;
-  if (sep >= argc - 1) Fail(orch::kStageHelperArgs, EINVAL);
-  char** candidates = argv + first;
-  int ncandidates = sep - first;
-  char** job_argv = argv + sep + 1;
+  plan.fields[plan.count] = nullptr;
 
   if (std::strcmp(nofile_cur, "-") != 0) {
     unsigned long long cur = 0, max = 0;

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -26,10 +27,12 @@ namespace {
 
 std::atomic<bool> force_fork_fallback{false};
 
-// The exec helper's path ("" = none: the child is a full copy of the
-// daemon, made with clone3 or fork). Set at start, read by every Spawn.
+// The exec helper, opened once (O_PATH) and exec'd through that fd, so that
+// what runs is the file vetted at start whatever its path holds later; -1 =
+// none: the child is a full copy of the daemon, made with clone3 or fork.
 std::mutex exec_helper_mu;
-std::string exec_helper;  // guarded by exec_helper_mu
+int exec_helper_fd = -1;    // guarded by exec_helper_mu
+std::string exec_helper;    // its path, for messages; guarded by exec_helper_mu
 
 constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
 
@@ -74,9 +77,10 @@ struct ChildPlan {
   gid_t gid = 0;
   const gid_t* groups = nullptr;
   size_t ngroups = 0;
-  // With the exec helper: the helper and its argv (which carry the rest).
-  const char* helper = nullptr;
+  // With the exec helper: its fd, its argv, and the memfd with the plan.
+  int helper_fd = -1;
   char* const* helper_argv = nullptr;
+  int plan_fd = -1;
 };
 
 [[noreturn]] void ReportAndExit(int fd, Stage stage, int err) {
@@ -181,37 +185,75 @@ void CloseFrom(unsigned first, unsigned last, int max_fd) {
 // Runs in the child made with CLONE_VM|CLONE_VFORK: it shares the daemon's
 // memory while the calling thread sleeps, so it only touches its own stack,
 // the plan and its fd table (copied, as are the signal dispositions), and
-// execs the helper at once. The helper does the rest in a process of its own.
+// execs the helper at once. Raw syscalls only: a sanitizer's interceptors
+// would update the daemon's own bookkeeping from here.
 int RunHelperChild(void* arg) {
   const ChildPlan& p = *static_cast<const ChildPlan*>(arg);
-  struct sigaction dfl;
-  std::memset(&dfl, 0, sizeof dfl);
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
+  struct KernelSigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)();
+    uint64_t mask;
+  } dfl{SIG_DFL, 0, nullptr, 0};
   for (int sig = 1; sig < _NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    sigaction(sig, &dfl, nullptr);
+    syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof dfl.mask);
   }
-  if (setsid() < 0) ReportAndExit(p.report_fd, kStageSetsid, errno);
-  if (dup2(p.stdin_fd, 0) < 0 || dup2(p.stdout_fd, 1) < 0 || dup2(p.stderr_fd, 2) < 0) {
+  if (syscall(SYS_setsid) < 0) ReportAndExit(p.report_fd, kStageSetsid, errno);
+  if (syscall(SYS_dup2, p.stdin_fd, 0) < 0 || syscall(SYS_dup2, p.stdout_fd, 1) < 0 ||
+      syscall(SYS_dup2, p.stderr_fd, 2) < 0) {
     ReportAndExit(p.report_fd, kStageStdio, errno);
   }
-  // The helper must inherit the report pipe and the gate; it sets CLOEXEC on
-  // the report pipe again before the job's exec.
-  if (fcntl(p.report_fd, F_SETFD, 0) < 0 || (p.gate_fd >= 0 && fcntl(p.gate_fd, F_SETFD, 0) < 0)) {
-    ReportAndExit(p.report_fd, kStageHelper, errno);
+  // The helper inherits the report pipe, the gate and the plan; it sets
+  // CLOEXEC on the report pipe again before the job's exec. The helper's own
+  // fd is CLOEXEC: exec'ing it closes it.
+  int keep[] = {p.report_fd, p.gate_fd, p.plan_fd, p.helper_fd};
+  for (int fd : {p.report_fd, p.gate_fd, p.plan_fd}) {
+    if (fd >= 0 && syscall(SYS_fcntl, fd, F_SETFD, 0) < 0) {
+      ReportAndExit(p.report_fd, kStageHelper, errno);
+    }
   }
-  unsigned lo = static_cast<unsigned>(p.report_fd), hi = lo;
-  if (p.gate_fd >= 0) {
-    lo = std::min(lo, static_cast<unsigned>(p.gate_fd));
-    hi = std::max(hi, static_cast<unsigned>(p.gate_fd));
+  std::sort(std::begin(keep), std::end(keep));
+  unsigned next = 3;
+  for (int fd : keep) {
+    if (fd < 0) continue;
+    if (static_cast<unsigned>(fd) > next) syscall(SYS_close_range, next, fd - 1, 0);
+    next = static_cast<unsigned>(fd) + 1;
   }
-  CloseFrom(3, lo - 1, p.max_fd);
-  CloseFrom(lo + 1, hi - 1, p.max_fd);
-  CloseFrom(hi + 1, ~0U, p.max_fd);
+  syscall(SYS_close_range, next, ~0U, 0);
+  char empty[] = "";
   char* const no_env[] = {nullptr};
-  execve(p.helper, p.helper_argv, no_env);
+  syscall(SYS_execveat, p.helper_fd, empty, p.helper_argv, no_env, AT_EMPTY_PATH);
   ReportAndExit(p.report_fd, kStageHelper, errno);
+}
+
+// The exec helper's plan (see exec_helper.cc): NUL-terminated fields in a
+// memfd, never on its command line, which every local user may read.
+Result<int> WritePlan(const std::vector<std::string>& fields) {
+  int fd = static_cast<int>(syscall(SYS_memfd_create, "orchestrator-plan", MFD_CLOEXEC));
+  if (fd < 0) return FromErrno("memfd_create");
+  std::string blob;
+  for (const auto& f : fields) {
+    blob += f;
+    blob += '\0';
+  }
+  size_t done = 0;
+  while (done < blob.size()) {
+    ssize_t n = write(fd, blob.data() + done, blob.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = n < 0 ? errno : EIO;
+      close(fd);
+      return FromErrno("write plan", err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (lseek(fd, 0, SEEK_SET) != 0) {
+    int err = errno;
+    close(fd);
+    return FromErrno("lseek plan", err);
+  }
+  return fd;
 }
 
 SpawnOutcome Fail(int err, int shell_code, std::string message, bool host_fault) {
@@ -383,8 +425,10 @@ std::optional<SpawnFailure> ExecFailureAfterExit(HeldExec& held) {
 
 void ForceForkFallbackForTest(bool on) { force_fork_fallback.store(on); }
 
-void SetExecHelper(std::string path) {
+void SetExecHelper(int fd, std::string path) {
   std::lock_guard lock(exec_helper_mu);
+  if (exec_helper_fd >= 0) close(exec_helper_fd);
+  exec_helper_fd = fd;
   exec_helper = std::move(path);
 }
 
@@ -456,40 +500,50 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
   plan.ngroups = req.groups.size();
 
   std::string helper;
-  {
+  UniqueFd helper_fd;  // a copy, so that SetExecHelper may close its own meanwhile
+  if (!force_fork_fallback.load()) {
     std::lock_guard lock(exec_helper_mu);
-    helper = exec_helper;
+    if (exec_helper_fd >= 0) {
+      helper_fd = UniqueFd(fcntl(exec_helper_fd, F_DUPFD_CLOEXEC, 3));
+      if (!helper_fd.valid()) return host_errno("dup exec helper fd");
+      helper = exec_helper;
+    }
   }
-  bool use_helper = !helper.empty() && !force_fork_fallback.load();
-  std::vector<std::string> helper_store;
-  std::vector<char*> helper_argv;
+  bool use_helper = helper_fd.valid();
+  char helper_arg0[] = "orchestrator-exec";
+  std::string plan_arg;
+  char* helper_argv[3] = {helper_arg0, nullptr, nullptr};
+  UniqueFd plan_fd;
   std::vector<char> child_stack;
   if (use_helper) {
-    // The command line of orchestrator-exec (src/exec_helper/exec_helper.cc).
     auto num = [](auto v) { return std::to_string(v); };
-    helper_store = {helper,
-                    num(report_w.get()),
-                    num(gate_r.get()),
-                    req.nofile_limit ? num(req.nofile_limit->rlim_cur) : "-",
-                    req.nofile_limit ? num(req.nofile_limit->rlim_max) : "-",
-                    req.drop_privileges ? num(req.uid) : "-",
-                    req.drop_privileges ? num(req.gid) : "-",
-                    req.cwd,
-                    num(req.drop_privileges ? req.groups.size() : 0)};
+    std::vector<std::string> fields = {
+        num(report_w.get()),
+        num(gate_r.get()),
+        req.nofile_limit ? num(req.nofile_limit->rlim_cur) : "-",
+        req.nofile_limit ? num(req.nofile_limit->rlim_max) : "-",
+        req.drop_privileges ? num(req.uid) : "-",
+        req.drop_privileges ? num(req.gid) : "-",
+        req.cwd,
+        num(req.drop_privileges ? req.groups.size() : 0)};
     if (req.drop_privileges) {
-      for (gid_t g : req.groups) helper_store.push_back(num(g));
+      for (gid_t g : req.groups) fields.push_back(num(g));
     }
-    // The job's environment as arguments: the helper runs as root with an
-    // empty one (see exec_helper.cc).
-    helper_store.push_back(num(env_store.size()));
-    helper_store.insert(helper_store.end(), env_store.begin(), env_store.end());
-    helper_store.insert(helper_store.end(), candidates.begin(), candidates.end());
-    helper_store.push_back("--");
-    helper_store.insert(helper_store.end(), req.argv.begin(), req.argv.end());
-    for (auto& a : helper_store) helper_argv.push_back(a.data());
-    helper_argv.push_back(nullptr);
-    plan.helper = helper.c_str();
-    plan.helper_argv = helper_argv.data();
+    fields.push_back(num(env_store.size()));
+    fields.insert(fields.end(), env_store.begin(), env_store.end());
+    fields.push_back(num(candidates.size()));
+    fields.insert(fields.end(), candidates.begin(), candidates.end());
+    fields.push_back(num(req.argv.size()));
+    fields.insert(fields.end(), req.argv.begin(), req.argv.end());
+    auto written = WritePlan(fields);
+    if (!written.ok()) return HostFault(EIO, written.status().message());
+    plan_fd = UniqueFd(AboveStdio(*written));
+    if (!plan_fd.valid()) return host_errno("plan fd");
+    plan_arg = num(plan_fd.get());
+    helper_argv[1] = plan_arg.data();
+    plan.helper_fd = helper_fd.get();
+    plan.helper_argv = helper_argv;
+    plan.plan_fd = plan_fd.get();
     child_stack.resize(64 * 1024);
   }
 

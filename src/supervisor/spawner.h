@@ -107,13 +107,15 @@ std::optional<SpawnFailure> ExecFailureAfterExit(HeldExec& held);
 // Test hook: force the fork+pidfd_open fallback.
 void ForceForkFallbackForTest(bool on);
 
-// The exec helper (orchestrator-exec, an absolute path the daemon trusts;
-// "" = none). With it, Spawn creates the child with vfork semantics (clone
-// CLONE_VM|CLONE_VFORK|CLONE_PIDFD): the child execs the helper at once,
-// never holding a copy of the daemon's memory, and the helper drops
+// The exec helper (orchestrator-exec): `fd` is an O_PATH descriptor of the
+// file the daemon vetted, exec'd through the fd (execveat) so that a later
+// change of its path cannot swap it; `path` is for messages; -1 = none. Takes
+// ownership of `fd`. With it, Spawn creates the child with vfork semantics
+// (clone CLONE_VM|CLONE_VFORK|CLONE_PIDFD): the child execs the helper at
+// once, never holding a copy of the daemon's memory, and the helper drops
 // privileges, enters the cwd, waits on the gate and execs the job. Without
 // it, the child is a copy of the daemon (clone3, or fork) that does the same
-// itself. Set once at start; safe to call from any thread.
-void SetExecHelper(std::string path);
+// itself. Safe to call from any thread.
+void SetExecHelper(int fd, std::string path);
 
 }  // namespace orch

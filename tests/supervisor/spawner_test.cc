@@ -58,11 +58,13 @@ class Spawner : public ::testing::TestWithParam<Mode> {
  protected:
   void SetUp() override {
     ForceForkFallbackForTest(GetParam() == Mode::kFork);
-    SetExecHelper(GetParam() == Mode::kHelper ? ORCH_EXEC_HELPER : "");
+    if (GetParam() == Mode::kHelper) {
+      SetExecHelper(open(ORCH_EXEC_HELPER, O_PATH | O_CLOEXEC), ORCH_EXEC_HELPER);
+    }
   }
   void TearDown() override {
     ForceForkFallbackForTest(false);
-    SetExecHelper("");
+    SetExecHelper(-1, "");
     // Every child a test started was reaped (by ReapPidfd, or by Spawn itself
     // when the exec failed): nothing is left for anyone else to wait for.
     siginfo_t info{};
@@ -352,6 +354,38 @@ TEST_P(Spawner, HeldChildExecsOnlyWhenReleased) {
   EXPECT_EQ(0, info->ShellCode());
   EXPECT_EQ(std::nullopt, ExecFailureAfterExit(*out.process.held));
   EXPECT_EQ("yes\n", ReadFile(marker));
+}
+
+// /proc/PID/cmdline is readable by every local user (unlike
+// /proc/PID/environ, which only the owner and root may read). A held job's
+// environment (tokens, passwords) must not show up there while it waits.
+TEST_P(Spawner, HeldChildsEnvironmentIsNotInItsWorldReadableCmdline) {
+  TestRequest req = RequestFor(dir_, {"/bin/true"});
+  req.env["SECRET_TOKEN"] = "hunter2-do-not-leak";
+  req.hold_until_released = true;
+  SpawnOutcome out = Spawn(req);
+  ASSERT_TRUE(out.ok) << out.failure.message;
+  std::string cmdline = ReadFile("/proc/" + std::to_string(out.process.pid) + "/cmdline");
+  EXPECT_FALSE(Contains(cmdline, "hunter2-do-not-leak")) << "visible to any user via ps";
+  ASSERT_TRUE(ReleaseHeld(*out.process.held).ok());
+  auto info = WaitAndReap(out.process.pidfd);
+  ASSERT_TRUE(info.has_value());
+}
+
+// A PATH search that cannot succeed (every candidate name is too long) is
+// the job's failure (126, not a host fault) in every mode: a small request
+// (4 KB argv[0], 2 KB PATH) must not make the helper's own exec fail E2BIG,
+// a host fault that would back off all claiming and requeue it forever.
+TEST_P(Spawner, HugePathSearchIsTheJobsFaultNotTheHosts) {
+  TestRequest req = RequestFor(dir_, {std::string(4000, 'x')});
+  std::string path = "/";
+  for (int i = 0; i < 1000; ++i) path += ":/";
+  req.env["PATH"] = path;
+  SpawnOutcome out = Spawn(req);
+  if (out.ok) KillAndReap(out.process.pidfd);
+  ASSERT_FALSE(out.ok);
+  EXPECT_FALSE(out.failure.host_fault) << out.failure.message;
+  EXPECT_EQ(126, out.failure.shell_code) << out.failure.message;
 }
 
 TEST_P(Spawner, HeldChildThatIsDroppedExitsWithoutRunningTheJob) {
