@@ -140,9 +140,11 @@ int main(int argc, char** argv) {
   }
   // NULL-terminated in place: each list is followed by the next count field
   // (or, for argv, by the array's own end).
-  job_env = static_cast<char**>(std::memcpy(std::malloc(sizeof(char*) * (nenv + 1)), job_env,
-                                            sizeof(char*) * nenv));
-  job_env[nenv] = nullptr;
+  auto** env_copy = static_cast<char**>(std::malloc(sizeof(char*) * (nenv + 1)));
+  if (env_copy == nullptr) Fail(orch::kStageHelperArgs, ENOMEM);
+  std::memcpy(env_copy, job_env, sizeof(char*) * nenv);
+  env_copy[nenv] = nullptr;
+  job_env = env_copy;
   plan.fields[plan.count] = nullptr;
 
   if (std::strcmp(nofile_cur, "-") != 0) {
@@ -194,19 +196,6 @@ int main(int argc, char** argv) {
   sigemptyset(&empty);
   sigprocmask(SIG_SETMASK, &empty, nullptr);
 
-  int err = ENOENT;
-  bool denied = false;
-  for (int i = 0; i < ncandidates; ++i) {
-    execve(candidates[i], job_argv, job_env);
-    err = errno;
-    if (err == EACCES) {
-      denied = true;
-    } else if (err != ENOENT && err != ENOTDIR && err != ELOOP && err != ENAMETOOLONG) {
-      break;  // found, but it cannot run: that is the answer
-    }
-  }
-  if (denied && (err == ENOENT || err == ENOTDIR || err == ELOOP || err == ENAMETOOLONG)) {
-    err = EACCES;
-  }
-  Fail(orch::kStageExec, err);
+  Fail(orch::kStageExec, orch::ExecFirstCandidate(candidates, static_cast<size_t>(ncandidates),
+                                                   job_argv, job_env));
 }

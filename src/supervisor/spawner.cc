@@ -165,21 +165,8 @@ void CloseFrom(unsigned first, unsigned last, int max_fd) {
   sigemptyset(&empty);
   sigprocmask(SIG_SETMASK, &empty, nullptr);
 
-  int err = ENOENT;
-  bool denied = false;
-  for (size_t i = 0; i < p.ncandidates; ++i) {
-    execve(p.candidates[i], p.argv, p.envp);
-    err = errno;
-    if (err == EACCES) {
-      denied = true;
-    } else if (err != ENOENT && err != ENOTDIR && err != ELOOP && err != ENAMETOOLONG) {
-      break;  // found, but it cannot run: that is the answer
-    }
-  }
-  if (denied && (err == ENOENT || err == ENOTDIR || err == ELOOP || err == ENAMETOOLONG)) {
-    err = EACCES;
-  }
-  ReportAndExit(p.report_fd, kStageExec, err);
+  ReportAndExit(p.report_fd, kStageExec,
+                ExecFirstCandidate(p.candidates, p.ncandidates, p.argv, p.envp));
 }
 
 // Runs in the child made with CLONE_VM|CLONE_VFORK: it shares the daemon's
@@ -500,16 +487,13 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
   plan.ngroups = req.groups.size();
 
   std::string helper;
-  UniqueFd helper_fd;  // a copy, so that SetExecHelper may close its own meanwhile
+  int helper_fd = -1;
   if (!force_fork_fallback.load()) {
     std::lock_guard lock(exec_helper_mu);
-    if (exec_helper_fd >= 0) {
-      helper_fd = UniqueFd(fcntl(exec_helper_fd, F_DUPFD_CLOEXEC, 3));
-      if (!helper_fd.valid()) return host_errno("dup exec helper fd");
-      helper = exec_helper;
-    }
+    helper_fd = exec_helper_fd;
+    helper = exec_helper;
   }
-  bool use_helper = helper_fd.valid();
+  bool use_helper = helper_fd >= 0;
   char helper_arg0[] = "orchestrator-exec";
   std::string plan_arg;
   char* helper_argv[3] = {helper_arg0, nullptr, nullptr};
@@ -541,7 +525,7 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
     if (!plan_fd.valid()) return host_errno("plan fd");
     plan_arg = num(plan_fd.get());
     helper_argv[1] = plan_arg.data();
-    plan.helper_fd = helper_fd.get();
+    plan.helper_fd = helper_fd;
     plan.helper_argv = helper_argv;
     plan.plan_fd = plan_fd.get();
     child_stack.resize(64 * 1024);

@@ -115,7 +115,7 @@ void ForceForkFallbackForTest(bool on);
 // once, never holding a copy of the daemon's memory, and the helper drops
 // privileges, enters the cwd, waits on the gate and execs the job. Without
 // it, the child is a copy of the daemon (clone3, or fork) that does the same
-// itself. Safe to call from any thread.
+// itself. Call it at start, before any Spawn (it closes the fd it replaces).
 void SetExecHelper(int fd, std::string path);
 
 }  // namespace orch
