@@ -189,6 +189,9 @@ class Daemon {
   void UpdateStatus();
   // The last step of every stop: the store's pending work is drained.
   void CloseServerAndStore();
+  // A start that fails before the server runs: drains the store's threads,
+  // closes the loop, and returns the exit status (2).
+  int StopBeforeServing();
 
   Config config_;
   ConfigInputs inputs_;
@@ -317,13 +320,7 @@ int Daemon::Run() {
   Status init = supervisor_->Init();
   if (!init.ok()) {
     log::Error("cannot start", {{"error", init.message()}});
-    exit_code_ = 2;
-    executor_->Close([] {});
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    supervisor_.reset();
-    executor_.reset();
-    uv_loop_close(&loop_);
-    return 2;
+    return StopBeforeServing();
   }
   // The address the daemon listens on is a name of it too (a client that
   // dials 10.0.0.5:8080 says so in Host); rebinding always needs a DNS name.
@@ -342,12 +339,7 @@ int Daemon::Run() {
     if (gr == nullptr) {
       log::Error("cannot start", {{"error", "server.unix_socket_group: no such group \"" +
                                                config_.server.unix_socket_group + "\""}});
-      executor_->Close([] {});
-      uv_run(&loop_, UV_RUN_DEFAULT);
-      supervisor_.reset();
-      executor_.reset();
-      uv_loop_close(&loop_);
-      return 2;
+      return StopBeforeServing();
     }
     opts.unix_socket_gid = gr->gr_gid;
   }
@@ -452,6 +444,15 @@ void Daemon::UpdateStatus() {
                                   supervisor_->paused() ? " (paused)" : "");
                     Notify(buf);
                   });
+}
+
+int Daemon::StopBeforeServing() {
+  executor_->Close([] {});
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  supervisor_.reset();
+  executor_.reset();
+  uv_loop_close(&loop_);
+  return 2;
 }
 
 void Daemon::CloseServerAndStore() {
