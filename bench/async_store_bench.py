@@ -181,26 +181,6 @@ def loadavg():
 # ---------------------------------------------------------------- /healthz probe
 
 
-def health_probe(port, stop, out):
-    """load_bench.health_probe, but each sample keeps its start time
-    (time.monotonic(), CLOCK_MONOTONIC, the same clock in every process), so
-    that only the samples taken inside the load window are counted."""
-    c = ob.Conn(port)
-    samples, errors = [], 0
-    while not stop.is_set():
-        t0 = time.monotonic()
-        try:
-            st, _ = c.request("GET", "/healthz")
-            if st != 200:
-                errors += 1
-        except OSError:
-            errors += 1
-            c = ob.Conn(port)
-        samples.append((t0, (time.monotonic() - t0) * 1e3))
-        time.sleep(0.002)
-    out.put((samples, errors))
-
-
 class Probes:
     """A /healthz probe on the daemon under test and, as a control, one on an
     idle daemon of the same binary: what the control sees during the load is
@@ -216,7 +196,7 @@ class Probes:
         try:
             self.idle.start()
             for port, q in zip((d.port, self.idle.port), self.qs):
-                p = self.ctx.Process(target=health_probe, args=(port, self.stop, q), daemon=True)
+                p = self.ctx.Process(target=lb.health_probe, args=(port, self.stop, q), daemon=True)
                 self.procs.append(p)
                 p.start()
         except BaseException:

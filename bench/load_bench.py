@@ -60,10 +60,14 @@ def burst_worker(port, bodies, threads, out):
 
 
 def health_probe(port, stop, out):
+    """/healthz on one keep-alive connection every 2 ms until `stop`; puts
+    ([(start, ms)], errors). The start is time.monotonic() (CLOCK_MONOTONIC,
+    the same clock in every process), so a caller can keep only the samples
+    of a window."""
     c = ob.Conn(port)
-    lat, errors = [], 0
+    samples, errors = [], 0
     while not stop.is_set():
-        t0 = time.perf_counter()
+        t0 = time.monotonic()
         try:
             st, _ = c.request("GET", "/healthz")
             if st != 200:
@@ -71,9 +75,9 @@ def health_probe(port, stop, out):
         except OSError:
             errors += 1
             c = ob.Conn(port)
-        lat.append((time.perf_counter() - t0) * 1e3)
+        samples.append((t0, (time.monotonic() - t0) * 1e3))
         time.sleep(0.002)
-    out.put((lat, errors))
+    out.put((samples, errors))
 
 
 def main():
@@ -138,7 +142,8 @@ def main():
         for w in workers:
             w.join()
         stop.set()
-        lat, herr = hq.get(timeout=30)
+        probed, herr = hq.get(timeout=30)
+        lat = [ms for _, ms in probed]
         probe.join()
         print(f"burst: {a.burst} submits in {burst_s:.1f}s = {a.burst / burst_s:.0f}/s; "
               f"statuses {statuses}", flush=True)

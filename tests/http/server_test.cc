@@ -965,6 +965,7 @@ bool LateFileAnswerIsClosed(const HttpResponder& held, const std::string& path, 
   held(std::move(resp));
   return late >= 0 && !was_pending && FdClosed(late);
 }
+
 TEST(HttpServer, ResponderCalledAfterTheClientLeftIsHarmlessAndClosesTheFile) {
   test::TempDir dir;
   std::string path = dir.File("log");
