@@ -50,7 +50,7 @@ StoreExecutor::~StoreExecutor() {
 }
 
 Status StoreExecutor::Start() {
-  assert(!started_);
+  assert(async_ == nullptr);  // Start() once
   async_ = new uv_async_t();
   int rc = uv_async_init(loop_, async_, &StoreExecutor::OnAsync);
   if (rc != 0) {
@@ -59,7 +59,6 @@ Status StoreExecutor::Start() {
     return FromUv("store executor: uv_async_init", rc);
   }
   async_->data = this;
-  started_ = true;
   lanes_[kWrite].thread = std::thread([this] { WriterMain(); });
   lanes_[kRead].thread = std::thread([this] { ReaderMain(); });
   return Status::Ok();

@@ -40,7 +40,7 @@ class StoreExecutor {
   struct Options {
     // Client writes (submit, retry) that may wait at once; beyond it
     // TryWrite refuses. Every other write always queues.
-    int64_t max_pending_writes = 10000;
+    int64_t max_pending_writes = 1000;
     // Writes committed together at most.
     int64_t max_batch = 512;
   };
@@ -182,7 +182,6 @@ class StoreExecutor {
   std::deque<int64_t> write_posted_at_;  // monotonic ms, in posting order
   std::optional<Status> last_write_failure_;
   std::atomic<uint64_t> batches_{0}, batched_writes_{0};  // written by the writer thread
-  bool started_ = false;
   bool closing_ = false;
   std::function<void()> close_done_;
 };

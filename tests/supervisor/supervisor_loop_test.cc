@@ -139,7 +139,7 @@ class FaultyStore : public JobStore {
 class SupervisorLoop : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(log::Setup(getenv("ORCH_TEST_LOG") ? getenv("ORCH_TEST_LOG") : "warn", "text").ok());
+    ASSERT_TRUE(log::Setup("warn", "text").ok());
     ASSERT_EQ(0, uv_loop_init(&loop_));
     config_.store.path = dir_.File("q.db");
     config_.supervisor.log_dir = dir_.File("logs");
