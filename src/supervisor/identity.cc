@@ -5,6 +5,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <mutex>
@@ -58,8 +59,13 @@ Result<std::string> CurrentBootId() {
 }
 
 uint64_t CurrentPidNsIno() {
+  // A process never leaves its own PID namespace: read once.
+  static std::atomic<uint64_t> cached{0};
+  uint64_t ino = cached.load(std::memory_order_relaxed);
+  if (ino != 0) return ino;
   struct stat st {};
   if (stat("/proc/self/ns/pid", &st) != 0) return 0;
+  cached.store(st.st_ino, std::memory_order_relaxed);
   return st.st_ino;
 }
 

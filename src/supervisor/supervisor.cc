@@ -884,11 +884,12 @@ void Supervisor::OnProcessExit(int64_t run_id) {
   running_.erase(it);
   Finish(end, detected_ns);
   // The slot is free now: the claim is committed after this end (writes
-  // commit in order), so the store counts the slot free as well.
+  // commit in order), so the store counts the slot free as well. Posted at
+  // once, it usually shares the end's commit.
   if (stopping_) {
     MaybeFinishShutdown();
   } else {
-    Kick();
+    ClaimPass();
   }
 }
 
