@@ -366,48 +366,106 @@ void Api::Readyz(const Reply& reply) {
   reply(Error(503, "not_ready", why));
 }
 
-// What GET /queue reads from the store, in one read.
-struct QueueView {
-  QueueView() = default;
-  QueueView(Status s) : error(std::move(s)) {}  // NOLINT: a failed read
+// GET /queue's store part: the counts and the running list, the list already
+// serialized (on the reader thread) but for each entry's runtime, which is
+// filled in per request. Kept until a write commits or it is
+// kQueueSnapshotMaxAgeMs old, so that the loop's cost of a /queue does not
+// grow with the number of running jobs.
+struct Api::QueueSnapshot {
+  QueueSnapshot() = default;
+  QueueSnapshot(Status s) : error(std::move(s)) {}  // NOLINT: a failed read
   const Status& status() const { return error; }
   Status error;
+  uint64_t commits = 0;  // the executor's commits when the read was posted
+  int64_t read_at_mono_ms = 0;
   QueueCounts counts;
-  std::vector<RunningBrief> running;
+  std::string running;  // entries, each cut open where its runtime goes
+  std::vector<std::pair<size_t, int64_t>> runtimes;  // (offset in running, started_at)
 };
 
+namespace {
+
+// Older than this, the snapshot is read again even without a local commit
+// (another process may have written the store).
+constexpr int64_t kQueueSnapshotMaxAgeMs = 1000;
+
+void AppendRunningEntry(std::string& out, std::vector<std::pair<size_t, int64_t>>& runtimes,
+                        const RunningBrief& e) {
+  out += out.empty() ? "{\"id\":" : ",{\"id\":";
+  out += std::to_string(e.job_id);
+  out += ",\"run_id\":";
+  out += std::to_string(e.run_id);
+  out += ",\"pid\":";
+  out += e.pid ? std::to_string(e.pid) : "null";
+  out += ",\"serial_key\":";
+  out += e.serial_key ? json(*e.serial_key).dump(-1, ' ', false, json::error_handler_t::replace)
+                      : "null";
+  out += ",\"started_at\":\"";
+  out += FormatRfc3339(e.started_at);
+  out += "\",\"runtime_s\":";
+  runtimes.emplace_back(out.size(), e.started_at);
+  out += '}';
+}
+
+// As nlohmann::json writes a double: shortest round-trip form, ".0" if integral.
+void AppendSeconds(std::string& out, int64_t ms) {
+  char buf[32];
+  double v = static_cast<double>(ms) / 1000.0;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  std::string_view text(buf, ec == std::errc() ? static_cast<size_t>(end - buf) : 0);
+  out += text;
+  if (text.find_first_of(".e") == std::string_view::npos) out += ".0";
+}
+
+}  // namespace
+
 void Api::Queue(const Reply& reply) {
+  uint64_t commits = store_->data_commits();
+  const auto& snap = queue_snapshot_;
+  if (snap && snap->commits == commits &&
+      clock_->MonotonicMs() - snap->read_at_mono_ms < kQueueSnapshotMaxAgeMs) {
+    return Guard(reply, [this, reply](const QueueSnapshot& s) { reply(QueueJson(s)); })(*snap);
+  }
+  // One read serves every /queue that arrives while it is in flight.
+  queue_waiters_.push_back(reply);
+  if (queue_reading_) return;
+  queue_reading_ = true;
+  int64_t read_at = clock_->MonotonicMs();
   store_->Read(
-      [](JobStore& store) -> QueueView {
+      [commits, read_at](JobStore& store) -> QueueSnapshot {
         auto counts = store.Counts();
         if (!counts.ok()) return counts.status();
         auto running = store.ListRunningBrief();
         if (!running.ok()) return running.status();
-        QueueView v;
+        QueueSnapshot v;
+        v.commits = commits;
+        v.read_at_mono_ms = read_at;
         v.counts = *counts;
-        v.running = std::move(running).value();
+        v.running.reserve(running->size() * 160);
+        for (const auto& e : *running) AppendRunningEntry(v.running, v.runtimes, e);
         return v;
       },
-      Guard(reply, [this, reply](QueueView view) {
-        if (!view.error.ok()) return reply(StatusError(view.error));
-        reply(QueueJson(view.counts, view.running));
-      }));
+      [this](QueueSnapshot view) {
+        queue_reading_ = false;
+        std::vector<Reply> waiters;
+        waiters.swap(queue_waiters_);
+        if (!view.error.ok()) {
+          for (auto& w : waiters) w(StatusError(view.error));
+          return;
+        }
+        queue_snapshot_ = std::make_shared<const QueueSnapshot>(std::move(view));
+        for (auto& w : waiters) {
+          Guard(w, [this, w](const QueueSnapshot& s) { w(QueueJson(s)); })(*queue_snapshot_);
+        }
+      });
 }
 
-HttpResponse Api::QueueJson(const QueueCounts& counts, const std::vector<RunningBrief>& running) {
+HttpResponse Api::QueueJson(const QueueSnapshot& snap) {
   int64_t now = clock_->NowMs();
   const Config& cfg = supervisor_->config();
+  const QueueCounts& counts = snap.counts;
 
   HostFaultState host = supervisor_->host_fault();
-  json run_list = json::array();
-  for (const auto& e : running) {
-    run_list.push_back({{"id", e.job_id},
-                        {"run_id", e.run_id},
-                        {"pid", e.pid ? json(e.pid) : json(nullptr)},
-                        {"serial_key", Opt(e.serial_key)},
-                        {"started_at", FormatRfc3339(e.started_at)},
-                        {"runtime_s", static_cast<double>(now - e.started_at) / 1000.0}});
-  }
   const Metrics& m = *metrics_;
   json body = {
       {"counts",
@@ -423,7 +481,6 @@ HttpResponse Api::QueueJson(const QueueCounts& counts, const std::vector<Running
        counts.oldest_queued_created_at
            ? json(static_cast<double>(now - *counts.oldest_queued_created_at) / 1000.0)
            : json(nullptr)},
-      {"running", run_list},
       {"reaper",
        {{"interval_ms", cfg.reaper.interval_ms},
         {"last_tick_at", m.last_tick_at_ms ? json(FormatRfc3339(m.last_tick_at_ms)) : json(nullptr)},
@@ -447,7 +504,25 @@ HttpResponse Api::QueueJson(const QueueCounts& counts, const std::vector<Running
         {"boot_id", boot_id_},
         {"started_at", FormatRfc3339(supervisor_->started_at_ms())},
         {"uptime_s", static_cast<double>(now - supervisor_->started_at_ms()) / 1000.0}}}};
-  return Json(200, body);
+  std::string rest = body.dump(-1, ' ', false, json::error_handler_t::replace);
+
+  HttpResponse resp;
+  resp.status = 200;
+  resp.content_type = "application/json";
+  std::string& out = resp.body;
+  out.reserve(snap.running.size() + snap.runtimes.size() * 24 + rest.size() + 16);
+  out += "{\"running\":[";
+  size_t from = 0;
+  for (const auto& [at, started_at] : snap.runtimes) {
+    out.append(snap.running, from, at - from);
+    AppendSeconds(out, now - started_at);
+    from = at;
+  }
+  out.append(snap.running, from, std::string::npos);
+  out += "],";
+  out.append(rest, 1, std::string::npos);  // the rest of the object, without its '{'
+  out += '\n';
+  return resp;
 }
 
 void Api::SetPaused(bool paused, const Reply& reply) {

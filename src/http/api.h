@@ -4,6 +4,7 @@
 // comes back, so no request ever makes the loop wait on the database.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,7 +60,8 @@ class Api {
   void Log(int64_t id, const HttpRequest& req, const Reply& reply);
   void MetricsText(const Reply& reply);
   // The responses, built on the loop from what the store returned.
-  HttpResponse QueueJson(const QueueCounts& counts, const std::vector<RunningBrief>& running);
+  struct QueueSnapshot;
+  HttpResponse QueueJson(const QueueSnapshot& snap);
   HttpResponse JobWithRuns(const Job& job, const std::vector<Run>& runs,
                            const std::vector<RunningBrief>& running);
   HttpResponse LogFile(int64_t id, const std::vector<Run>& runs, const std::string& stream,
@@ -76,6 +78,9 @@ class Api {
   std::string boot_id_;
   std::vector<std::string> allowed_hosts_;
   mutable std::string last_readyz_error_;
+  std::shared_ptr<const QueueSnapshot> queue_snapshot_;
+  std::vector<Reply> queue_waiters_;  // answered by the /queue read in flight
+  bool queue_reading_ = false;
 };
 
 }  // namespace orch

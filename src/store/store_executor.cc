@@ -1,5 +1,6 @@
 #include "store/store_executor.h"
 
+#include <algorithm>
 #include <cassert>
 
 #include "base/clock.h"
@@ -123,6 +124,9 @@ void StoreExecutor::WriterMain() {
     if (committed.ok()) {
       batches_.fetch_add(1, std::memory_order_relaxed);
       batched_writes_.fetch_add(batch.size(), std::memory_order_relaxed);
+      if (std::any_of(batch.begin(), batch.end(), [](const auto& t) { return !t->probe; })) {
+        data_commits_.fetch_add(1, std::memory_order_release);
+      }
     } else {
       // Nothing of the batch was kept, whatever each write returned.
       for (auto& task : batch) task->Fail(committed);

@@ -102,6 +102,9 @@ class StoreExecutor {
 
   // Loop thread only.
   Health health() const;
+  // Commits that may have changed what a read sees (a write probe does not):
+  // a read posted after this call sees each of them.
+  uint64_t data_commits() const { return data_commits_.load(std::memory_order_acquire); }
   // Writes and reads posted whose `done` has not run yet.
   int64_t in_flight() const { return pending_[kWrite] + pending_[kRead]; }
 
@@ -182,6 +185,7 @@ class StoreExecutor {
   std::deque<int64_t> write_posted_at_;  // monotonic ms, in posting order
   std::optional<Status> last_write_failure_;
   std::atomic<uint64_t> batches_{0}, batched_writes_{0};  // written by the writer thread
+  std::atomic<uint64_t> data_commits_{0};
   bool closing_ = false;
   std::function<void()> close_done_;
 };

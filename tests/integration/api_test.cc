@@ -2,6 +2,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include "integration/daemon_harness.h"
@@ -60,6 +63,73 @@ TEST(Api, QueueHasTheSpecShape) {
     EXPECT_TRUE(q["supervisor"].contains(k)) << k;
   }
   EXPECT_EQ(d.DaemonPid(), q["supervisor"]["pid"].get<pid_t>());
+}
+
+// /queue's running list is served from a snapshot (api.cc): runtimes must
+// still be computed per request, and every commit must show at once.
+TEST(Api, QueueIsFreshOnEveryRequest) {
+  TempDir dir;
+  Daemon d(dir, "[supervisor]\nmax_concurrency = 3\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  const std::string odd_key = "quo\"te\\ \xc3\xa9\n";
+  int64_t a = d.Submit({{"argv", {"sleep", "30"}}, {"serial_key", odd_key}});
+  int64_t b = d.Submit({{"argv", {"sleep", "30"}}});
+  ASSERT_TRUE(d.WaitStatus(a, "running"));
+  ASSERT_TRUE(d.WaitStatus(b, "running"));
+  auto entry = [](const json& q, int64_t id) {
+    for (const json& r : q.at("running")) {
+      if (r.at("id") == id) return r;
+    }
+    return json();
+  };
+  json first = d.Get("/queue").Json();
+  ASSERT_EQ(2u, first.at("running").size()) << first.dump();
+  EXPECT_EQ(odd_key, entry(first, a).at("serial_key"));
+  EXPECT_TRUE(entry(first, b).at("serial_key").is_null());
+  EXPECT_EQ(d.Job(a).at("pid"), entry(first, a).at("pid"));
+  EXPECT_EQ(d.Job(b).at("run_id"), entry(first, b).at("run_id"));
+  usleep(30 * 1000);
+  json second = d.Get("/queue").Json();
+  ASSERT_TRUE(entry(second, a).at("runtime_s").is_number_float()) << second.dump();
+  EXPECT_GT(entry(second, a).at("runtime_s").get<double>(),
+            entry(first, a).at("runtime_s").get<double>())
+      << "the runtime is the request's, not the snapshot's";
+  EXPECT_GT(second.at("supervisor").at("uptime_s").get<double>(),
+            first.at("supervisor").at("uptime_s").get<double>());
+
+  // Each answer, from the submit on, counts the job it acknowledged.
+  int64_t c = d.Submit({{"argv", {"sleep", "30"}}});
+  json q = d.Get("/queue").Json();
+  EXPECT_EQ(3, q.at("counts").at("queued").get<int64_t>() + q.at("counts").at("running").get<int64_t>())
+      << q.dump();
+  ASSERT_TRUE(d.WaitStatus(c, "running"));
+  EXPECT_EQ(3u, d.Get("/queue").Json().at("running").size());
+  ASSERT_EQ(202, d.Post("/jobs/" + std::to_string(a) + "/cancel").status);
+  ASSERT_TRUE(d.WaitStatus(a, "cancelled"));
+  q = d.Get("/queue").Json();
+  EXPECT_EQ(2u, q.at("running").size()) << q.dump();
+  EXPECT_TRUE(entry(q, a).is_null());
+  EXPECT_EQ(1, q.at("counts").at("cancelled"));
+
+  // Many at once while submits commit (so reads are shared in flight):
+  // every one answered, whole.
+  ASSERT_EQ(200, d.Post("/queue/pause").status);
+  std::vector<std::thread> clients;
+  std::atomic<int> good{0};
+  clients.emplace_back([&] {
+    for (int i = 0; i < 40; ++i) d.Submit({{"argv", {"true"}}});
+  });
+  for (int t = 0; t < 8; ++t) {
+    clients.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) {
+        auto r = d.Get("/queue");
+        if (r.status == 200 && r.Json().at("running").size() == 2) ++good;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(80, good.load());
+  EXPECT_EQ(40, d.Get("/queue").Json().at("counts").at("queued"));
 }
 
 TEST(Api, BlockedByExplainsWhyAQueuedJobWaits) {

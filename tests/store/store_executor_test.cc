@@ -323,5 +323,25 @@ TEST_F(StoreExecutorTest, AWriteThatWroteNothingDoesNotMakeAFullStoreWritableAga
       << "a full store looks writable (ready) after a write that wrote nothing";
 }
 
+// GET /queue keeps its snapshot while data_commits() stands still: a write
+// moves it before its result is delivered; a write probe does not.
+TEST_F(StoreExecutorTest, DataCommitsCountWritesNotProbes) {
+  Open();
+  uint64_t before = exec_->data_commits();
+  std::optional<Status> probed;
+  exec_->Probe([&](Status s) { probed = s; });
+  ASSERT_TRUE(RunUntil([&] { return probed.has_value(); }));
+  ASSERT_TRUE(probed->ok()) << probed->ToString();
+  EXPECT_EQ(before, exec_->data_commits()) << "a probe counted as a change";
+  uint64_t seen_at_delivery = 0;
+  exec_->Write([](JobStore& s) { return s.Submit(Spec({"/bin/true"}), 1000); },
+               [&](Result<SubmitResult> r) {
+                 EXPECT_TRUE(r.ok());
+                 seen_at_delivery = exec_->data_commits();
+               });
+  ASSERT_TRUE(RunUntil([&] { return seen_at_delivery != 0; }));
+  EXPECT_EQ(before + 1, seen_at_delivery);
+}
+
 }  // namespace
 }  // namespace orch
