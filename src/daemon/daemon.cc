@@ -21,6 +21,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/make_dirs.h"
+#include "base/resident.h"
 #include "base/trusted_file.h"
 #include "base/uv_handle.h"
 #include "http/api.h"
@@ -430,6 +431,7 @@ void Daemon::UpdateStatus() {
   if (!ready_sent_ && supervisor_->recovered()) {
     ready_sent_ = true;
     Notify("READY=1");
+    ReleaseCleanFilePages();
   }
   if (status_reading_) return;  // the store has not answered the last one
   status_reading_ = true;
