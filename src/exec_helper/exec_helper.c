@@ -192,6 +192,15 @@ int main(int argc, char** argv) {
     close((int)gate);
   }
 
+  /* The daemon ignores some signals (SIGPIPE); an ignored signal stays
+   * ignored across exec, so the job would inherit it. Blocked since the
+   * clone, so nothing arrives half-way. */
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < _NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) (void)sigaction(sig, &dfl, NULL);
+  }
   sigset_t empty;
   sigemptyset(&empty);
   sigprocmask(SIG_SETMASK, &empty, NULL);
