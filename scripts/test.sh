@@ -25,12 +25,14 @@ ORCH_BUILD_DIR=build-asan ORCH_BUILD_TYPE=Debug scripts/setup.sh -DORCH_SANITIZE
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j2 --timeout 600)
 
-# The code with threads: the store executor (writer and reader threads) and
-# the WAL checkpointer, and the supervisor driving its executor.
+# The code with threads: the store executor (writer and reader threads), the
+# WAL checkpointer, the launcher thread, and the supervisor driving them.
 stage "build with TSan and test the store and the supervisor loop"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DORCH_TSAN=ON -DORCH_TEST_HOOKS=ON >/dev/null
-cmake --build build-tsan -j"$(nproc)" --target store_tests supervisor_tests
+cmake --build build-tsan -j"$(nproc)" --target store_tests supervisor_tests base_tests
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/store_tests --gtest_brief=1
+TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/base_tests --gtest_brief=1 \
+  --gtest_filter='BlockingWorker*'
 TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/supervisor_tests --gtest_brief=1 \
   --gtest_filter='SupervisorLoop.*'
 

@@ -193,10 +193,7 @@ struct Supervisor::SweepResult {
 
 bool Supervisor::Tracked(int64_t run_id) const {
   if (running_.count(run_id) != 0 || ending_.count(run_id) != 0) return true;
-  if (std::any_of(to_launch_.begin(), to_launch_.end(),
-                  [&](const Claimed& c) { return c.run.id == run_id; })) {
-    return true;
-  }
+  if (launching_.count(run_id) != 0) return true;
   return std::any_of(pending_finishes_.begin(), pending_finishes_.end(),
                      [&](const RunEnd& p) { return p.run_id == run_id; });
 }
@@ -204,7 +201,7 @@ bool Supervisor::Tracked(int64_t run_id) const {
 std::unordered_set<int64_t> Supervisor::TrackedRunIds() const {
   std::unordered_set<int64_t> ids;
   for (const auto& [run_id, r] : running_) ids.insert(run_id);
-  for (const auto& c : to_launch_) ids.insert(c.run.id);
+  for (const auto& [run_id, l] : launching_) ids.insert(run_id);
   for (int64_t run_id : ending_) ids.insert(run_id);
   for (const auto& p : pending_finishes_) ids.insert(p.run_id);
   return ids;
@@ -418,7 +415,10 @@ void Supervisor::Start() {
       },
       config_.reaper.interval_ms, config_.reaper.interval_ms);
   kick_timer_.Init(uv_timer_init, loop_, this);
-  launch_timer_.Init(uv_timer_init, loop_, this);
+  if (Status started = launcher_.Start(); !started.ok()) {
+    log::Error("no launcher thread; processes are created on the loop",
+               {{"error", started.ToString()}});
+  }
   not_before_timer_.Init(uv_timer_init, loop_, this);
   host_backoff_timer_.Init(uv_timer_init, loop_, this);
   Recover();
@@ -476,7 +476,7 @@ void Supervisor::ClaimPass() {
   // As many as there are free slots, in one transaction; at most this many
   // per pass, so that exits and requests are served between the launches.
   constexpr int64_t kMaxClaimsPerPass = 32;
-  int64_t taken = static_cast<int64_t>(running_.size() + to_launch_.size());
+  int64_t taken = static_cast<int64_t>(running_.size() + launching_.size());
   int64_t free = std::min(config_.supervisor.max_concurrency - taken, kMaxClaimsPerPass);
   if (free <= 0) return;
   ClaimRequest req;
@@ -524,49 +524,31 @@ void Supervisor::OnClaimed(ClaimBatch batch) {
   for (auto& c : batch.claimed) {
     ++metrics_->claimed_total;
     KillPointForTest("after_claim");
-    to_launch_.push_back(std::move(c));
+    if (stopping_ || host_backoff_until_mono_ > clock_->MonotonicMs()) {
+      FinishUnlaunched(c);
+    } else {
+      Launch(std::move(c));
+    }
   }
-  LaunchSome();
 }
 
-void Supervisor::LaunchSome() {
-  // One launch (log files, clone3, identity) costs the loop up to a
-  // millisecond: two per turn keep /healthz and exits prompt in a burst.
-  constexpr int kLaunchesPerTurn = 2;
-  // Stopping, nothing is spawned: every claimed job goes back at once.
-  int limit = stopping_ ? std::numeric_limits<int>::max() : kLaunchesPerTurn;
-  for (int n = 0; n < limit && !to_launch_.empty(); ++n) {
-    Claimed c = std::move(to_launch_.front());
-    to_launch_.pop_front();
-    bool backing_off = host_backoff_until_mono_ > clock_->MonotonicMs();
-    if (stopping_ || backing_off) {
-      // Never started, so no attempt spent: claimed as the stop began, or
-      // after a host fault earlier in this batch (one incident, counted
-      // once; the rest wait with the job that hit it).
-      RunEnd end;
-      end.job_id = c.job.id;
-      end.run_id = c.run.id;
-      end.outcome = RunOutcome::kInterrupted;
-      end.now_ms = clock_->NowMs();
-      if (stopping_) {
-        end.reason = "shutdown";
-      } else {
-        end.reason = "host_fault";
-        end.error = host_fault_.last_error;
-        end.retry_not_before = host_fault_.backoff_until_ms;
-      }
-      Finish(end);
-      continue;
-    }
-    Launch(std::move(c));
+void Supervisor::FinishUnlaunched(const Claimed& c) {
+  // Never started, so no attempt spent: claimed as the stop began, or after
+  // a host fault earlier in this batch (one incident, counted once; the
+  // rest wait with the job that hit it).
+  RunEnd end;
+  end.job_id = c.job.id;
+  end.run_id = c.run.id;
+  end.outcome = RunOutcome::kInterrupted;
+  end.now_ms = clock_->NowMs();
+  if (stopping_) {
+    end.reason = "shutdown";
+  } else {
+    end.reason = "host_fault";
+    end.error = host_fault_.last_error;
+    end.retry_not_before = host_fault_.backoff_until_ms;
   }
-  if (to_launch_.empty() || !launch_timer_) return;
-  uv_timer_start(
-      launch_timer_.get(),
-      [](uv_timer_t* h) {
-        if (h->data != nullptr) static_cast<Supervisor*>(h->data)->LaunchSome();
-      },
-      0, 0);
+  Finish(end);
 }
 
 void Supervisor::ArmNotBeforeTimer() {
@@ -606,8 +588,15 @@ std::map<std::string, std::string> Supervisor::JobEnvironment(const Job& job, co
   return env;
 }
 
+// What the launcher thread made of one claimed job.
+struct Supervisor::Launched {
+  Claimed claimed;
+  Result<RunLogFiles> logs = Status(Code::kInternal, "not launched");
+  SpawnOutcome spawned;
+  bool held_back = false;  // not tried: a launch before it met a host fault
+};
+
 void Supervisor::Launch(Claimed c) {
-  int64_t now = clock_->NowMs();
   SpawnRequest req;
   req.argv = c.job.argv;
   req.env = JobEnvironment(c.job, c.run);
@@ -618,51 +607,94 @@ void Supervisor::Launch(Claimed c) {
   req.gid = gid_;
   req.groups = groups_;
   req.hold_until_released = true;
+  // Launches posted together stop at the first host fault, as one incident.
+  if (launching_.empty()) launch_fault_ = std::make_shared<std::atomic<bool>>(false);
+  launching_[c.run.id] = Launching{c.job.id, StopCause::kNone};
 
-  SpawnOutcome spawned;
-  auto logs = log_dir_->CreateRunLogs(c.job.id, c.run.id);
-  if (!logs.ok()) {
-    spawned.failure = {0, 126, true, logs.status().message()};
-  } else {
-    req.stdout_fd = logs->out.get();
-    req.stderr_fd = logs->err.get();
-    spawned = Spawn(req);
+  // The log files and the process are made on the launcher thread: the
+  // creation sleeps until the child has exec'd the helper, and the loop has
+  // exits and requests to serve meanwhile.
+  auto launched = std::make_shared<Launched>();
+  launched->claimed = std::move(c);
+  LogDir* log_dir = log_dir_.get();
+  auto work = [launched, req = std::move(req), log_dir, fault = launch_fault_,
+               hook = launch_hook_]() mutable {
+    if (hook) hook();
+    if (fault->load()) {
+      launched->held_back = true;
+      return;
+    }
+    const Claimed& claimed = launched->claimed;
+    launched->logs = log_dir->CreateRunLogs(claimed.job.id, claimed.run.id);
+    if (!launched->logs.ok()) {
+      launched->spawned.failure = {0, 126, true, launched->logs.status().message()};
+    } else {
+      req.stdout_fd = launched->logs->out.get();
+      req.stderr_fd = launched->logs->err.get();
+      launched->spawned = Spawn(req);
+    }
+    if (!launched->spawned.ok && launched->spawned.failure.host_fault) fault->store(true);
+  };
+  auto done = [this, launched] { OnLaunched(std::move(*launched)); };
+  if (!launcher_.Post(work, done)) {
+    work();  // no launcher thread (it failed to start): on the loop, as a fallback
+    done();
   }
+}
 
-  if (!spawned.ok) {
-    RunEnd end = SpawnFailed(c.job.id, c.run.id, spawned.failure);
-    end.now_ms = now;
+void Supervisor::OnLaunched(Launched l) {
+  const Claimed& c = l.claimed;
+  StopCause stop = StopCause::kNone;
+  if (auto it = launching_.find(c.run.id); it != launching_.end()) {
+    stop = it->second.stop;
+    launching_.erase(it);
+  }
+  if (l.held_back) {
+    FinishUnlaunched(c);
+    Kick();
+  } else if (!l.spawned.ok) {
+    RunEnd end = SpawnFailed(c.job.id, c.run.id, l.spawned.failure);
+    end.now_ms = clock_->NowMs();
     Finish(end);
-    return;
+    Kick();  // its slot is free again, or a host fault's backoff must be armed
+  } else {
+    auto r = std::make_unique<Running>();
+    Running* run = r.get();
+    r->sup = this;
+    r->job_id = c.job.id;
+    r->run_id = c.run.id;
+    r->attempt = c.run.attempt;
+    r->pid = l.spawned.process.pid;
+    r->pidfd = std::move(l.spawned.process.pidfd);
+    r->started_mono_ms = clock_->MonotonicMs();
+    r->timeout_s = c.job.timeout_s;
+    r->out_fd = std::move(l.logs->out);
+    r->err_fd = std::move(l.logs->err);
+    r->exec = std::move(l.spawned.process.held);
+    r->held = true;
+    // Watched from its creation: a held child that dies before its record
+    // commits is reaped through its pidfd like any other.
+    run_by_pid_[r->pid] = r->run_id;
+    Watch(std::move(r));
+
+    KillPointForTest("after_spawn");
+    int64_t job_id = c.job.id, run_id = c.run.id;
+    ProcessIdentity identity = l.spawned.process.identity;
+    std::string log_path = l.logs->out_path;
+    store_->Write(
+        [job_id, run_id, identity, log_path](JobStore& store) {
+          return store.RecordSpawned(job_id, run_id, identity, log_path);
+        },
+        [this, run_id](Status stamped) { OnRecorded(run_id, stamped); });
+    // Cancelled or stopped while it was being made: recorded, never released.
+    if (stopping_ && stop == StopCause::kNone) stop = StopCause::kShutdown;
+    if (stop != StopCause::kNone) RequestStop(*run, stop);
   }
-
-  auto r = std::make_unique<Running>();
-  r->sup = this;
-  r->job_id = c.job.id;
-  r->run_id = c.run.id;
-  r->attempt = c.run.attempt;
-  r->pid = spawned.process.pid;
-  r->pidfd = std::move(spawned.process.pidfd);
-  r->started_mono_ms = clock_->MonotonicMs();
-  r->timeout_s = c.job.timeout_s;
-  r->out_fd = std::move(logs->out);
-  r->err_fd = std::move(logs->err);
-  r->exec = std::move(spawned.process.held);
-  r->held = true;
-  // Watched from its creation: a held child that dies before its record
-  // commits is reaped through its pidfd like any other.
-  run_by_pid_[r->pid] = r->run_id;
-  Watch(std::move(r));
-
-  KillPointForTest("after_spawn");
-  int64_t job_id = c.job.id, run_id = c.run.id;
-  ProcessIdentity identity = spawned.process.identity;
-  std::string log_path = logs->out_path;
-  store_->Write(
-      [job_id, run_id, identity, log_path](JobStore& store) {
-        return store.RecordSpawned(job_id, run_id, identity, log_path);
-      },
-      [this, run_id](Status stamped) { OnRecorded(run_id, stamped); });
+  if (sigchld_deferred_ && launching_.empty()) {
+    sigchld_deferred_ = false;
+    OnSigchld();
+  }
+  if (stopping_) MaybeFinishShutdown();
 }
 
 void Supervisor::OnRecorded(int64_t run_id, const Status& stamped) {
@@ -1036,6 +1068,12 @@ void Supervisor::OnSigchld() {
       if (run_by_pid_.count(info.si_pid) != 0) return;  // could not reap it now
       continue;
     }
+    if (!launching_.empty()) {
+      // It may be a child being created, not yet in run_by_pid_: looked at
+      // again once the launches are back.
+      sigchld_deferred_ = true;
+      return;
+    }
     int status;
     (void)waitpid(info.si_pid, &status, WNOHANG);
   }
@@ -1062,19 +1100,10 @@ void Supervisor::Cancel(int64_t job_id, std::function<void(Result<CancelResult>)
               RequestStop(*r, StopCause::kCancel);
             }
           }
-          for (auto it = to_launch_.begin(); it != to_launch_.end(); ++it) {
-            if (it->job.id != job_id) continue;
-            log::Info("cancelling a job before its launch",
-                      {{"job_id", job_id}, {"run_id", it->run.id}});
-            RunEnd end;
-            end.job_id = job_id;
-            end.run_id = it->run.id;
-            end.outcome = RunOutcome::kCancelled;
-            end.reason = "cancelled";
-            end.now_ms = clock_->NowMs();
-            to_launch_.erase(it);
-            Finish(end);
-            break;
+          for (auto& [run_id, l] : launching_) {
+            if (l.job_id != job_id) continue;
+            log::Info("cancelling a job being launched", {{"job_id", job_id}, {"run_id", run_id}});
+            l.stop = StopCause::kCancel;
           }
         } else {
           log::Info("cancelled queued job", {{"job_id", job_id}});
@@ -1107,10 +1136,9 @@ void Supervisor::Shutdown(std::function<void()> done) {
   stopping_ = true;
   shutdown_done_ = std::move(done);
   kick_timer_.Close();
-  launch_timer_.Close();
   not_before_timer_.Close();
   host_backoff_timer_.Close();
-  LaunchSome();  // claimed, not yet started: requeued without an attempt spent
+  for (auto& [run_id, l] : launching_) l.stop = StopCause::kShutdown;
   log::Info("stopping: terminating running jobs",
             {{"running", running_.size()}, {"grace_s", config_.supervisor.shutdown_grace_s}});
   for (auto& [run_id, r] : running_) {
@@ -1138,7 +1166,7 @@ void Supervisor::Shutdown(std::function<void()> done) {
 
 void Supervisor::MaybeFinishShutdown() {
   if (!stopping_ || !shutdown_done_ || !running_.empty() || claiming_ || !ending_.empty() ||
-      !to_launch_.empty()) {
+      !launching_.empty()) {
     return;
   }
   if (!pending_finishes_.empty() && !final_flush_) {
@@ -1156,6 +1184,7 @@ void Supervisor::MaybeFinishShutdown() {
   tick_timer_.Close();
   shutdown_timer_.Close();
   sigchld_.Close();
+  launcher_.Stop();
   auto done = std::move(shutdown_done_);
   shutdown_done_ = nullptr;
   done();

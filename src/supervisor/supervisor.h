@@ -16,8 +16,8 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -27,6 +27,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "base/blocking_worker.h"
 #include "base/clock.h"
 #include "base/status.h"
 #include "base/uv_handle.h"
@@ -114,6 +115,9 @@ class Supervisor {
   // once the delay has passed.
   HostFaultState host_fault() const;
 
+  // Runs on the launcher thread before each launch (tests hold it there).
+  void SetLaunchHookForTest(std::function<void()> hook) { launch_hook_ = std::move(hook); }
+
  private:
   struct Running;
 
@@ -122,10 +126,12 @@ class Supervisor {
 
   void ClaimPass();
   void OnClaimed(ClaimBatch batch);
-  // Launches the next few claimed jobs; the rest wait for the next loop turn
-  // so that requests and exits are served between launches.
-  void LaunchSome();
+  // A claimed job's log files and held process are made on the launcher
+  // thread; OnLaunched watches it and records its identity.
+  struct Launched;
   void Launch(Claimed claimed);
+  void FinishUnlaunched(const Claimed& claimed);
+  void OnLaunched(Launched launched);
   void OnRecorded(int64_t run_id, const Status& stamped);
   void Watch(std::unique_ptr<Running> r);
   RunEnd SpawnFailed(int64_t job_id, int64_t run_id, const SpawnFailure& failure);
@@ -145,8 +151,8 @@ class Supervisor {
   // Posts the I1 sweep; `then` runs after its result was handled.
   void Sanitize(std::function<void(Status)> then);
   void OnSanitized(SweepResult result, const std::function<void(Status)>& then);
-  // Whether a run is ours to decide now: claimed and waiting for its
-  // launch, watched, ending, or its end waiting for a retry.
+  // Whether a run is ours to decide now: being launched, watched, ending,
+  // or its end waiting for a retry.
   bool Tracked(int64_t run_id) const;
   // The same runs, as a snapshot for work done on a store thread.
   std::unordered_set<int64_t> TrackedRunIds() const;
@@ -198,17 +204,26 @@ class Supervisor {
   std::map<int64_t, std::unique_ptr<Running>> running_;  // by run id
   std::unordered_map<pid_t, int64_t> run_by_pid_;        // our children only
   std::vector<RunEnd> pending_finishes_;                 // store was unavailable
-  std::deque<Claimed> to_launch_;                        // claimed, not yet spawned
   // Runs whose end is posted and not yet committed (or refused), by run id.
   std::unordered_set<int64_t> ending_;
 
   UvHandle<uv_timer_t> tick_timer_;
   UvHandle<uv_timer_t> kick_timer_;
-  UvHandle<uv_timer_t> launch_timer_;
   UvHandle<uv_timer_t> not_before_timer_;
   UvHandle<uv_timer_t> host_backoff_timer_;
   UvHandle<uv_timer_t> shutdown_timer_;
   UvHandle<uv_signal_t> sigchld_;
+  // Claimed jobs whose processes the launcher thread is making, by run id.
+  struct Launching {
+    int64_t job_id = 0;
+    StopCause stop = StopCause::kNone;  // cancel or shutdown while it was
+  };
+  std::map<int64_t, Launching> launching_;
+  std::shared_ptr<std::atomic<bool>> launch_fault_;  // set by the launcher thread
+  bool sigchld_deferred_ = false;  // an unknown child exited during a launch
+  std::function<void()> launch_hook_;
+  // Last: destroyed (joined) first, as its work uses log_dir_.
+  BlockingWorker launcher_{loop_};
 };
 
 }  // namespace orch

@@ -256,7 +256,9 @@ bool Daemon::WaitStatus(int64_t id, const std::string& status,
   return WaitFor(
       [&] {
         auto j = Job(id);
-        return j.is_object() && j.value("status", "") == status;
+        // "running" as a test means it: claimed, and its process recorded.
+        return j.is_object() && j.value("status", "") == status &&
+               (status != "running" || j["pid"].is_number_integer());
       },
       timeout);
 }

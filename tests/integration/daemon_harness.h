@@ -72,7 +72,7 @@ class Daemon {
   // POST /jobs; returns the job id or -1.
   int64_t Submit(const nlohmann::json& spec) const;
   nlohmann::json Job(int64_t id) const { return Get("/jobs/" + std::to_string(id)).Json(); }
-  // Waits until the job's status is `status`.
+  // Waits until the job's status is `status` ("running": with its pid recorded).
   bool WaitStatus(int64_t id, const std::string& status,
                   std::chrono::milliseconds timeout = std::chrono::seconds(20)) const;
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -243,6 +244,77 @@ TEST_F(SupervisorLoop, AnUnrecordedSpawnNeverRunsTheJobAndSpendsNoAttempt) {
   EXPECT_EQ("interrupted", runs[0].outcome.value_or(""));
   EXPECT_EQ("spawn_not_recorded", runs[0].reason.value_or(""));
   EXPECT_EQ("once\n", ReadFile(marker)) << "the dropped child must not have run the job";
+}
+
+// Holds launches on the launcher thread until Open().
+class LaunchLatch {
+ public:
+  std::function<void()> Hook() {
+    return [this] {
+      std::unique_lock lock(mu_);
+      ++waiting_;
+      cv_.wait(lock, [&] { return open_; });
+    };
+  }
+  int waiting() {
+    std::lock_guard lock(mu_);
+    return waiting_;
+  }
+  void Open() {
+    {
+      std::lock_guard lock(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int waiting_ = 0;
+  bool open_ = false;
+};
+
+TEST_F(SupervisorLoop, ACancelDuringTheLaunchEndsTheRunBeforeTheJobRuns) {
+  StartSupervisor();
+  LaunchLatch latch;
+  sup_->SetLaunchHookForTest(latch.Hook());
+  std::string marker = dir_.File("ran");
+  int64_t id = Submit({"/bin/sh", "-c", "echo ran > " + marker});
+  ASSERT_TRUE(RunUntil([&] { return latch.waiting() == 1; }));
+  std::optional<Result<CancelResult>> cancelled;
+  sup_->Cancel(id, [&](Result<CancelResult> r) { cancelled = std::move(r); });
+  ASSERT_TRUE(RunUntil([&] { return cancelled.has_value(); }));
+  ASSERT_TRUE(cancelled->ok()) << cancelled->status().ToString();
+  latch.Open();
+  ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kCancelled; }));
+  auto runs = RunsOf(id);
+  ASSERT_EQ(1u, runs.size());
+  EXPECT_EQ("cancelled", runs[0].outcome.value_or(""));
+  EXPECT_NE(0, runs[0].identity.pid) << "its process was recorded before it was dropped";
+  EXPECT_NE(0, access(marker.c_str(), F_OK)) << "the cancelled job ran";
+}
+
+TEST_F(SupervisorLoop, AStopWaitsForALaunchInFlightAndTheJobNeverRuns) {
+  StartSupervisor();
+  LaunchLatch latch;
+  sup_->SetLaunchHookForTest(latch.Hook());
+  std::string marker = dir_.File("ran");
+  int64_t id = Submit({"/bin/sh", "-c", "echo ran > " + marker});
+  ASSERT_TRUE(RunUntil([&] { return latch.waiting() == 1; }));
+  bool stopped = false;
+  sup_->Shutdown([&] { stopped = true; });
+  for (int i = 0; i < 20; ++i) uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_FALSE(stopped) << "stopped with a process being created";
+  latch.Open();
+  ASSERT_TRUE(RunUntil([&] { return stopped; }));
+  EXPECT_EQ(JobStatus::kQueued, StatusOf(id));
+  auto runs = RunsOf(id);
+  ASSERT_EQ(1u, runs.size());
+  EXPECT_EQ("interrupted", runs[0].outcome.value_or(""));
+  EXPECT_EQ("shutdown", runs[0].reason.value_or(""));
+  EXPECT_NE(0, access(marker.c_str(), F_OK)) << "the job ran during the stop";
+  sup_.reset();
 }
 
 TEST_F(SupervisorLoop, ARunEndTheStoreRefusedIsRecordedOnALaterTick) {

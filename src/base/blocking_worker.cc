@@ -1,0 +1,65 @@
+#include "base/blocking_worker.h"
+
+namespace orch {
+
+Status BlockingWorker::Start() {
+  int rc = async_.Init(uv_async_init, loop_, this, [](uv_async_t* h) {
+    if (h->data != nullptr) static_cast<BlockingWorker*>(h->data)->Deliver();
+  });
+  if (rc != 0) return FromUv("uv_async_init", rc);
+  thread_ = std::thread([this] { Main(); });
+  return Status::Ok();
+}
+
+bool BlockingWorker::Post(std::function<void()> work, std::function<void()> done) {
+  if (!thread_.joinable()) return false;
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back({std::move(work), std::move(done)});
+  }
+  cv_.notify_one();
+  return true;
+}
+
+void BlockingWorker::Main() {
+  for (;;) {
+    Item item;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      item = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    item.work();
+    {
+      std::lock_guard lock(mu_);
+      completed_.push_back(std::move(item));
+    }
+    uv_async_send(async_.get());
+  }
+}
+
+void BlockingWorker::Deliver() {
+  std::vector<Item> ready;
+  {
+    std::lock_guard lock(mu_);
+    ready.swap(completed_);
+  }
+  for (auto& item : ready) item.done();
+}
+
+void BlockingWorker::Stop() {
+  if (thread_.joinable()) {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  // Closed after the join: the thread never sends to a closed handle.
+  async_.Close();
+}
+
+}  // namespace orch
