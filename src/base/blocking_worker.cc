@@ -1,5 +1,7 @@
 #include "base/blocking_worker.h"
 
+#include <pthread.h>
+
 namespace orch {
 
 Status BlockingWorker::Start() {
@@ -7,7 +9,10 @@ Status BlockingWorker::Start() {
     if (h->data != nullptr) static_cast<BlockingWorker*>(h->data)->Deliver();
   });
   if (rc != 0) return FromUv("uv_async_init", rc);
-  thread_ = std::thread([this] { Main(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), name_);
+    Main();
+  });
   return Status::Ok();
 }
 

@@ -21,7 +21,8 @@ namespace orch {
 
 class BlockingWorker {
  public:
-  explicit BlockingWorker(uv_loop_t* loop) : loop_(loop) {}
+  // `name`: the thread's name (top -H, perf), at most 15 characters.
+  BlockingWorker(uv_loop_t* loop, const char* name) : loop_(loop), name_(name) {}
   ~BlockingWorker() { Stop(); }
   BlockingWorker(const BlockingWorker&) = delete;
   BlockingWorker& operator=(const BlockingWorker&) = delete;
@@ -41,6 +42,7 @@ class BlockingWorker {
   void Deliver();
 
   uv_loop_t* loop_;
+  const char* name_;
   UvHandle<uv_async_t> async_;
   std::thread thread_;
   std::mutex mu_;

@@ -1,5 +1,7 @@
 #include "store/store_executor.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cassert>
 
@@ -60,8 +62,14 @@ Status StoreExecutor::Start() {
     return FromUv("store executor: uv_async_init", rc);
   }
   async_->data = this;
-  lanes_[kWrite].thread = std::thread([this] { WriterMain(); });
-  lanes_[kRead].thread = std::thread([this] { ReaderMain(); });
+  lanes_[kWrite].thread = std::thread([this] {
+    pthread_setname_np(pthread_self(), "orch-store-w");
+    WriterMain();
+  });
+  lanes_[kRead].thread = std::thread([this] {
+    pthread_setname_np(pthread_self(), "orch-store-r");
+    ReaderMain();
+  });
   return Status::Ok();
 }
 

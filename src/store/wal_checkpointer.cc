@@ -1,5 +1,7 @@
 #include "store/wal_checkpointer.h"
 
+#include <pthread.h>
+
 #include <chrono>
 
 #include "store/sqlite_db.h"
@@ -25,7 +27,10 @@ Result<std::unique_ptr<WalCheckpointer>> WalCheckpointer::Start(const std::strin
     return s;
   }
   std::unique_ptr<WalCheckpointer> c(new WalCheckpointer(db, interval_ms));
-  c->thread_ = std::thread([p = c.get()] { p->Loop(); });
+  c->thread_ = std::thread([p = c.get()] {
+    pthread_setname_np(pthread_self(), "orch-checkpoint");
+    p->Loop();
+  });
   return c;
 }
 

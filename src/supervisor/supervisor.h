@@ -223,7 +223,7 @@ class Supervisor {
   bool sigchld_deferred_ = false;  // an unknown child exited during a launch
   std::function<void()> launch_hook_;
   // Last: destroyed (joined) first, as its work uses log_dir_.
-  BlockingWorker launcher_{loop_};
+  BlockingWorker launcher_{loop_, "orch-launcher"};
 };
 
 }  // namespace orch

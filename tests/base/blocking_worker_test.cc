@@ -29,7 +29,7 @@ class BlockingWorkerTest : public ::testing::Test {
   }
 
   uv_loop_t loop_{};
-  BlockingWorker worker_{&loop_};
+  BlockingWorker worker_{&loop_, "test-worker"};
 };
 
 TEST_F(BlockingWorkerTest, WorkRunsOffTheLoopAndResultsComeBackInOrder) {
