@@ -101,6 +101,14 @@ std::optional<std::string> Stmt::OptText(int col) const {
 }
 
 Result<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path, int flags) {
+  // Before SQLite initializes: its allocation statistics (which nothing
+  // here reads) take a process-wide mutex on every allocation, shared by
+  // the writer and reader threads.
+  static const bool configured = [] {
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    return true;
+  }();
+  (void)configured;
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
