@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "supervisor/child_report.h"
@@ -194,12 +195,17 @@ int main(int argc, char** argv) {
 
   /* The daemon ignores some signals (SIGPIPE); an ignored signal stays
    * ignored across exec, so the job would inherit it. Blocked since the
-   * clone, so nothing arrives half-way. */
-  struct sigaction dfl;
-  memset(&dfl, 0, sizeof dfl);
-  dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < _NSIG; ++sig) {
-    if (sig != SIGKILL && sig != SIGSTOP) (void)sigaction(sig, &dfl, NULL);
+   * clone, so nothing arrives half-way. The raw call: libc's sigaction
+   * refuses the signals it keeps for itself (32-34 in musl), which a job
+   * may use. */
+  struct {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    unsigned long mask;
+  } dfl = {SIG_DFL, 0, NULL, 0};
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, 8);
   }
   sigset_t empty;
   sigemptyset(&empty);

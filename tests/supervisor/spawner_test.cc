@@ -280,10 +280,13 @@ TEST_P(Spawner, ChildLeadsANewSessionAndProcessGroup) {
 
 TEST_P(Spawner, SignalMaskIsEmptyAndDispositionsDefault) {
   // The daemon ignores SIGPIPE and blocks SIGUSR1; the job must see neither.
+  // Nor an ignored signal 34, which musl (the exec helper's libc) keeps for
+  // itself and will not reset through sigaction().
   struct sigaction ign {
-  }, old_pipe{};
+  }, old_pipe{}, old_34{};
   ign.sa_handler = SIG_IGN;
   ASSERT_EQ(0, sigaction(SIGPIPE, &ign, &old_pipe));
+  ASSERT_EQ(0, sigaction(34, &ign, &old_34));
   sigset_t usr1, old_mask;
   sigemptyset(&usr1);
   sigaddset(&usr1, SIGUSR1);
@@ -291,6 +294,7 @@ TEST_P(Spawner, SignalMaskIsEmptyAndDispositionsDefault) {
   TestRequest req = RequestFor(dir_, {"/bin/cat", "/proc/self/status"});
   auto info = RunToExit(req);
   sigaction(SIGPIPE, &old_pipe, nullptr);
+  sigaction(34, &old_34, nullptr);
   pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   ASSERT_TRUE(info.has_value());
   std::string status = ReadFile(req.stdout_path);
