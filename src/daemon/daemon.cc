@@ -431,6 +431,10 @@ void Daemon::UpdateStatus() {
   if (!ready_sent_ && supervisor_->recovered()) {
     ready_sent_ = true;
     Notify("READY=1");
+    // Start-up (config, CLI, TOML, migrations, recovery) touched code that
+    // serving never runs. Safe with the other threads running because none
+    // of them maps or unmaps a read-only file (no dlopen, no file mmap):
+    // keep it so, or move this before they start.
     ReleaseCleanFilePages();
   }
   if (status_reading_) return;  // the store has not answered the last one

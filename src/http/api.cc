@@ -426,12 +426,17 @@ void Api::Queue(const Reply& reply) {
       clock_->MonotonicMs() - snap->read_at_mono_ms < kQueueSnapshotMaxAgeMs) {
     return Guard(reply, [this, reply](const QueueSnapshot& s) { reply(QueueJson(s)); })(*snap);
   }
-  // One read serves every /queue that arrives while it is in flight.
-  queue_waiters_.push_back(reply);
-  if (queue_reading_) return;
-  queue_reading_ = true;
+  // A read in flight serves the requests that arrive meanwhile, but only
+  // those it can answer: posted after every commit they may have seen.
+  queue_waiters_.push_back({commits, reply});
+  if (!queue_reading_) ReadQueue();
+}
+
+void Api::ReadQueue() {
+  uint64_t commits = store_->data_commits();
   int64_t read_at = clock_->MonotonicMs();
-  store_->Read(
+  queue_reading_ = true;
+  bool posted = store_->Read(
       [commits, read_at](JobStore& store) -> QueueSnapshot {
         auto counts = store.Counts();
         if (!counts.ok()) return counts.status();
@@ -445,19 +450,29 @@ void Api::Queue(const Reply& reply) {
         for (const auto& e : *running) AppendRunningEntry(v.running, v.runtimes, e);
         return v;
       },
-      [this](QueueSnapshot view) {
-        queue_reading_ = false;
-        std::vector<Reply> waiters;
-        waiters.swap(queue_waiters_);
-        if (!view.error.ok()) {
-          for (auto& w : waiters) w(StatusError(view.error));
-          return;
-        }
-        queue_snapshot_ = std::make_shared<const QueueSnapshot>(std::move(view));
-        for (auto& w : waiters) {
-          Guard(w, [this, w](const QueueSnapshot& s) { w(QueueJson(s)); })(*queue_snapshot_);
-        }
-      });
+      [this](QueueSnapshot view) { OnQueueRead(std::move(view)); });
+  if (!posted) OnQueueRead(Status(Code::kUnavailable, "the store is closed"));
+}
+
+void Api::OnQueueRead(QueueSnapshot view) {
+  queue_reading_ = false;
+  std::vector<QueueWaiter> waiters, later;
+  waiters.swap(queue_waiters_);
+  const Status error = view.error;
+  if (error.ok()) queue_snapshot_ = std::make_shared<const QueueSnapshot>(std::move(view));
+  for (auto& w : waiters) {
+    if (!error.ok()) {
+      w.reply(StatusError(error));
+    } else if (w.commits > queue_snapshot_->commits) {
+      later.push_back(std::move(w));  // it may know of a commit this read missed
+    } else {
+      Guard(w.reply, [this, &w](const QueueSnapshot& s) { w.reply(QueueJson(s)); })(
+          *queue_snapshot_);
+    }
+  }
+  if (later.empty()) return;
+  queue_waiters_ = std::move(later);
+  ReadQueue();
 }
 
 HttpResponse Api::QueueJson(const QueueSnapshot& snap) {

@@ -61,6 +61,8 @@ class Api {
   void MetricsText(const Reply& reply);
   // The responses, built on the loop from what the store returned.
   struct QueueSnapshot;
+  void ReadQueue();
+  void OnQueueRead(QueueSnapshot view);
   HttpResponse QueueJson(const QueueSnapshot& snap);
   HttpResponse JobWithRuns(const Job& job, const std::vector<Run>& runs,
                            const std::vector<RunningBrief>& running);
@@ -79,7 +81,11 @@ class Api {
   std::vector<std::string> allowed_hosts_;
   mutable std::string last_readyz_error_;
   std::shared_ptr<const QueueSnapshot> queue_snapshot_;
-  std::vector<Reply> queue_waiters_;  // answered by the /queue read in flight
+  struct QueueWaiter {
+    uint64_t commits;  // the store's data commits when the request came
+    Reply reply;
+  };
+  std::vector<QueueWaiter> queue_waiters_;  // for the /queue read in flight
   bool queue_reading_ = false;
 };
 

@@ -91,9 +91,11 @@ class StoreExecutor {
   }
   // Runs `work(store)` on the reader connection in one read transaction
   // (one snapshot); sees every write whose `done` has already been called.
+  // False, and `done` never called, when the executor is not running.
   template <typename Work, typename Done>
-  void Read(Work work, Done done) {
-    Post<std::invoke_result_t<Work, JobStore&>>(kRead, std::move(work), std::move(done), false);
+  bool Read(Work work, Done done) {
+    return Post<std::invoke_result_t<Work, JobStore&>>(kRead, std::move(work), std::move(done),
+                                                       false);
   }
 
   // A committed write that proves the store writable (JobStore::

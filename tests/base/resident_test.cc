@@ -1,5 +1,6 @@
 #include "base/resident.h"
 
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -19,15 +20,21 @@ size_t StatusKib(const std::string& key) {
 }
 
 TEST(Resident, OnlyReadOnlyFileMappingsWithoutCopiesAreReleasable) {
-  EXPECT_TRUE(ReleasableMapping("7f00-7f10 r-xp 00000000 08:01 12 /usr/lib/libc.so.6", 0));
-  EXPECT_TRUE(ReleasableMapping("7f00-7f10 r--p 00001000 08:01 12 /usr/lib/libc.so.6", 0));
-  EXPECT_FALSE(ReleasableMapping("7f00-7f10 r--p 00001000 08:01 12 /usr/lib/libc.so.6", 4))
+  const char* text = "7f00-7f10 r-xp 00000000 08:01 12                 /usr/lib/libc.so.6";
+  const char* rodata = "7f00-7f10 r--p 00001000 08:01 12 /usr/lib/libc.so.6";
+  EXPECT_TRUE(ReleasableMapping(text, 0, 0));
+  EXPECT_TRUE(ReleasableMapping(rodata, 0, 0));
+  EXPECT_TRUE(ReleasableMapping("7f00-7f10 r--p 00000000 08:01 12 /opt/my lib/a b.so (deleted)", 0, 0));
+  EXPECT_FALSE(ReleasableMapping(rodata, 4, 0))
       << "relocated (RELRO) pages are private copies: dropping them loses the relocation";
-  EXPECT_FALSE(ReleasableMapping("7f00-7f10 rw-p 00001000 08:01 12 /usr/lib/libc.so.6", 0))
+  EXPECT_FALSE(ReleasableMapping(rodata, 0, 8)) << "private copies swapped out are copies too";
+  EXPECT_FALSE(ReleasableMapping("7f00-7f10 rw-p 00001000 08:01 12 /usr/lib/libc.so.6", 0, 0))
       << "a writable mapping may gain a copy between the read and the release";
-  EXPECT_FALSE(ReleasableMapping("7f00-7f10 r-xp 00000000 00:00 0 [vdso]", 0));
-  EXPECT_FALSE(ReleasableMapping("7f00-7f10 r--p 00000000 00:00 0 ", 0));
-  EXPECT_FALSE(ReleasableMapping("garbage", 0));
+  EXPECT_FALSE(ReleasableMapping("7f00-7f10 r-xp 00000000 00:00 0 [vdso]", 0, 0));
+  EXPECT_FALSE(ReleasableMapping("7f00-7f10 r--p 00000000 00:00 0 [anon:a/b]", 0, 0));
+  EXPECT_FALSE(ReleasableMapping("7f00-7f10 r--p 00000000 00:00 0 ", 0, 0));
+  EXPECT_FALSE(ReleasableMapping("garbage", 0, 0));
+  EXPECT_FALSE(ReleasableMapping(text, SIZE_MAX, 0)) << "no Anonymous: line read";
 }
 
 TEST(Resident, ReleasedPagesComeBackWhenUsed) {

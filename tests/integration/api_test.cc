@@ -116,9 +116,17 @@ TEST(Api, QueueIsFreshOnEveryRequest) {
   ASSERT_EQ(200, d.Post("/queue/pause").status);
   std::vector<std::thread> clients;
   std::atomic<int> good{0};
-  clients.emplace_back([&] {
-    for (int i = 0; i < 40; ++i) d.Submit({{"argv", {"true"}}});
-  });
+  // Each submitter's next /queue counts at least the jobs it was told of.
+  std::atomic<int> counted{0};
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&] {
+      for (int i = 1; i <= 10; ++i) {
+        d.Submit({{"argv", {"true"}}});
+        auto r = d.Get("/queue");
+        if (r.status == 200 && r.Json().at("counts").at("queued").get<int>() >= i) ++counted;
+      }
+    });
+  }
   for (int t = 0; t < 8; ++t) {
     clients.emplace_back([&] {
       for (int i = 0; i < 10; ++i) {
@@ -129,6 +137,7 @@ TEST(Api, QueueIsFreshOnEveryRequest) {
   }
   for (auto& t : clients) t.join();
   EXPECT_EQ(80, good.load());
+  EXPECT_EQ(40, counted.load()) << "a /queue missed a job whose 201 came before it";
   EXPECT_EQ(40, d.Get("/queue").Json().at("counts").at("queued"));
 }
 
