@@ -2,6 +2,10 @@
 
 #include <pthread.h>
 
+#include <system_error>
+
+#include "base/log.h"
+
 namespace orch {
 
 Status BlockingWorker::Start() {
@@ -9,10 +13,15 @@ Status BlockingWorker::Start() {
     if (h->data != nullptr) static_cast<BlockingWorker*>(h->data)->Deliver();
   });
   if (rc != 0) return FromUv("uv_async_init", rc);
-  thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), name_);
-    Main();
-  });
+  try {
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), name_);
+      Main();
+    });
+  } catch (const std::system_error& e) {
+    async_.Close();
+    return Status(Code::kUnavailable, std::string("cannot start a thread: ") + e.what());
+  }
   return Status::Ok();
 }
 
@@ -51,7 +60,13 @@ void BlockingWorker::Deliver() {
     std::lock_guard lock(mu_);
     ready.swap(completed_);
   }
-  for (auto& item : ready) item.done();
+  for (auto& item : ready) {
+    try {
+      item.done();
+    } catch (const std::exception& e) {
+      log::Error("a worker's result handler failed", {{"error", e.what()}});
+    }
+  }
 }
 
 void BlockingWorker::Stop() {
@@ -59,6 +74,7 @@ void BlockingWorker::Stop() {
     {
       std::lock_guard lock(mu_);
       stop_ = true;
+      queue_.clear();  // not started: never run
     }
     cv_.notify_one();
     thread_.join();

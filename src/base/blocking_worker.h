@@ -30,8 +30,9 @@ class BlockingWorker {
   Status Start();
   // Loop thread only. False when not started or stopped: nothing runs.
   bool Post(std::function<void()> work, std::function<void()> done);
-  // Runs what was posted, joins the thread; `done`s not yet delivered are
-  // dropped. Loop thread only; idempotent.
+  // Lets the work in progress finish, drops what has not started and the
+  // `done`s not yet delivered, joins the thread. Loop thread only;
+  // idempotent.
   void Stop();
 
  private:

@@ -569,6 +569,7 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
     }
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (req.on_created) req.on_created(pid);
 
   if (child_pidfd >= 0) {
     out.process.pidfd = Pidfd(child_pidfd);

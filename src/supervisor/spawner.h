@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -42,6 +43,9 @@ struct SpawnRequest {
   // sees EOF on its gate and exits without running the job, so a run whose
   // pid was never recorded can never have run.
   bool hold_until_released = false;
+  // Called with the child's pid as soon as it exists, on the calling thread
+  // (the caller's SIGCHLD handling must know it before anything can reap it).
+  std::function<void(pid_t)> on_created;
 };
 
 // A child held before exec (SpawnRequest::hold_until_released): the pipes

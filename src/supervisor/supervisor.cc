@@ -618,7 +618,7 @@ void Supervisor::Launch(Claimed c) {
   launched->claimed = std::move(c);
   LogDir* log_dir = log_dir_.get();
   auto work = [launched, req = std::move(req), log_dir, fault = launch_fault_,
-               hook = launch_hook_]() mutable {
+               hook = launch_hook_, pids = launching_pids_]() mutable {
     if (hook) hook();
     if (fault->load()) {
       launched->held_back = true;
@@ -631,7 +631,20 @@ void Supervisor::Launch(Claimed c) {
     } else {
       req.stdout_fd = launched->logs->out.get();
       req.stderr_fd = launched->logs->err.get();
+      pid_t created = 0;
+      req.on_created = [&created, &pids](pid_t pid) {
+        created = pid;
+        std::lock_guard lock(pids->mu);
+        pids->pids.insert(pid);
+      };
+      {
+        std::lock_guard lock(pids->mu);
+        ++pids->creating;
+      }
       launched->spawned = Spawn(req);
+      std::lock_guard lock(pids->mu);
+      --pids->creating;
+      if (!launched->spawned.ok && created != 0) pids->pids.erase(created);  // reaped already
     }
     if (!launched->spawned.ok && launched->spawned.failure.host_fault) fault->store(true);
   };
@@ -649,7 +662,17 @@ void Supervisor::OnLaunched(Launched l) {
     stop = it->second.stop;
     launching_.erase(it);
   }
-  if (l.held_back) {
+  if (stop == StopCause::kCancel && (l.held_back || !l.spawned.ok)) {
+    // Cancelled while it was being made, and it never started anyway.
+    RunEnd end;
+    end.job_id = c.job.id;
+    end.run_id = c.run.id;
+    end.outcome = RunOutcome::kCancelled;
+    end.reason = "cancelled";
+    end.now_ms = clock_->NowMs();
+    Finish(end);
+    Kick();
+  } else if (l.held_back) {
     FinishUnlaunched(c);
     Kick();
   } else if (!l.spawned.ok) {
@@ -675,6 +698,10 @@ void Supervisor::OnLaunched(Launched l) {
     // Watched from its creation: a held child that dies before its record
     // commits is reaped through its pidfd like any other.
     run_by_pid_[r->pid] = r->run_id;
+    {
+      std::lock_guard lock(launching_pids_->mu);
+      launching_pids_->pids.erase(r->pid);
+    }
     Watch(std::move(r));
 
     KillPointForTest("after_spawn");
@@ -690,7 +717,7 @@ void Supervisor::OnLaunched(Launched l) {
     if (stopping_ && stop == StopCause::kNone) stop = StopCause::kShutdown;
     if (stop != StopCause::kNone) RequestStop(*run, stop);
   }
-  if (sigchld_deferred_ && launching_.empty()) {
+  if (sigchld_deferred_) {
     sigchld_deferred_ = false;
     OnSigchld();
   }
@@ -966,6 +993,10 @@ void Supervisor::Tick() {
   metrics_->last_tick_at_ms = clock_->NowMs();
 
   if (!recovered_) Recover();
+  if (sigchld_deferred_) {
+    sigchld_deferred_ = false;
+    OnSigchld();
+  }
 
   if (!pending_finishes_.empty()) {
     // Retried in the order they ended; one that is refused again comes back.
@@ -1068,9 +1099,14 @@ void Supervisor::OnSigchld() {
       if (run_by_pid_.count(info.si_pid) != 0) return;  // could not reap it now
       continue;
     }
-    if (!launching_.empty()) {
-      // It may be a child being created, not yet in run_by_pid_: looked at
-      // again once the launches are back.
+    bool launching;
+    {
+      std::lock_guard lock(launching_pids_->mu);
+      launching = launching_pids_->creating > 0 || launching_pids_->pids.count(info.si_pid) != 0;
+    }
+    if (launching) {
+      // A child the launcher made (or may be making), not yet handed to the
+      // loop: looked at again when the next launch comes back, or the tick.
       sigchld_deferred_ = true;
       return;
     }

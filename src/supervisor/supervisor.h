@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -220,7 +221,15 @@ class Supervisor {
   };
   std::map<int64_t, Launching> launching_;
   std::shared_ptr<std::atomic<bool>> launch_fault_;  // set by the launcher thread
-  bool sigchld_deferred_ = false;  // an unknown child exited during a launch
+  // Children the launcher thread has made that the loop does not know yet,
+  // and whether it is making one: the SIGCHLD handler must not reap them.
+  struct LaunchingPids {
+    std::mutex mu;
+    int creating = 0;
+    std::unordered_set<pid_t> pids;
+  };
+  std::shared_ptr<LaunchingPids> launching_pids_ = std::make_shared<LaunchingPids>();
+  bool sigchld_deferred_ = false;  // a zombie was left for later
   std::function<void()> launch_hook_;
   // Last: destroyed (joined) first, as its work uses log_dir_.
   BlockingWorker launcher_{loop_, "orch-launcher"};

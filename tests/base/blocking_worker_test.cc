@@ -2,7 +2,9 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <chrono>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -53,20 +55,38 @@ TEST_F(BlockingWorkerTest, WorkRunsOffTheLoopAndResultsComeBackInOrder) {
   for (int i = 0; i < 50; ++i) EXPECT_EQ(i, delivered[i]);
 }
 
-TEST_F(BlockingWorkerTest, StopRunsWhatWasPostedAndRefusesMore) {
+TEST_F(BlockingWorkerTest, StopFinishesTheWorkInProgressDropsTheRestAndRefusesMore) {
   ASSERT_TRUE(worker_.Start().ok());
-  int ran = 0;
-  for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(worker_.Post(
-        [&] {
-          std::this_thread::sleep_for(std::chrono::milliseconds(5));
-          ++ran;
-        },
-        [] {}));
-  }
+  std::atomic<bool> started{false}, release{false};
+  std::atomic<int> ran{0};
+  int delivered = 0;
+  ASSERT_TRUE(worker_.Post(
+      [&] {
+        started = true;
+        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        ++ran;
+      },
+      [&] { ++delivered; }));
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(worker_.Post([&] { ++ran; }, [&] { ++delivered; }));
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::thread opener([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    release = true;
+  });
   worker_.Stop();
-  EXPECT_EQ(5, ran);
+  opener.join();
+  EXPECT_EQ(1, ran.load()) << "work that had not started ran during the stop";
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_EQ(0, delivered) << "a result was delivered after the stop";
   EXPECT_FALSE(worker_.Post([] {}, [] {}));
+}
+
+TEST_F(BlockingWorkerTest, AResultHandlerThatThrowsLeavesTheOthersDelivered) {
+  ASSERT_TRUE(worker_.Start().ok());
+  int delivered = 0;
+  ASSERT_TRUE(worker_.Post([] {}, [] { throw std::runtime_error("boom"); }));
+  ASSERT_TRUE(worker_.Post([] {}, [&] { ++delivered; }));
+  ASSERT_TRUE(RunUntil([&] { return delivered == 1; }));
 }
 
 TEST_F(BlockingWorkerTest, NeverStartedRefusesWork) { EXPECT_FALSE(worker_.Post([] {}, [] {})); }

@@ -246,9 +246,11 @@ TEST_F(SupervisorLoop, AnUnrecordedSpawnNeverRunsTheJobAndSpendsNoAttempt) {
   EXPECT_EQ("once\n", ReadFile(marker)) << "the dropped child must not have run the job";
 }
 
-// Holds launches on the launcher thread until Open().
+// Holds launches on the launcher thread until Open() (or its end, so that a
+// failed assertion cannot leave the launcher blocked).
 class LaunchLatch {
  public:
+  ~LaunchLatch() { Open(); }
   std::function<void()> Hook() {
     return [this] {
       std::unique_lock lock(mu_);
@@ -287,6 +289,7 @@ TEST_F(SupervisorLoop, ACancelDuringTheLaunchEndsTheRunBeforeTheJobRuns) {
   ASSERT_TRUE(RunUntil([&] { return cancelled.has_value(); }));
   ASSERT_TRUE(cancelled->ok()) << cancelled->status().ToString();
   latch.Open();
+  sup_->SetLaunchHookForTest(nullptr);
   ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kCancelled; }));
   auto runs = RunsOf(id);
   ASSERT_EQ(1u, runs.size());
@@ -307,6 +310,7 @@ TEST_F(SupervisorLoop, AStopWaitsForALaunchInFlightAndTheJobNeverRuns) {
   for (int i = 0; i < 20; ++i) uv_run(&loop_, UV_RUN_NOWAIT);
   EXPECT_FALSE(stopped) << "stopped with a process being created";
   latch.Open();
+  sup_->SetLaunchHookForTest(nullptr);
   ASSERT_TRUE(RunUntil([&] { return stopped; }));
   EXPECT_EQ(JobStatus::kQueued, StatusOf(id));
   auto runs = RunsOf(id);
