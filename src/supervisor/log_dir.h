@@ -6,7 +6,8 @@
 // belongs to the daemon (0750, never chowned to a job user); every name is
 // resolved with openat() from an fd of log_dir, with O_NOFOLLOW and
 // O_NONBLOCK; only regular files with one link, owned by the daemon, are
-// used; and the child writes through fds the parent opened. Loop thread only.
+// used; and the child writes through fds the parent opened. Its methods
+// only read fd_ and path_: the loop and the launcher thread may share it.
 #pragma once
 
 #include <cstdint>

@@ -207,7 +207,7 @@ int RunHelperChild(void* arg) {
   ReportAndExit(p.report_fd, kStageHelper, errno);
 }
 
-// The exec helper's plan (see exec_helper.cc): NUL-terminated fields in a
+// The exec helper's plan (see exec_helper.c): NUL-terminated fields in a
 // memfd, never on its command line, which every local user may read.
 Result<int> WritePlan(const std::vector<std::string>& fields) {
   int fd = static_cast<int>(syscall(SYS_memfd_create, "orchestrator-plan", MFD_CLOEXEC));

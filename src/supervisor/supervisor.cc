@@ -474,7 +474,7 @@ void Supervisor::ClaimPass() {
     return;
   }
   // As many as there are free slots, in one transaction; at most this many
-  // per pass, so that exits and requests are served between the launches.
+  // per pass, so that one commit stays short.
   constexpr int64_t kMaxClaimsPerPass = 32;
   int64_t taken = static_cast<int64_t>(running_.size() + launching_.size());
   int64_t free = std::min(config_.supervisor.max_concurrency - taken, kMaxClaimsPerPass);
