@@ -380,7 +380,21 @@ Result<SubmitResult> SqliteStore::Submit(const JobSpec& spec, int64_t now_ms) {
         .Bind(11, now_ms);
     ORCH_RETURN_IF_ERROR(st.Run());
   }
-  ORCH_ASSIGN_OR_RETURN(Job job, LoadJob(db_->LastInsertRowid()));
+  // The row as inserted, without reading it back (the hot path of a submit).
+  Job job;
+  job.id = db_->LastInsertRowid();
+  job.name = spec.name;
+  job.argv = spec.argv;
+  job.env = spec.env;
+  job.cwd = spec.cwd;
+  job.status = JobStatus::kQueued;
+  job.priority = spec.priority;
+  job.serial_key = spec.serial_key;
+  job.max_attempts = spec.max_attempts;
+  job.timeout_s = spec.timeout_s;
+  job.not_before = spec.not_before == 0 ? now_ms : spec.not_before;
+  job.idempotency_key = spec.idempotency_key;
+  job.created_at = job.updated_at = now_ms;
   ORCH_RETURN_IF_ERROR(txn.Commit());
   return SubmitResult{std::move(job), true};
 }

@@ -631,3 +631,60 @@ TEST(FromSqlite, MapsResultCodesToStatusCodes) {
 
 }  // namespace
 }  // namespace orch::test
+
+namespace orch {
+namespace {
+
+// Submit answers with the job it built, not a read-back: it must be the row
+// exactly as a later read sees it.
+TEST(SqliteStore, SubmitAnswersWithTheJobAsStored) {
+  test::TempDir dir;
+  auto store = test::MustOpen(test::StoreConfigIn(dir));
+  JobSpec spec;
+  spec.name = "nightly \"backup\"";
+  spec.argv = {"/bin/sh", "-c", "echo \xc3\xa9 'q' \\n"};
+  spec.env = {{"A", "1"}, {"B", "two words"}};
+  spec.cwd = "/tmp";
+  spec.priority = -3;
+  spec.serial_key = "db";
+  spec.timeout_s = 90;
+  spec.max_attempts = 5;
+  spec.idempotency_key = "key-1";
+  for (int64_t not_before : {int64_t{0}, int64_t{1'900'000'000'000}}) {
+    spec.not_before = not_before;
+    spec.idempotency_key = "key-" + std::to_string(not_before);
+    auto submitted = store->Submit(spec, 1'800'000'000'123);
+    ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+    ASSERT_TRUE(submitted->created);
+    const Job& a = submitted->job;
+    auto read = store->GetJob(a.id);
+    ASSERT_TRUE(read.ok());
+    const Job& b = *read;
+    EXPECT_EQ(a.name, b.name);
+    EXPECT_EQ(a.argv, b.argv);
+    EXPECT_EQ(a.env, b.env);
+    EXPECT_EQ(a.cwd, b.cwd);
+    EXPECT_EQ(a.status, b.status);
+    EXPECT_EQ(a.priority, b.priority);
+    EXPECT_EQ(a.serial_key, b.serial_key);
+    EXPECT_EQ(a.attempts, b.attempts);
+    EXPECT_EQ(a.max_attempts, b.max_attempts);
+    EXPECT_EQ(a.timeout_s, b.timeout_s);
+    EXPECT_EQ(a.not_before, b.not_before);
+    EXPECT_EQ(a.idempotency_key, b.idempotency_key);
+    EXPECT_EQ(a.created_at, b.created_at);
+    EXPECT_EQ(a.updated_at, b.updated_at);
+    EXPECT_EQ(a.started_at, b.started_at);
+    EXPECT_EQ(a.finished_at, b.finished_at);
+    EXPECT_EQ(a.run_id, b.run_id);
+    EXPECT_EQ(a.pid, b.pid);
+    EXPECT_EQ(a.exit_code, b.exit_code);
+    EXPECT_EQ(a.signal, b.signal);
+    EXPECT_EQ(a.outcome, b.outcome);
+    EXPECT_EQ(a.error, b.error);
+    EXPECT_EQ(a.cancel_requested, b.cancel_requested);
+  }
+}
+
+}  // namespace
+}  // namespace orch

@@ -318,7 +318,13 @@ TEST_F(SupervisorLoop, AStopWaitsForALaunchInFlightAndTheJobNeverRuns) {
   EXPECT_EQ("interrupted", runs[0].outcome.value_or(""));
   EXPECT_EQ("shutdown", runs[0].reason.value_or(""));
   EXPECT_NE(0, access(marker.c_str(), F_OK)) << "the job ran during the stop";
+  // Stopped already: only the store is left to close (its last results may
+  // still call the supervisor), as the daemon does.
+  bool closed = false;
+  exec_->Close([&] { closed = true; });
+  ASSERT_TRUE(RunUntil([&] { return closed; }));
   sup_.reset();
+  exec_.reset();
 }
 
 TEST_F(SupervisorLoop, ARunEndTheStoreRefusedIsRecordedOnALaterTick) {
