@@ -6,11 +6,11 @@
  * limit, the privilege drop, the cwd, waiting on the gate until the daemon
  * has recorded the process's identity, then the exec of the job.
  *
- *   orchestrator-exec PLAN_FD
+ *   orchestrator-exec PLAN_FD REPORT_FD
  *
  * PLAN_FD is a memfd of NUL-terminated fields (never the command line, which
  * every local user may read):
- *   REPORT_FD GATE_FD NOFILE_CUR NOFILE_MAX UID GID CWD
+ *   GATE_FD NOFILE_CUR NOFILE_MAX UID GID CWD
  *   NGROUPS GROUP... NENV NAME=VALUE... NCANDIDATES CANDIDATE... NARGV ARG...
  * NOFILE_CUR "-" keeps the limit; UID "-" keeps the user (GID and the
  * groups are then ignored); CWD "" keeps the directory; GATE_FD -1 = exec
@@ -85,48 +85,51 @@ static char** List(struct Plan* p, long long* n) {
   return first;
 }
 
+/* 0, or the errno that kept the plan from being read (EINVAL: malformed). */
 static int ReadPlan(int fd, struct Plan* plan) {
   size_t cap = 1 << 16, size = 0;
   char* buf = malloc(cap);
   for (;;) {
-    if (buf == NULL) return 0;
+    if (buf == NULL) return ENOMEM;
     if (size == cap) {
       cap *= 2;
       char* bigger = realloc(buf, cap);
-      if (bigger == NULL) return 0;
+      if (bigger == NULL) return ENOMEM;
       buf = bigger;
       continue;
     }
     ssize_t n = read(fd, buf + size, cap - size);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return 0;
+    if (n < 0) return errno;
     if (n == 0) break;
     size += (size_t)n;
   }
   close(fd);
-  if (size == 0 || buf[size - 1] != '\0') return 0;
+  if (size == 0 || buf[size - 1] != '\0') return EINVAL;
   size_t count = 0;
   for (size_t i = 0; i < size; ++i) count += buf[i] == '\0';
   plan->fields = malloc(sizeof(char*) * (count + 1));
-  if (plan->fields == NULL) return 0;
+  if (plan->fields == NULL) return ENOMEM;
   for (size_t i = 0, start = 0; i < size; ++i) {
     if (buf[i] == '\0') {
       plan->fields[plan->count++] = buf + start;
       start = i + 1;
     }
   }
-  return 1;
+  return 0;
 }
 
 int main(int argc, char** argv) {
-  /* Anything malformed is the daemon's bug: without a report fd, exit 127. */
+  /* Anything wrong from here on is reported, so that the daemon takes it for
+   * the host's fault, not the job's exit 127; only without a report fd is
+   * there no one to tell. */
   long long plan_fd = -1, report = -1, gate = -1, uid = 0, gid = 0;
   struct Plan plan = {NULL, 0, 0};
-  if (argc != 2 || !ParseLong(argv[1], &plan_fd) || !ReadPlan((int)plan_fd, &plan) ||
-      !ParseLong(Next(&plan), &report)) {
-    _exit(127);
-  }
+  if (argc != 3 || !ParseLong(argv[2], &report)) _exit(127);
   report_fd = (int)report;
+  if (!ParseLong(argv[1], &plan_fd)) Fail(kStageHelperArgs, EINVAL);
+  int read_err = ReadPlan((int)plan_fd, &plan);
+  if (read_err != 0) Fail(kStageHelperArgs, read_err);
   if (!ParseLong(Next(&plan), &gate)) Fail(kStageHelperArgs, EINVAL);
   const char* nofile_cur = Next(&plan);
   const char* nofile_max = Next(&plan);

@@ -343,7 +343,7 @@ SpawnOutcome ChildFailure(const HeldExec& req, const ChildReport& r) {
     case kStageHelper:
       return HostFault(err, "exec helper " + req.helper + ": " + ErrText(err));
     case kStageHelperArgs:
-      return HostFault(err, "exec helper " + req.helper + ": bad arguments");
+      return HostFault(err, "exec helper " + req.helper + ": cannot read its plan: " + ErrText(err));
     default:
       return HostFault(EPROTO, "child reported unknown stage " + std::to_string(r.stage));
   }
@@ -489,13 +489,13 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
   bool use_helper = helper_fd >= 0;
   char helper_arg0[] = "orchestrator-exec";
   std::string plan_arg;
-  char* helper_argv[3] = {helper_arg0, nullptr, nullptr};
+  std::string report_arg;
+  char* helper_argv[4] = {helper_arg0, nullptr, nullptr, nullptr};
   UniqueFd plan_fd;
   std::vector<char> child_stack;
   if (use_helper) {
     auto num = [](auto v) { return std::to_string(v); };
     std::vector<std::string> fields = {
-        num(report_w.get()),
         num(gate_r.get()),
         req.nofile_limit ? num(req.nofile_limit->rlim_cur) : "-",
         req.nofile_limit ? num(req.nofile_limit->rlim_max) : "-",
@@ -518,6 +518,8 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
     if (!plan_fd.valid()) return host_errno("plan fd");
     plan_arg = num(plan_fd.get());
     helper_argv[1] = plan_arg.data();
+    report_arg = num(report_w.get());
+    helper_argv[2] = report_arg.data();
     plan.helper_fd = helper_fd;
     plan.helper_argv = helper_argv;
     plan.plan_fd = plan_fd.get();

@@ -21,6 +21,7 @@
 
 #include "base/unique_fd.h"
 #include "supervisor/child_helpers.h"
+#include "supervisor/child_report.h"
 #include "supervisor/identity.h"
 #include "supervisor/log_dir.h"
 
@@ -586,6 +587,37 @@ TEST(LogCap, WriterKeepsAppendingAfterACut) {
   EXPECT_EQ(0, info->ShellCode());
   // O_APPEND: the next write lands at the new end, with no hole of zeros.
   EXPECT_EQ(std::string(1000, '\0') + "tail\n", ReadFile(req.stdout_path));
+}
+
+}  // namespace
+}  // namespace orch
+
+namespace orch {
+namespace {
+
+// A helper that cannot read its plan (here: a closed fd) says so on the
+// report pipe, so that the daemon counts a host fault, not the job's exit 127.
+TEST(ExecHelperBinary, APlanItCannotReadIsReportedNotAnExit127) {
+  int report[2];
+  ASSERT_EQ(0, pipe2(report, O_CLOEXEC));
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(report[1], 5);  // not CLOEXEC: the helper writes there
+    const char* argv[] = {"orchestrator-exec", "9", "5", nullptr};
+    close(9);
+    execv(ORCH_EXEC_HELPER, const_cast<char* const*>(argv));
+    _exit(100);
+  }
+  close(report[1]);
+  int status = 0;
+  ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 127) << status;
+  ChildReport r{};
+  ASSERT_EQ(static_cast<ssize_t>(sizeof r), read(report[0], &r, sizeof r)) << "nothing reported";
+  close(report[0]);
+  EXPECT_EQ(kStageHelperArgs, r.stage);
+  EXPECT_EQ(EBADF, r.err);
 }
 
 }  // namespace
