@@ -69,6 +69,11 @@ void BlockingWorker::Deliver() {
   }
 }
 
+size_t BlockingWorker::waiting() {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
 void BlockingWorker::Stop() {
   if (thread_.joinable()) {
     {

@@ -34,6 +34,8 @@ class BlockingWorker {
   // `done`s not yet delivered, joins the thread. Loop thread only;
   // idempotent.
   void Stop();
+  // Work posted and not yet started (any thread).
+  size_t waiting();
 
  private:
   struct Item {

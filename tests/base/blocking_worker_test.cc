@@ -69,8 +69,9 @@ TEST_F(BlockingWorkerTest, StopFinishesTheWorkInProgressDropsTheRestAndRefusesMo
       [&] { ++delivered; }));
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(worker_.Post([&] { ++ran; }, [&] { ++delivered; }));
   while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // The first item is released once the stop has dropped the others.
   std::thread opener([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    while (worker_.waiting() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     release = true;
   });
   worker_.Stop();
