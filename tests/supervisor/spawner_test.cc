@@ -603,9 +603,11 @@ TEST(ExecHelperBinary, APlanItCannotReadIsReportedNotAnExit127) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    dup2(report[1], 5);  // not CLOEXEC: the helper writes there
-    const char* argv[] = {"orchestrator-exec", "9", "5", nullptr};
-    close(9);
+    // A copy without CLOEXEC (dup2 onto the same number would keep it).
+    int fd = fcntl(report[1], F_DUPFD, 20);
+    std::string report_arg = std::to_string(fd);
+    close(999);  // the plan fd: closed
+    const char* argv[] = {"orchestrator-exec", "999", report_arg.c_str(), nullptr};
     execv(ORCH_EXEC_HELPER, const_cast<char* const*>(argv));
     _exit(100);
   }
