@@ -9,10 +9,10 @@ packages=(
   build-essential cmake pkg-config
   libuv1-dev libsqlite3-dev libtomlplusplus-dev libspdlog-dev libgtest-dev
   nlohmann-json3-dev node-llhttp libsystemd-dev libcurl4-openssl-dev libcli11-dev
-  musl-tools sqlite3 curl util-linux procps
+  libpq-dev musl-tools sqlite3 curl util-linux procps
 )
 if [ "${ORCH_SETUP_TEST_DEPS:-0}" = 1 ]; then
-  packages+=(prometheus clang libclang-rt-14-dev dpkg-dev file systemd)
+  packages+=(prometheus clang libclang-rt-14-dev dpkg-dev file systemd postgresql-15)
 fi
 
 missing=()

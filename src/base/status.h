@@ -74,3 +74,20 @@ class [[nodiscard]] Result {
 };
 
 }  // namespace orch
+
+#define ORCH_CONCAT_INNER(a, b) a##b
+#define ORCH_CONCAT(a, b) ORCH_CONCAT_INNER(a, b)
+
+// Returns the Status of `expr` from the enclosing function when it is not ok.
+#define ORCH_RETURN_IF_ERROR(expr)      \
+  do {                                  \
+    ::orch::Status orch_s_ = (expr);    \
+    if (!orch_s_.ok()) return orch_s_;  \
+  } while (0)
+
+// `lhs = value of Result expr`, or returns its Status.
+#define ORCH_ASSIGN_OR_RETURN(lhs, expr)                                       \
+  auto ORCH_CONCAT(orch_r_, __LINE__) = (expr);                          \
+  if (!ORCH_CONCAT(orch_r_, __LINE__).ok())                              \
+    return ORCH_CONCAT(orch_r_, __LINE__).status();                      \
+  lhs = std::move(ORCH_CONCAT(orch_r_, __LINE__).value())

@@ -88,6 +88,9 @@ const std::vector<KeyDef>& Defs() {
              int64_t{1}, int64_t{1000000}),
       Ranged(Key("server", "idle_timeout_ms", nullptr, false, ORCH_T(server.idle_timeout_ms)),
              int64_t{100}, int64_t{3600000}),
+      Choices(Key("store", "backend", nullptr, false, ORCH_T(store.backend)),
+              {"sqlite", "postgres"}),
+      Key("store", "url", "ORCH_STORE_URL", false, ORCH_T(store.url)),
       Path(Key("store", "path", "ORCH_DB_PATH", false, ORCH_T(store.path))),
       Choices(Key("store", "synchronous", nullptr, false, ORCH_T(store.synchronous)),
               {"off", "normal", "full", "extra"}),
@@ -131,6 +134,9 @@ const std::vector<KeyDef>& Defs() {
               {"trace", "debug", "info", "warn", "error", "critical", "off"}),
       Choices(Key("log", "format", "ORCH_LOG_FORMAT", false, ORCH_T(log.format)),
               {"text", "json"}),
+      Key("cluster", "node_id", nullptr, false, ORCH_T(cluster.node_id)),
+      Ranged(Key("cluster", "lease_s", nullptr, false, ORCH_T(cluster.lease_s)), int64_t{2},
+             int64_t{3600}),
   };
   return defs;
 }
@@ -200,7 +206,7 @@ std::string Suggest(const std::string& section, const std::string& key) {
 }
 
 std::string SuggestSection(const std::string& section) {
-  for (const char* known : {"server", "store", "supervisor", "reaper", "log"}) {
+  for (const char* known : {"server", "store", "supervisor", "reaper", "log", "cluster"}) {
     if (EditDistance(section, known) <= 2) return std::string(" (did you mean ") + known + "?)";
   }
   return "";
@@ -560,6 +566,14 @@ LoadedConfig LoadConfig(const ConfigInputs& inputs) {
                          ") must not exceed supervisor.backoff_max_s (" +
                          ConfigValueText(c, "supervisor.backoff_max_s") + ")");
   }
+  if (c.store.backend == "postgres" && c.store.url.empty()) {
+    out.errors.push_back("store.backend = \"postgres\" needs store.url (a libpq URL such as "
+                         "postgresql://orchestrator@db.example/orchestrator, or ORCH_STORE_URL)");
+  }
+  if (c.store.backend == "sqlite" && !c.store.url.empty()) {
+    out.errors.push_back("store.url is set but store.backend = \"sqlite\": set "
+                         "store.backend = \"postgres\" to use it, or remove store.url");
+  }
   if (c.server.listen.empty() && c.server.unix_socket.empty()) {
     out.errors.push_back(
         "server.listen and server.unix_socket are both empty: the API would be unreachable");
@@ -586,6 +600,31 @@ LoadedConfig LoadConfig(const ConfigInputs& inputs) {
   return out;
 }
 
+std::string RedactStoreUrl(const std::string& url) {
+  std::string out = url;
+  // postgresql://user:secret@host/db
+  auto scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    size_t start = scheme + 3;
+    size_t end = out.find_first_of("/?", start);
+    if (end == std::string::npos) end = out.size();
+    size_t at = out.rfind('@', end);
+    if (at != std::string::npos && at > start) {
+      size_t colon = out.find(':', start);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+    }
+  }
+  // password=secret as a URL parameter or in key=value form
+  for (size_t pos = out.find("password="); pos != std::string::npos;
+       pos = out.find("password=", pos + 1)) {
+    size_t value = pos + 9;
+    size_t end = out.find_first_of("& ", value);
+    if (end == std::string::npos) end = out.size();
+    out.replace(value, end - value, "***");
+  }
+  return out;
+}
+
 std::string ConfigValueText(const Config& config, const std::string& key) {
   auto it = std::find_if(Defs().begin(), Defs().end(),
                          [&](const KeyDef& d) { return FullName(d) == key; });
@@ -607,6 +646,8 @@ std::string ConfigValueText(const Config& config, const std::string& key) {
     s << '[';
     for (size_t k = 0; k < (*ls)->size(); ++k) s << (k ? ", " : "") << '"' << (**ls)[k] << '"';
     s << ']';
+  } else if (key == "store.url") {
+    s << '"' << RedactStoreUrl(*std::get<std::string*>(t)) << '"';
   } else {
     s << '"' << *std::get<std::string*>(t) << '"';
   }

@@ -23,6 +23,8 @@ struct Config {
     int64_t idle_timeout_ms = 30000;
   } server;
   struct Store {
+    std::string backend = "sqlite";  // or "postgres" (SPEC §11)
+    std::string url;                 // libpq URL, for postgres
     std::string path = "var/orchestrator.db";
     std::string synchronous = "normal";
     int64_t busy_timeout_ms = 5000;
@@ -52,6 +54,10 @@ struct Config {
     std::string level = "info";
     std::string format = "text";
   } log;
+  struct Cluster {
+    std::string node_id;  // "" = /etc/machine-id, else the hostname
+    int64_t lease_s = 10;
+  } cluster;
 };
 
 // True for a server.listen value on a loopback address (127.0.0.0/8, ::1).
@@ -106,6 +112,9 @@ std::string ConfigValueText(const Config& config, const std::string& key);
 
 // `running` with the values of the SIGHUP-reloadable keys taken from `next`.
 Config ApplyReloadable(const Config& running, const Config& next);
+
+// store.url with any password replaced by "***" (for logs and check-config).
+std::string RedactStoreUrl(const std::string& url);
 
 // Parses the boolean spellings accepted everywhere: true/false/1/0/yes/no/on/off.
 bool ParseBool(const std::string& text, bool* out);

@@ -1,5 +1,7 @@
 #include "store/job.h"
 
+#include <nlohmann/json.hpp>
+
 namespace orch {
 namespace {
 
@@ -35,6 +37,36 @@ bool ParseRunOutcome(const std::string& text, RunOutcome* out) {
     }
   }
   return false;
+}
+
+std::string ArgvToJson(const std::vector<std::string>& argv) {
+  return nlohmann::json(argv).dump();
+}
+
+std::string EnvToJson(const std::map<std::string, std::string>& env) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, v] : env) j[k] = v;
+  return j.dump();
+}
+
+std::vector<std::string> ArgvFromJson(const std::string& text) {
+  std::vector<std::string> out;
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_array()) return out;
+  for (const auto& e : j) {
+    if (e.is_string()) out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+std::map<std::string, std::string> EnvFromJson(const std::string& text) {
+  std::map<std::string, std::string> out;
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return out;
+  for (const auto& [k, v] : j.items()) {
+    if (v.is_string()) out[k] = v.get<std::string>();
+  }
+  return out;
 }
 
 }  // namespace orch

@@ -72,11 +72,19 @@ struct Job {
   bool cancel_requested = false;
 };
 
+// argv and env as the stores keep them (JSON text). Reading is lenient: a
+// value that is not the expected shape reads as empty.
+std::string ArgvToJson(const std::vector<std::string>& argv);
+std::string EnvToJson(const std::map<std::string, std::string>& env);
+std::vector<std::string> ArgvFromJson(const std::string& text);
+std::map<std::string, std::string> EnvFromJson(const std::string& text);
+
 struct Run {
   int64_t id = 0;
   int64_t job_id = 0;
   int64_t attempt = 0;
   std::string incarnation;
+  std::string node_id;  // the node that claimed it ("" where the store has none)
   // identity.pid == 0 until the process is spawned and stamped.
   ProcessIdentity identity;
   int64_t started_at = 0;

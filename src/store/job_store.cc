@@ -2,14 +2,21 @@
 
 #include <utility>
 
+#include "store/postgres/pg_store.h"
 #include "store/sqlite_store.h"
 
 namespace orch {
 
 Result<std::unique_ptr<JobStore>> OpenJobStore(const Config::Store& config,
                                                const JobStoreOpenOptions& options) {
-  // The backend is chosen here, and only here, from the config. SQLite is the
-  // only one so far; the PostgreSQL backend of SPEC §11 joins it here.
+  // The backend is chosen here, and only here, from the config.
+  if (config.backend == "postgres") {
+    PgOpenOptions pg;
+    pg.create = options.create;
+    auto store = PgStore::Open(config, pg);
+    if (!store.ok()) return store.status();
+    return std::unique_ptr<JobStore>(std::move(store.value()));
+  }
   SqliteOpenOptions sqlite;
   sqlite.create = options.create;
   if (!options.background_maintenance) sqlite.background_checkpoint_ms = 0;

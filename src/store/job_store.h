@@ -36,6 +36,9 @@ struct ClaimRequest {
   int64_t max_concurrency = 1;
   bool serial_gate_enabled = true;
   std::string incarnation;
+  // The claiming node: max_concurrency counts its open runs only (PostgreSQL;
+  // SQLite has one node).
+  std::string node_id;
   int64_t now_ms = 0;
 };
 
@@ -233,9 +236,9 @@ Result<SanitizeReport> SanitizeImpossibleQueued(JobStore& store, int64_t now_ms,
                                                 const RunProcessCheck& alive);
 
 // Opens the store backend `config` selects (job_store.cc is the one place
-// that chooses) — today always SQLite at config.path, see
-// SqliteStore::Open: created if needed (mode 0640, parent directories 0750),
-// migrated in one transaction, a newer schema refused. Fails with the
+// that chooses): SQLite at config.path (SqliteStore::Open: created if
+// needed, mode 0640, parent directories 0750) or PostgreSQL at config.url
+// (PgStore::Open); migrated in one transaction, a newer schema refused. Fails with the
 // backend's error when the store cannot be opened, or does not exist and
 // options.create is false. The caller owns the store.
 Result<std::unique_ptr<JobStore>> OpenJobStore(const Config::Store& config,

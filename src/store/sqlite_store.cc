@@ -6,7 +6,6 @@
 
 #include <cerrno>
 #include <set>
-#include <nlohmann/json.hpp>
 #include <utility>
 
 #include "base/make_dirs.h"
@@ -110,6 +109,19 @@ END;
 
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 )sql",
+    // v2 (SPEC §3, §11): the node that claimed a run, and the nodes table,
+    // which on SQLite holds the one node's row.
+    R"sql(
+ALTER TABLE runs ADD COLUMN node_id TEXT NOT NULL DEFAULT '';
+CREATE TABLE nodes (
+  node_id      TEXT    PRIMARY KEY,
+  incarnation  TEXT    NOT NULL,
+  started_at   INTEGER NOT NULL,
+  heartbeat_at INTEGER NOT NULL,
+  lease_until  INTEGER NOT NULL,
+  version      TEXT    NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == SqliteStore::kSchemaVersion);
@@ -123,7 +135,7 @@ constexpr int kJobColCount = 24;
 #define ORCH_RUN_COLS                                                                          \
   "r.id, r.job_id, r.attempt, r.incarnation, r.boot_id, r.pidns_ino, r.pid, r.start_time, "   \
   "r.pidfs_ino, r.started_at, r.ended_at, r.outcome, r.reason, r.exit_code, r.signal, "       \
-  "r.log_path"
+  "r.log_path, r.node_id"
 
 // The hot read paths, named so that the query-plan test checks the very
 // statements the store runs (none may scan jobs).
@@ -174,32 +186,12 @@ constexpr const char* kGetRunSql = "SELECT " ORCH_RUN_COLS " FROM runs r WHERE r
 constexpr const char* kGetRunsSql =
     "SELECT " ORCH_RUN_COLS " FROM runs r WHERE r.job_id=? ORDER BY r.id";
 
-std::vector<std::string> ParseArgv(const std::string& text) {
-  std::vector<std::string> out;
-  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_array()) return out;
-  for (const auto& e : j) {
-    if (e.is_string()) out.push_back(e.get<std::string>());
-  }
-  return out;
-}
-
-std::map<std::string, std::string> ParseEnv(const std::string& text) {
-  std::map<std::string, std::string> out;
-  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return out;
-  for (const auto& [k, v] : j.items()) {
-    if (v.is_string()) out[k] = v.get<std::string>();
-  }
-  return out;
-}
-
 Job ReadJob(const Stmt& st, int o) {
   Job j;
   j.id = st.Int(o + 0);
   j.name = st.Text(o + 1);
-  j.argv = ParseArgv(st.Text(o + 2));
-  j.env = ParseEnv(st.Text(o + 3));
+  j.argv = ArgvFromJson(st.Text(o + 2));
+  j.env = EnvFromJson(st.Text(o + 3));
   j.cwd = st.Text(o + 4);
   if (!ParseJobStatus(st.Text(o + 5), &j.status)) j.status = JobStatus::kFailed;
   j.priority = st.Int(o + 6);
@@ -241,6 +233,7 @@ Run ReadRun(const Stmt& st, int o) {
   r.exit_code = st.OptInt(o + 13);
   r.signal = st.OptInt(o + 14);
   r.log_path = st.Text(o + 15);
+  r.node_id = st.Text(o + 16);
   return r;
 }
 
@@ -359,8 +352,6 @@ Result<SubmitResult> SqliteStore::Submit(const JobSpec& spec, int64_t now_ms) {
       return SubmitResult{std::move(job), false};
     }
   }
-  nlohmann::json env = nlohmann::json::object();
-  for (const auto& [k, v] : spec.env) env[k] = v;
   {
     ORCH_ASSIGN_OR_RETURN(
         Stmt st, db_->Cached("INSERT INTO jobs(name, argv, env, cwd, status, priority, serial_key, "
@@ -368,8 +359,8 @@ Result<SubmitResult> SqliteStore::Submit(const JobSpec& spec, int64_t now_ms) {
                              "created_at, updated_at) "
                              "VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?11)"));
     st.Bind(1, spec.name)
-        .Bind(2, nlohmann::json(spec.argv).dump())
-        .Bind(3, env.dump())
+        .Bind(2, ArgvToJson(spec.argv))
+        .Bind(3, EnvToJson(spec.env))
         .Bind(4, spec.cwd)
         .Bind(5, spec.priority)
         .Bind(6, spec.serial_key)
@@ -425,8 +416,9 @@ Result<std::optional<Claimed>> SqliteStore::ClaimNext(const ClaimRequest& req) {
   int64_t run_id = 0;
   {
     ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("INSERT INTO runs(job_id, attempt, incarnation, "
-                                               "started_at) VALUES (?, ?, ?, ?)"));
-    st.Bind(1, job_id).Bind(2, t.attempts).Bind(3, req.incarnation).Bind(4, req.now_ms);
+                                               "node_id, started_at) VALUES (?, ?, ?, ?, ?)"));
+    st.Bind(1, job_id).Bind(2, t.attempts).Bind(3, req.incarnation).Bind(4, req.node_id);
+    st.Bind(5, req.now_ms);
     ORCH_RETURN_IF_ERROR(st.Run());
     run_id = db_->LastInsertRowid();
   }

@@ -192,6 +192,41 @@ TEST(Config, BackoffBaseAboveMaxIsAnError) {
   EXPECT_NE(std::string::npos, c.errors[0].find("backoff_base_s"));
 }
 
+TEST(Config, PostgresBackendNeedsAUrlAndSqliteRefusesOne) {
+  TempDir dir;
+  LoadedConfig no_url = LoadFile(dir, "[store]\nbackend = \"postgres\"\n");
+  ASSERT_EQ(1u, no_url.errors.size()) << AllErrors(no_url);
+  EXPECT_NE(std::string::npos, no_url.errors[0].find("needs store.url")) << no_url.errors[0];
+
+  LoadedConfig from_env =
+      LoadFile(dir, "[store]\nbackend = \"postgres\"\n", {{"ORCH_STORE_URL", "postgresql:///q"}});
+  EXPECT_TRUE(from_env.ok()) << AllErrors(from_env);
+  EXPECT_EQ("postgresql:///q", from_env.config.store.url);
+
+  LoadedConfig stray = LoadFile(dir, "[store]\nurl = \"postgresql:///q\"\n");
+  ASSERT_EQ(1u, stray.errors.size()) << AllErrors(stray);
+  EXPECT_NE(std::string::npos, stray.errors[0].find("store.backend = \"sqlite\""));
+
+  LoadedConfig bad = LoadFile(dir, "[store]\nbackend = \"mysql\"\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string::npos, AllErrors(bad).find("store.backend")) << AllErrors(bad);
+}
+
+TEST(Config, StoreUrlPasswordsNeverShow) {
+  EXPECT_EQ("postgresql://orch:***@db:5432/q", RedactStoreUrl("postgresql://orch:s3cret@db:5432/q"));
+  EXPECT_EQ("postgres://orch@db/q", RedactStoreUrl("postgres://orch@db/q"));
+  EXPECT_EQ("postgresql:///q?host=/run&password=***&sslmode=require",
+            RedactStoreUrl("postgresql:///q?host=/run&password=hunter2&sslmode=require"));
+  EXPECT_EQ("host=db password=*** dbname=q", RedactStoreUrl("host=db password=hunter2 dbname=q"));
+  TempDir dir;
+  LoadedConfig c = LoadFile(dir, "[store]\nbackend = \"postgres\"\n"
+                                 "url = \"postgresql://orch:s3cret@db/q\"\n");
+  ASSERT_TRUE(c.ok()) << AllErrors(c);
+  std::string described = DescribeConfig(c);
+  EXPECT_EQ(std::string::npos, described.find("s3cret")) << described;
+  EXPECT_NE(std::string::npos, described.find("postgresql://orch:***@db/q")) << described;
+}
+
 TEST(Config, UnparsableFileReportsThePosition) {
   TempDir dir;
   LoadedConfig c = LoadFile(dir, "[server]\nlisten = \n");

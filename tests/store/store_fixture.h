@@ -99,7 +99,7 @@ auto RetryOnBusy(Op op) -> decltype(op()) {
   return r;
 }
 
-// `claimers` threads, each with its own SqliteStore on the file of `cfg`,
+// `claimers` threads, each with its own connection to the store of `cfg`,
 // meet on one barrier and then call ClaimNext `tries` times each, all at
 // once. Returns every job claimed. kBusy is retried (bounded); any other
 // error fails the test.
@@ -111,7 +111,9 @@ inline std::vector<Claimed> ClaimConcurrently(const Config::Store& cfg, int clai
   std::vector<std::thread> threads;
   for (int t = 0; t < claimers; ++t) {
     threads.emplace_back([&, t] {
-      auto store = SqliteStore::Open(cfg);
+      JobStoreOpenOptions options;
+      options.background_maintenance = false;
+      auto store = OpenJobStore(cfg, options);
       start.arrive_and_wait();  // also when the open failed: nobody waits forever
       if (!store.ok()) {
         ADD_FAILURE() << "claimer " << t << ": " << store.status().ToString();
