@@ -14,6 +14,12 @@ int64_t Clock::NowMs() const {
 
 int64_t Clock::MonotonicMs() const { return MonotonicNs() / 1000000; }
 
+int64_t Clock::BoottimeMs() const {
+  timespec ts{};
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
 std::string FormatRfc3339(int64_t ms) {
   std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};

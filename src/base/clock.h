@@ -17,6 +17,9 @@ class Clock {
   virtual int64_t NowMs() const;
   // Milliseconds on CLOCK_MONOTONIC: only differences mean anything.
   virtual int64_t MonotonicMs() const;
+  // Milliseconds on CLOCK_BOOTTIME: like MonotonicMs, but it also runs while
+  // the machine is suspended (leases must count that time as gone).
+  virtual int64_t BoottimeMs() const;
 };
 
 // "2026-11-28T05:42:29.123Z" for a time in ms since the epoch.

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -176,6 +177,44 @@ Result<int> LockStore(const std::string& db_path) {
   return fd;
 }
 
+// This daemon's name in the queue (SPEC §11): cluster.node_id, else
+// /etc/machine-id, else the hostname.
+std::string ResolveNodeId(const std::string& configured) {
+  if (!configured.empty()) return configured;
+  std::ifstream in("/etc/machine-id");
+  std::string id;
+  if (in >> id && !id.empty()) return id;
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') return host;
+  return "localhost";
+}
+
+// Where the store is, for logs: the SQLite file, or the URL without its password.
+std::string StoreLabel(const Config::Store& store) {
+  return store.backend == "postgres" ? RedactStoreUrl(store.url) : store.path;
+}
+
+// Opens the store; a PostgreSQL server that cannot be reached (down,
+// restarting, network) is waited for with backoff, since nothing runs yet.
+// Any other failure (a wrong URL, a refused login, a newer schema) returns.
+Result<std::unique_ptr<JobStore>> OpenStoreWaiting(const Config::Store& config,
+                                                   const JobStoreOpenOptions& options) {
+  int64_t backoff_ms = 250;
+  for (;;) {
+    auto store = OpenJobStore(config, options);
+    if (store.ok() || config.backend != "postgres" ||
+        store.status().code() != Code::kUnavailable) {
+      return store;
+    }
+    log::Warn("the store cannot be reached; retrying",
+              {{"store", StoreLabel(config)}, {"error", store.status().message()},
+               {"retry_in_ms", backoff_ms}});
+    sd_notifyf(0, "STATUS=waiting for the store: %s", store.status().message().c_str());
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms = std::min<int64_t>(backoff_ms * 2, 10000);
+  }
+}
+
 class Daemon {
  public:
   Daemon(const LoadedConfig& loaded, const ConfigInputs& inputs)
@@ -193,6 +232,12 @@ class Daemon {
   // A start that fails before the server runs: drains the store's threads,
   // closes the loop, and returns the exit status (2).
   int StopBeforeServing();
+  // Takes this node's row in the store for `incarnation` (before the store's
+  // threads start). While another incarnation's lease on the same node_id
+  // is live, waits up to one lease for it to run out (a crashed daemon's
+  // does; a running one's is renewed), then refuses. Returns when the
+  // request was sent (Clock::BoottimeMs): the lease lasts lease_s from there.
+  Result<int64_t> AcquireNode(const std::string& incarnation);
 
   Config config_;
   ConfigInputs inputs_;
@@ -213,6 +258,41 @@ class Daemon {
   bool status_reading_ = false;
   int exit_code_ = 0;
 };
+
+Result<int64_t> Daemon::AcquireNode(const std::string& incarnation) {
+  const int64_t lease_ms = config_.cluster.lease_s * 1000;
+  NodeClaim claim{config_.cluster.node_id, incarnation, lease_ms, ORCH_VERSION};
+  const int64_t give_up = clock_.BoottimeMs() + lease_ms + 2000;
+  int64_t backoff_ms = 250;
+  bool said = false;
+  for (;;) {
+    int64_t sent = clock_.BoottimeMs();
+    auto got = store_->AcquireNode(claim);
+    if (got.ok()) return sent;
+    Code code = got.status().code();
+    if (code == Code::kConflict && sent < give_up) {
+      if (!said) {
+        log::Warn("node_id is held; waiting for that lease to run out",
+                  {{"node_id", claim.node_id}, {"error", got.status().message()}});
+        said = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    if (code == Code::kUnavailable || code == Code::kBusy) {
+      log::Warn("cannot take the node's lease yet; retrying",
+                {{"node_id", claim.node_id}, {"error", got.status().message()}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      backoff_ms = std::min<int64_t>(backoff_ms * 2, 10000);
+      continue;
+    }
+    if (code == Code::kConflict) {
+      return Status(code, got.status().message() + ": another daemon runs with this node_id; "
+                                                   "give each host its own cluster.node_id");
+    }
+    return got.status();
+  }
+}
 
 int Daemon::Run() {
   signal(SIGPIPE, SIG_IGN);
@@ -271,16 +351,21 @@ int Daemon::Run() {
     }
     token = *t;
   }
-  auto lock = LockStore(config_.store.path);
-  if (!lock.ok()) {
-    log::Error("cannot open the store",
-               {{"path", config_.store.path}, {"error", lock.status().message()}});
-    return 2;
+  const std::string store_label = StoreLabel(config_.store);
+  const bool shared = config_.store.backend == "postgres";
+  if (!shared) {
+    // One daemon per SQLite file; on PostgreSQL the node's lease says it.
+    auto lock = LockStore(config_.store.path);
+    if (!lock.ok()) {
+      log::Error("cannot open the store",
+                 {{"path", config_.store.path}, {"error", lock.status().message()}});
+      return 2;
+    }
   }
-  auto store = OpenJobStore(config_.store);
+  auto store = OpenStoreWaiting(config_.store, JobStoreOpenOptions{});
   if (!store.ok()) {
     log::Error("cannot open the store",
-               {{"path", config_.store.path}, {"error", store.status().ToString()}});
+               {{"store", store_label}, {"error", store.status().ToString()}});
     return 2;
   }
   store_ = std::move(store.value());
@@ -288,14 +373,23 @@ int Daemon::Run() {
   // disk) is refused at start; a lock held elsewhere is waited out instead.
   if (Status probe = store_->ProbeWritable(); !probe.ok() && probe.code() != Code::kBusy) {
     log::Error("cannot open the store",
-               {{"path", config_.store.path}, {"error", probe.ToString()}});
+               {{"store", store_label}, {"error", probe.ToString()}});
     return 2;
   }
-  auto read_store = OpenJobStore(config_.store, JobStoreOpenOptions{.create = false,
-                                                                     .background_maintenance = false});
+  config_.cluster.node_id = ResolveNodeId(config_.cluster.node_id);
+  const std::string incarnation = Supervisor::NewIncarnation();
+  auto acquired_mono = AcquireNode(incarnation);
+  if (!acquired_mono.ok()) {
+    log::Error("cannot start", {{"node_id", config_.cluster.node_id},
+                                {"error", acquired_mono.status().message()}});
+    return 2;
+  }
+  auto read_store = OpenStoreWaiting(config_.store, JobStoreOpenOptions{
+                                                        .create = false,
+                                                        .background_maintenance = false});
   if (!read_store.ok()) {
     log::Error("cannot open the store",
-               {{"path", config_.store.path}, {"error", read_store.status().ToString()}});
+               {{"store", store_label}, {"error", read_store.status().ToString()}});
     return 2;
   }
   read_store_ = std::move(read_store.value());
@@ -316,7 +410,9 @@ int Daemon::Run() {
     uv_loop_close(&loop_);
     return 2;
   }
-  supervisor_ = std::make_unique<Supervisor>(&loop_, executor_.get(), config_, &metrics_, &clock_);
+  supervisor_ = std::make_unique<Supervisor>(&loop_, executor_.get(), config_, &metrics_, &clock_,
+                                             incarnation);
+  supervisor_->SetLeaseAcquired(*acquired_mono);
   if (original_nofile) supervisor_->SetJobFileLimit(*original_nofile);
   Status init = supervisor_->Init();
   if (!init.ok()) {
@@ -368,7 +464,8 @@ int Daemon::Run() {
     }
     log::Info("orchestrator started",
               {{"version", ORCH_VERSION}, {"pid", static_cast<int64_t>(getpid())},
-               {"incarnation", supervisor_->incarnation()}, {"db", config_.store.path},
+               {"incarnation", supervisor_->incarnation()}, {"store", store_label},
+               {"node_id", config_.cluster.node_id},
                {"max_concurrency", config_.supervisor.max_concurrency}});
     // Recovery may kill orphans: only once this daemon is sure to run.
     supervisor_->Start();

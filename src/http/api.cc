@@ -67,6 +67,7 @@ json RunJson(const Run& r) {
           {"job_id", r.job_id},
           {"attempt", r.attempt},
           {"incarnation", r.incarnation},
+          {"node_id", r.node_id},
           {"boot_id", spawned ? json(r.identity.boot_id) : json(nullptr)},
           {"pidns_ino", spawned ? json(r.identity.pidns_ino) : json(nullptr)},
           {"pid", spawned ? json(r.identity.pid) : json(nullptr)},
@@ -355,6 +356,9 @@ void Api::Readyz(const Reply& reply) {
       last_readyz_error_ = h.last_write_failure->message();
       log::Warn("not ready: store not writable", {{"error", h.last_write_failure->ToString()}});
     }
+  } else if (!supervisor_->lease_held()) {
+    why = "this node has no live lease on the shared queue: its runs are stopped and nothing "
+          "is claimed until the lease is renewed";
   } else if (h.oldest_write_wait_ms >= kStalledWriteMs) {
     why = "store writes have waited " + std::to_string(h.oldest_write_wait_ms) + " ms (" +
           std::to_string(h.pending_writes) + " waiting); is the database locked?";
@@ -379,6 +383,7 @@ struct Api::QueueSnapshot {
   uint64_t commits = 0;  // the executor's commits when the read was posted
   int64_t read_at_mono_ms = 0;
   QueueCounts counts;
+  std::vector<NodeInfo> nodes;
   std::string running;  // entries, each cut open where its runtime goes
   std::vector<std::pair<size_t, int64_t>> runtimes;  // (offset in running, started_at)
 };
@@ -395,6 +400,8 @@ void AppendRunningEntry(std::string& out, std::vector<std::pair<size_t, int64_t>
   out += std::to_string(e.job_id);
   out += ",\"run_id\":";
   out += std::to_string(e.run_id);
+  out += ",\"node_id\":";
+  out += json(e.node_id).dump(-1, ' ', false, json::error_handler_t::replace);
   out += ",\"pid\":";
   out += e.pid ? std::to_string(e.pid) : "null";
   out += ",\"serial_key\":";
@@ -442,10 +449,13 @@ void Api::ReadQueue() {
         if (!counts.ok()) return counts.status();
         auto running = store.ListRunningBrief();
         if (!running.ok()) return running.status();
+        auto nodes = store.ListNodes();
+        if (!nodes.ok()) return nodes.status();
         QueueSnapshot v;
         v.commits = commits;
         v.read_at_mono_ms = read_at;
         v.counts = *counts;
+        v.nodes = std::move(nodes).value();
         v.running.reserve(running->size() * 160);
         for (const auto& e : *running) AppendRunningEntry(v.running, v.runtimes, e);
         return v;
@@ -473,6 +483,25 @@ void Api::OnQueueRead(QueueSnapshot view) {
   if (later.empty()) return;
   queue_waiters_ = std::move(later);
   ReadQueue();
+}
+
+json Api::ClusterJson(const std::vector<NodeInfo>& nodes) const {
+  const Config& cfg = supervisor_->config();
+  json list = json::array();
+  for (const auto& n : nodes) {
+    list.push_back({{"node_id", n.node_id},
+                    {"incarnation", n.incarnation},
+                    {"started_at", FormatRfc3339(n.started_at)},
+                    {"heartbeat_at", FormatRfc3339(n.heartbeat_at)},
+                    {"lease_until", FormatRfc3339(n.lease_until)},
+                    {"alive", n.alive()},
+                    {"running", n.running}});
+  }
+  return {{"backend", cfg.store.backend},
+          {"node_id", supervisor_->node_id()},
+          {"lease_s", cfg.cluster.lease_s},
+          {"lease_held", supervisor_->lease_held()},
+          {"nodes", std::move(list)}};
 }
 
 HttpResponse Api::QueueJson(const QueueSnapshot& snap) {
@@ -512,6 +541,7 @@ HttpResponse Api::QueueJson(const QueueSnapshot& snap) {
         {"backoff_until",
          host.backoff_until_ms ? json(FormatRfc3339(host.backoff_until_ms)) : json(nullptr)},
         {"last_error", host.last_error.empty() ? json(nullptr) : json(host.last_error)}}},
+      {"cluster", ClusterJson(snap.nodes)},
       {"supervisor",
        {{"version", ORCH_VERSION},
         {"pid", static_cast<int64_t>(getpid())},
@@ -873,6 +903,18 @@ HttpResponse Api::MetricsBody(const Result<QueueCounts>& counts) {
     o << "orchestrator_claim_backoff_seconds "
       << static_cast<double>(host.backoff_left_ms) / 1000.0 << '\n';
   }
+  family("orchestrator_lease_held", "gauge",
+         "1 while this node holds a live lease on the queue (always 1 on SQLite).");
+  o << "orchestrator_lease_held " << (supervisor_->lease_held() ? 1 : 0) << '\n';
+  counter("orchestrator_lease_renewals_total", "Lease renewals that committed.",
+          m.lease_renewals_total);
+  counter("orchestrator_lease_renewal_failures_total", "Lease renewals that failed.",
+          m.lease_renewal_failures_total);
+  counter("orchestrator_lease_lost_total",
+          "Times this node lost its lease and stopped its runs (lease_lost).", m.lease_lost_total);
+  counter("orchestrator_rescued_runs_total",
+          "Runs of nodes whose lease ran out that this node closed (node_lost).",
+          m.rescued_runs_total);
   counter("orchestrator_store_errors_total", "Store operations that failed.", m.store_errors_total);
   counter("orchestrator_guard_missed_total", "Guarded transitions that matched no row.",
           m.guard_missed_total);

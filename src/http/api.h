@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "base/clock.h"
 #include "http/http_parser.h"
 #include "http/http_types.h"
@@ -64,6 +66,7 @@ class Api {
   void ReadQueue();
   void OnQueueRead(QueueSnapshot view);
   HttpResponse QueueJson(const QueueSnapshot& snap);
+  nlohmann::json ClusterJson(const std::vector<NodeInfo>& nodes) const;
   HttpResponse JobWithRuns(const Job& job, const std::vector<Run>& runs,
                            const std::vector<RunningBrief>& running);
   HttpResponse LogFile(int64_t id, const std::vector<Run>& runs, const std::string& stream,

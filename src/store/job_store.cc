@@ -26,7 +26,8 @@ Result<std::unique_ptr<JobStore>> OpenJobStore(const Config::Store& config,
 }
 
 Result<SanitizeReport> SanitizeImpossibleQueued(JobStore& store, int64_t now_ms,
-                                                const RunProcessCheck& alive) {
+                                                const RunProcessCheck& alive,
+                                                const std::function<bool(const Run& run)>& ours) {
   SanitizeReport report;
   auto found = store.FindImpossibleQueued();
   if (!found.ok()) return found.status();
@@ -34,6 +35,7 @@ Result<SanitizeReport> SanitizeImpossibleQueued(JobStore& store, int64_t now_ms,
     std::optional<int64_t> run_id;
     RunOutcome outcome = RunOutcome::kLost;
     std::string reason = "impossible_queued";
+    if (entry.open_run && ours && !ours(*entry.open_run)) continue;
     if (entry.open_run) {
       run_id = entry.open_run->id;
       if (entry.open_run->identity.pid == 0) {

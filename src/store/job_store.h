@@ -90,6 +90,7 @@ struct RunningEntry {
 struct RunningBrief {
   int64_t job_id = 0;
   int64_t run_id = 0;
+  std::string node_id;
   int64_t pid = 0;  // 0 until the process is stamped
   std::optional<std::string> serial_key;
   int64_t started_at = 0;
@@ -113,6 +114,51 @@ struct InvariantLimits {
   bool serial_gate_enabled = true;  // false: do not check I6
 };
 
+// A node's row in `nodes` (SPEC §11). Times are the store's clock, in ms:
+// the database's on PostgreSQL, never compared with a host's own clock.
+struct NodeInfo {
+  std::string node_id;
+  std::string incarnation;
+  int64_t started_at = 0;
+  int64_t heartbeat_at = 0;
+  int64_t lease_until = 0;
+  std::string version;
+  int64_t db_now = 0;   // the store's clock when this was read
+  int64_t running = 0;  // its open runs
+  bool alive() const { return lease_until >= db_now; }
+};
+
+struct NodeClaim {
+  std::string node_id;
+  std::string incarnation;
+  int64_t lease_ms = 10000;
+  std::string version;
+};
+
+struct LeaseRenewal {
+  int64_t lease_until = 0;  // store clock
+  int64_t db_now = 0;
+  // The lease had run out before this renewal: other nodes may have
+  // rescued this node's runs meanwhile.
+  bool lapsed = false;
+};
+
+// A run of a dead node that a live one closed (lost, node_lost).
+struct RescuedRun {
+  int64_t job_id = 0;
+  int64_t run_id = 0;
+  std::string node_id;
+  JobStatus job_status = JobStatus::kQueued;  // after the rescue
+};
+
+struct RescueRequest {
+  std::string self;  // never rescues its own runs
+  int64_t now_ms = 0;
+  int64_t limit = 100;
+  // The requeued job's not_before for the attempt that was lost.
+  std::function<int64_t(int64_t attempt)> retry_not_before;
+};
+
 class JobStore {
  public:
   virtual ~JobStore() = default;
@@ -125,8 +171,10 @@ class JobStore {
   // not_before <= now, priority desc, id asc; with the gate on, keys that
   // already run are skipped without blocking other keys) if fewer than
   // max_concurrency jobs run. Opens its run row and flips it to running.
-  // Returns nullopt when nothing is claimable. Does not read the pause flag
-  // (the caller does). A stale open run left on the chosen job is closed as
+  // Returns nullopt when nothing is claimable. SQLite does not read the
+  // pause flag (the caller does); on PostgreSQL, where another node may have
+  // paused the queue, a paused queue claims nothing, and neither does a node
+  // whose row in `nodes` is another incarnation's or out of lease. A stale open run left on the chosen job is closed as
   // lost first, so a leftover row can never wedge the queue.
   virtual Result<std::optional<Claimed>> ClaimNext(const ClaimRequest& req) = 0;
 
@@ -186,6 +234,22 @@ class JobStore {
   // Earliest not_before among queued jobs in the future of now_ms (claim timer).
   virtual Result<std::optional<int64_t>> NextNotBefore(int64_t now_ms) = 0;
 
+  // Takes this node's row for `claim.incarnation` with a lease of
+  // lease_ms from the store's now. kConflict, naming the holder, while
+  // another incarnation holds an unexpired lease on the same node_id.
+  virtual Result<NodeInfo> AcquireNode(const NodeClaim& claim) = 0;
+  // Extends this incarnation's lease to now + lease_ms. kGuardMissed when
+  // the row is no longer this incarnation's.
+  virtual Result<LeaseRenewal> RenewLease(const NodeClaim& claim) = 0;
+  // Every node's row with its open runs, by node_id.
+  virtual Result<std::vector<NodeInfo>> ListNodes() = 0;
+  // Closes the open runs of nodes whose lease has run out (store clock),
+  // each in its own savepoint that re-checks the lease under the node row's
+  // lock, so a renewal and a rescue, or two rescuers, never both win: the
+  // run ends lost (node_lost) and its job is requeued (attempt spent) or
+  // fails. At most `limit` runs per call.
+  virtual Result<std::vector<RescuedRun>> RescueExpiredRuns(const RescueRequest& req) = 0;
+
   // A trivial write that proves the store is writable (readiness).
   virtual Status ProbeWritable() = 0;
 
@@ -232,8 +296,11 @@ using RunProcessCheck = std::function<Result<bool>(const Run& run)>;
 // row that changed meanwhile) are skipped; a failed check or repair of one
 // job is reported in `errors` and the others are still handled. Fails only
 // when the sweep cannot read the store.
-Result<SanitizeReport> SanitizeImpossibleQueued(JobStore& store, int64_t now_ms,
-                                                const RunProcessCheck& alive);
+// With `ours`, a job whose open run it rejects (another node's, SPEC §11) is
+// left alone: that node, or a rescue of it, decides.
+Result<SanitizeReport> SanitizeImpossibleQueued(
+    JobStore& store, int64_t now_ms, const RunProcessCheck& alive,
+    const std::function<bool(const Run& run)>& ours = nullptr);
 
 // Opens the store backend `config` selects (job_store.cc is the one place
 // that chooses): SQLite at config.path (SqliteStore::Open: created if

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <set>
 #include <utility>
 
@@ -179,8 +180,9 @@ constexpr const char* kListRunningSql =
     "SELECT " ORCH_JOB_COLS ", " ORCH_RUN_COLS " FROM jobs j INDEXED BY jobs_running "
     "JOIN runs r ON r.id = j.run_id WHERE j.status='running' ORDER BY j.id";
 constexpr const char* kListRunningBriefSql =
-    "SELECT j.id, r.id, r.pid, j.serial_key, r.started_at FROM jobs j INDEXED BY jobs_running "
-    "JOIN runs r ON r.id = j.run_id WHERE j.status='running' ORDER BY j.id";
+    "SELECT j.id, r.id, r.node_id, r.pid, j.serial_key, r.started_at FROM jobs j "
+    "INDEXED BY jobs_running JOIN runs r ON r.id = j.run_id WHERE j.status='running' "
+    "ORDER BY j.id";
 constexpr const char* kGetJobSql = "SELECT " ORCH_JOB_COLS " FROM jobs j WHERE j.id=?";
 constexpr const char* kGetRunSql = "SELECT " ORCH_RUN_COLS " FROM runs r WHERE r.id=?";
 constexpr const char* kGetRunsSql =
@@ -238,6 +240,11 @@ Run ReadRun(const Stmt& st, int o) {
 }
 
 Status GuardMissed(const std::string& what) { return Status(Code::kGuardMissed, what); }
+
+int64_t WallMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
 
 std::optional<std::string> NullIfEmpty(const std::string& s) {
   if (s.empty()) return std::nullopt;
@@ -709,8 +716,8 @@ Result<std::vector<RunningBrief>> SqliteStore::ListRunningBrief() {
   for (;;) {
     ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
-    out.push_back(RunningBrief{st.Int(0), st.Int(1), st.OptInt(2).value_or(0), st.OptText(3),
-                               st.Int(4)});
+    out.push_back(RunningBrief{st.Int(0), st.Int(1), st.Text(2), st.OptInt(3).value_or(0),
+                               st.OptText(4), st.Int(5)});
   }
   return out;
 }
@@ -792,6 +799,64 @@ Result<std::optional<int64_t>> SqliteStore::NextNotBefore(int64_t now_ms) {
   ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return std::optional<int64_t>();
   return st.OptInt(0);
+}
+
+// One host: the file lock (held by the daemon) already makes the node's
+// incarnation the only one, and nothing rescues, so the row is taken as is
+// and a lease never lapses.
+Result<NodeInfo> SqliteStore::AcquireNode(const NodeClaim& claim) {
+  int64_t now = WallMs();
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  ORCH_ASSIGN_OR_RETURN(
+      Stmt st, db_->Cached("INSERT INTO nodes(node_id, incarnation, started_at, heartbeat_at, "
+                           "lease_until, version) VALUES (?1, ?2, ?3, ?3, ?4, ?5) "
+                           "ON CONFLICT(node_id) DO UPDATE SET incarnation=excluded.incarnation, "
+                           "started_at=excluded.started_at, heartbeat_at=excluded.heartbeat_at, "
+                           "lease_until=excluded.lease_until, version=excluded.version"));
+  st.Bind(1, claim.node_id).Bind(2, claim.incarnation).Bind(3, now);
+  st.Bind(4, now + claim.lease_ms).Bind(5, claim.version);
+  ORCH_RETURN_IF_ERROR(st.Run());
+  ORCH_RETURN_IF_ERROR(txn.Commit());
+  return NodeInfo{claim.node_id, claim.incarnation, now, now, now + claim.lease_ms,
+                  claim.version, now, 0};
+}
+
+Result<LeaseRenewal> SqliteStore::RenewLease(const NodeClaim& claim) {
+  int64_t now = WallMs();
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("UPDATE nodes SET heartbeat_at=?3, lease_until=?4 "
+                                             "WHERE node_id=?1 AND incarnation=?2"));
+  st.Bind(1, claim.node_id).Bind(2, claim.incarnation).Bind(3, now).Bind(4, now + claim.lease_ms);
+  ORCH_RETURN_IF_ERROR(st.Run());
+  if (db_->Changes() == 0) {
+    return GuardMissed("node " + claim.node_id + " is no longer held by incarnation " +
+                       claim.incarnation);
+  }
+  ORCH_RETURN_IF_ERROR(txn.Commit());
+  return LeaseRenewal{now + claim.lease_ms, now, false};
+}
+
+Result<std::vector<NodeInfo>> SqliteStore::ListNodes() {
+  int64_t now = WallMs();
+  ORCH_ASSIGN_OR_RETURN(
+      Stmt st, db_->Cached("SELECT n.node_id, n.incarnation, n.started_at, n.heartbeat_at, "
+                           "n.lease_until, n.version, (SELECT COUNT(*) FROM jobs j "
+                           "INDEXED BY jobs_running JOIN runs r ON r.id = j.run_id "
+                           "WHERE j.status = 'running') FROM nodes n ORDER BY n.node_id"));
+  std::vector<NodeInfo> out;
+  for (;;) {
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(NodeInfo{st.Text(0), st.Text(1), st.Int(2), st.Int(3), st.Int(4), st.Text(5),
+                           now, st.Int(6)});
+  }
+  return out;
+}
+
+Result<std::vector<RescuedRun>> SqliteStore::RescueExpiredRuns(const RescueRequest&) {
+  return std::vector<RescuedRun>{};
 }
 
 Status SqliteStore::ProbeWritable() {

@@ -65,6 +65,10 @@ class SqliteStore : public JobStore {
   Result<std::optional<Run>> GetRun(int64_t run_id) override;
   Result<QueueCounts> Counts() override;
   Result<std::optional<int64_t>> NextNotBefore(int64_t now_ms) override;
+  Result<NodeInfo> AcquireNode(const NodeClaim& claim) override;
+  Result<LeaseRenewal> RenewLease(const NodeClaim& claim) override;
+  Result<std::vector<NodeInfo>> ListNodes() override;
+  Result<std::vector<RescuedRun>> RescueExpiredRuns(const RescueRequest& req) override;
   Status ProbeWritable() override;
   Status InTransaction(const std::function<void()>& ops) override;
   Status InSnapshot(const std::function<void()>& ops) override;

@@ -44,6 +44,11 @@ struct Metrics {
   uint64_t store_errors_total = 0;
   uint64_t store_refused_total = 0;  // client writes refused: too many waiting
   int64_t last_tick_at_ms = 0;
+  // Several hosts on one queue (SPEC §11).
+  uint64_t lease_renewals_total = 0;
+  uint64_t lease_renewal_failures_total = 0;
+  uint64_t lease_lost_total = 0;       // times this node lost its lease
+  uint64_t rescued_runs_total = 0;     // runs of dead nodes this node closed
   // exit detection: pidfd readable -> run closed in the store
   Histogram exit_detection_seconds{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                     0.05, 0.1, 0.25, 1}};

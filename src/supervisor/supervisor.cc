@@ -23,7 +23,7 @@ namespace {
 
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-std::string NewIncarnation() {
+std::string NewIncarnationText() {
   std::random_device rd;
   char buf[40];
   std::snprintf(buf, sizeof buf, "%d-%08x%08x", static_cast<int>(getpid()), rd(), rd());
@@ -69,6 +69,11 @@ RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int
       end.outcome = RunOutcome::kInterrupted;
       end.reason = "spawn_not_recorded";
       return end;
+    case StopCause::kLeaseLost:
+      end.outcome = RunOutcome::kLost;
+      end.reason = "lease_lost";
+      end.error = "stopped: this node lost its lease on the queue (" + how + ")";
+      return end;
     case StopCause::kNone:
       break;
   }
@@ -113,14 +118,18 @@ struct Supervisor::Running {
   bool released = false;
 };
 
+std::string Supervisor::NewIncarnation() { return NewIncarnationText(); }
+
 Supervisor::Supervisor(uv_loop_t* loop, StoreExecutor* store, const Config& config, Metrics* metrics,
-                       const Clock* clock)
+                       const Clock* clock, std::string incarnation)
     : loop_(loop),
       store_(store),
       config_(config),
       metrics_(metrics),
       clock_(clock),
-      incarnation_(NewIncarnation()),
+      incarnation_(std::move(incarnation)),
+      node_id_(config.cluster.node_id),
+      shared_(config.store.backend == "postgres"),
       started_at_ms_(clock->NowMs()) {}
 
 Supervisor::~Supervisor() = default;
@@ -219,11 +228,14 @@ void Supervisor::Sanitize(std::function<void(Status)> then) {
   std::unordered_set<int64_t> watched = TrackedRunIds();
   int64_t now = clock_->NowMs();
   store_->Write(
-      [watched = std::move(watched), now](JobStore& store) -> SweepResult {
-        auto report = SanitizeImpossibleQueued(store, now, [&](const Run& run) {
-          if (watched.count(run.id) != 0) return Result<bool>(true);
-          return RunProcessLives(run);
-        });
+      [this, watched = std::move(watched), now](JobStore& store) -> SweepResult {
+        auto report = SanitizeImpossibleQueued(
+            store, now,
+            [&](const Run& run) {
+              if (watched.count(run.id) != 0) return Result<bool>(true);
+              return RunProcessLives(run);
+            },
+            [this](const Run& run) { return Mine(run.node_id); });
         if (!report.ok()) return SweepResult(report.status());
         SweepResult out;
         out.report = std::move(report).value();
@@ -304,7 +316,10 @@ void Supervisor::Recover() {
                      for (const auto& entry : *running) {
                        // A retried recovery must not reconcile again what it
                        // already watches.
-                       if (entry.run.incarnation == incarnation_ || Tracked(entry.run.id)) continue;
+                       if (entry.run.incarnation == incarnation_ || Tracked(entry.run.id) ||
+                           !Mine(entry.run.node_id)) {
+                         continue;
+                       }
                        Status r = Reconcile(entry, true);
                        if (!r.ok()) return fail(r);
                      }
@@ -415,6 +430,19 @@ void Supervisor::Start() {
       },
       config_.reaper.interval_ms, config_.reaper.interval_ms);
   kick_timer_.Init(uv_timer_init, loop_, this);
+  if (shared_) {
+    lease_timer_.Init(uv_timer_init, loop_, this);
+    uint64_t every = static_cast<uint64_t>(std::max<int64_t>(LeaseMs() / 3, 100));
+    uv_timer_start(
+        lease_timer_.get(),
+        [](uv_timer_t* h) {
+          if (h->data == nullptr) return;
+          auto* self = static_cast<Supervisor*>(h->data);
+          self->CheckLease();
+          self->RenewLease();
+        },
+        every, every);
+  }
   if (Status started = launcher_.Start(); !started.ok()) {
     log::Error("no launcher thread; processes are created on the loop",
                {{"error", started.ToString()}});
@@ -453,7 +481,8 @@ struct Supervisor::ClaimBatch {
 };
 
 void Supervisor::ClaimPass() {
-  if (stopping_ || paused_ || !recovered_) return;
+  CheckLease();
+  if (stopping_ || paused_ || !recovered_ || lease_lost_) return;
   if (claiming_) {
     // What woke us (a submit, an exit) may have come after the claim in
     // flight read the queue: look again once it is done.
@@ -483,6 +512,7 @@ void Supervisor::ClaimPass() {
   req.max_concurrency = config_.supervisor.max_concurrency;
   req.serial_gate_enabled = config_.supervisor.serial_gate_enabled;
   req.incarnation = incarnation_;
+  req.node_id = node_id_;
   req.now_ms = clock_->NowMs();
   claiming_ = true;
   store_->Write(
@@ -585,6 +615,7 @@ std::map<std::string, std::string> Supervisor::JobEnvironment(const Job& job, co
   env["ORCH_JOB_ID"] = std::to_string(job.id);
   env["ORCH_RUN_ID"] = std::to_string(run.id);
   env["ORCH_ATTEMPT"] = std::to_string(run.attempt);
+  env["ORCH_NODE_ID"] = node_id_;
   return env;
 }
 
@@ -991,6 +1022,13 @@ void Supervisor::Finish(const RunEnd& end, int64_t detected_ns) {
 void Supervisor::Tick() {
   ++metrics_->reaper_ticks_total;
   metrics_->last_tick_at_ms = clock_->NowMs();
+  // Before anything else: after a pause (SIGSTOP, a frozen VM) this is the
+  // first look at the lease.
+  CheckLease();
+  if (shared_ && !lease_lost_ && recovered_ && !stopping_) {
+    Rescue();
+    RefreshPaused();
+  }
 
   if (!recovered_) Recover();
   if (sigchld_deferred_) {
@@ -1041,12 +1079,13 @@ void Supervisor::Sweep() {
   // and checked by identity.
   std::unordered_set<int64_t> tracked = TrackedRunIds();
   store_->Read(
-      [tracked = std::move(tracked)](JobStore& store) -> Result<std::vector<RunningEntry>> {
+      [this, tracked = std::move(tracked)](JobStore& store) -> Result<std::vector<RunningEntry>> {
         auto briefs = store.ListRunningBrief();
         if (!briefs.ok()) return briefs.status();
         std::vector<RunningEntry> out;
         for (const auto& brief : *briefs) {
-          if (tracked.count(brief.run_id) != 0) continue;
+          // Another node's run is that node's to check (or a rescuer's).
+          if (tracked.count(brief.run_id) != 0 || !Mine(brief.node_id)) continue;
           auto job = store.GetJob(brief.job_id);
           if (!job.ok()) return job.status();
           auto run = store.GetRun(brief.run_id);
@@ -1156,6 +1195,7 @@ void Supervisor::SetPaused(bool paused, std::function<void(Status)> done) {
                     if (paused_ != paused) log::Info(paused ? "queue paused" : "queue resumed");
                     paused_ = paused;
                     pause_changed_ = true;
+                    ++pause_sets_;
                     if (!paused) Kick();
                     ArmNotBeforeTimer();
                   }
@@ -1219,11 +1259,130 @@ void Supervisor::MaybeFinishShutdown() {
   }
   tick_timer_.Close();
   shutdown_timer_.Close();
+  lease_timer_.Close();
   sigchld_.Close();
   launcher_.Stop();
+  if (shared_ && pending_finishes_.empty()) {
+    // No run of ours is open: let the node_id go now rather than at the
+    // lease's end, so that a restart does not wait for it.
+    NodeClaim release{node_id_, incarnation_, 0, ORCH_VERSION};
+    store_->Write([release](JobStore& store) { return store.RenewLease(release); },
+                  [](Result<LeaseRenewal>) {});
+  }
   auto done = std::move(shutdown_done_);
   shutdown_done_ = nullptr;
   done();
+}
+
+void Supervisor::CheckLease() {
+  if (!shared_ || lease_lost_ || lease_deadline_ms_ == 0) return;
+  if (clock_->BoottimeMs() < lease_deadline_ms_) return;
+  LoseLease("not renewed for " + std::to_string(config_.cluster.lease_s) + " s");
+}
+
+void Supervisor::LoseLease(const std::string& why) {
+  if (!lease_lost_) {
+    ++metrics_->lease_lost_total;
+    log::Error("lease lost: stopping every run of this node and claiming nothing until it is "
+               "renewed",
+               {{"node_id", node_id_}, {"why", why}, {"running", running_.size()}});
+  }
+  lease_lost_ = true;
+  for (auto& [run_id, l] : launching_) {
+    if (l.stop == StopCause::kNone) l.stop = StopCause::kLeaseLost;
+  }
+  for (auto& [run_id, r] : running_) {
+    if (r->killing_orphan) continue;
+    RequestStop(*r, StopCause::kLeaseLost);
+  }
+}
+
+void Supervisor::RenewLease() {
+  if (!shared_ || renewing_) return;
+  renewing_ = true;
+  NodeClaim claim{node_id_, incarnation_, LeaseMs(), ORCH_VERSION};
+  // The store's lease starts no earlier than this moment, so a deadline
+  // counted from here ends before the one other nodes judge by.
+  int64_t sent_ms = clock_->BoottimeMs();
+  store_->Write([claim](JobStore& store) { return store.RenewLease(claim); },
+                [this, sent_ms](Result<LeaseRenewal> renewed) {
+                  renewing_ = false;
+                  if (!renewed.ok()) {
+                    NoteStore(renewed.status());
+                    ++metrics_->lease_renewal_failures_total;
+                    if (renewed.status().code() == Code::kGuardMissed) {
+                      // Another incarnation took this node_id: never ours again.
+                      lease_deadline_ms_ = 0;
+                      LoseLease(renewed.status().message());
+                      return;
+                    }
+                    log::Warn("lease not renewed", {{"node_id", node_id_},
+                                                     {"error", renewed.status().ToString()}});
+                    CheckLease();
+                    return;
+                  }
+                  ++metrics_->lease_renewals_total;
+                  if (renewed->lapsed || lease_lost_) {
+                    // Others may have rescued our runs while it had lapsed:
+                    // whatever still runs here is stopped, then we go on.
+                    if (!lease_lost_) LoseLease("found lapsed when renewed");
+                    log::Warn("lease renewed; claiming again", {{"node_id", node_id_}});
+                  }
+                  lease_deadline_ms_ = sent_ms + LeaseMs();
+                  if (lease_lost_) {
+                    lease_lost_ = false;
+                    Kick();
+                  }
+                });
+}
+
+void Supervisor::RefreshPaused() {
+  if (reading_paused_) return;
+  reading_paused_ = true;
+  uint64_t sets_before = pause_sets_;
+  store_->Read([](JobStore& store) { return store.IsPaused(); },
+               [this, sets_before](Result<bool> paused) {
+                 reading_paused_ = false;
+                 // A pause or resume answered here since the read wins.
+                 if (!paused.ok() || pause_sets_ != sets_before) return;
+                 if (paused_ != *paused) {
+                   log::Info(*paused ? "queue paused by another node" : "queue resumed by another node");
+                   paused_ = *paused;
+                   if (!paused_) Kick();
+                 }
+               });
+}
+
+void Supervisor::Rescue() {
+  if (rescuing_) return;
+  rescuing_ = true;
+  RescueRequest req;
+  req.self = node_id_;
+  req.now_ms = clock_->NowMs();
+  double base = config_.supervisor.backoff_base_s, max = config_.supervisor.backoff_max_s;
+  int64_t now = req.now_ms;
+  req.retry_not_before = [now, base, max](int64_t attempt) {
+    return now + BackoffMs(attempt, base, max, UnitRandom());
+  };
+  store_->Write([req](JobStore& store) { return store.RescueExpiredRuns(req); },
+                [this](Result<std::vector<RescuedRun>> rescued) {
+                  rescuing_ = false;
+                  if (!rescued.ok()) {
+                    NoteStore(rescued.status());
+                    return;
+                  }
+                  for (const auto& r : *rescued) {
+                    ++metrics_->rescued_runs_total;
+                    ++metrics_->lost_total["node_lost"];
+                    log::Warn("rescued a run of a node whose lease ran out",
+                              {{"job_id", r.job_id}, {"run_id", r.run_id}, {"node_id", r.node_id},
+                               {"job_status", JobStatusName(r.job_status)}});
+                  }
+                  if (!rescued->empty()) {
+                    Kick();
+                    ArmNotBeforeTimer();
+                  }
+                });
 }
 
 }  // namespace orch

@@ -47,7 +47,7 @@ namespace orch {
 int64_t BackoffMs(int64_t attempt, double base_s, double max_s, double unit_random);
 
 // Why the supervisor itself stopped a run, if it did.
-enum class StopCause { kNone, kTimeout, kCancel, kShutdown, kUnrecorded };
+enum class StopCause { kNone, kTimeout, kCancel, kShutdown, kUnrecorded, kLeaseLost };
 
 // Spawn failures that were the host's fault (SpawnFailure::host_fault): they
 // do not spend the job's attempt, and claiming waits a growing delay.
@@ -66,8 +66,11 @@ class Supervisor {
  public:
   // `store` must outlive the supervisor and deliver its last results (its
   // Close) before the supervisor is destroyed.
+  // config.cluster.node_id must be resolved (not ""); `incarnation` names
+  // this process in the store (NewIncarnation()).
   Supervisor(uv_loop_t* loop, StoreExecutor* store, const Config& config, Metrics* metrics,
-             const Clock* clock);
+             const Clock* clock, std::string incarnation = NewIncarnation());
+  static std::string NewIncarnation();
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
@@ -115,6 +118,20 @@ class Supervisor {
   // Host-fault backoff, for GET /queue and /metrics; backoff_until_ms is 0
   // once the delay has passed.
   HostFaultState host_fault() const;
+
+  // Several hosts on one queue (store.backend = "postgres", SPEC §11). The
+  // daemon acquired the node's lease at `acquired_ms` (Clock::BoottimeMs,
+  // taken before the request); from Start() on it is renewed about every
+  // lease_s / 3. Until the lease is renewed in time, nothing is claimed and
+  // every run is stopped (lease_lost).
+  void SetLeaseAcquired(int64_t acquired_ms) { lease_deadline_ms_ = acquired_ms + LeaseMs(); }
+  const std::string& node_id() const { return node_id_; }
+  bool shared_store() const { return shared_; }
+  // False while this node has no valid lease (shared store only).
+  bool lease_held() const { return !shared_ || !lease_lost_; }
+  // A run this daemon may check, adopt or signal: on a shared store only
+  // the runs of its own node.
+  bool Mine(const std::string& run_node_id) const { return !shared_ || run_node_id == node_id_; }
 
   // Runs on the launcher thread before each launch (tests hold it there).
   void SetLaunchHookForTest(std::function<void()> hook) { launch_hook_ = std::move(hook); }
@@ -164,6 +181,14 @@ class Supervisor {
   void ArmNotBeforeTimer();
   void MaybeFinishShutdown();
   void NoteStore(const Status& s);  // counts failed store calls for /metrics
+  int64_t LeaseMs() const { return config_.cluster.lease_s * 1000; }
+  void RenewLease();
+  // The lease ran out (or was found lapsed): stop every run, claim nothing.
+  void LoseLease(const std::string& why);
+  void CheckLease();
+  void Rescue();
+  // Another node may pause or resume the shared queue: read the flag again.
+  void RefreshPaused();
   std::map<std::string, std::string> JobEnvironment(const Job& job, const Run& run) const;
 
   uv_loop_t* loop_;
@@ -172,7 +197,15 @@ class Supervisor {
   Metrics* metrics_;
   const Clock* clock_;
   std::string incarnation_;
+  std::string node_id_;
+  bool shared_ = false;  // several nodes share the store (PostgreSQL)
   int64_t started_at_ms_;
+  int64_t lease_deadline_ms_ = 0;  // Clock::BoottimeMs until which the lease surely lasts
+  bool lease_lost_ = false;
+  bool renewing_ = false;
+  bool rescuing_ = false;
+  bool reading_paused_ = false;
+  uint64_t pause_sets_ = 0;  // pauses and resumes answered here
   bool recovered_ = false;
   bool recovering_ = false;   // the recovery chain is in flight
   bool paused_ = false;
@@ -213,6 +246,7 @@ class Supervisor {
   UvHandle<uv_timer_t> not_before_timer_;
   UvHandle<uv_timer_t> host_backoff_timer_;
   UvHandle<uv_timer_t> shutdown_timer_;
+  UvHandle<uv_timer_t> lease_timer_;
   UvHandle<uv_signal_t> sigchld_;
   // Claimed jobs whose processes the launcher thread is making, by run id.
   struct Launching {

@@ -182,8 +182,17 @@ bool Daemon::Start(const std::vector<std::string>& wrapper) {
     execvpe(argv[0], argv.data(), envp.data());
     _exit(127);
   }
+  bool exited = false;
   bool up = WaitFor(
       [&] {
+        // A daemon that refused to start is not waited for (and is left
+        // for WaitExit to reap).
+        siginfo_t info{};
+        if (waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == pid_) {
+          exited = true;
+          return true;
+        }
         std::string log = ReadFile(log_path_).substr(log_offset);
         size_t at = log.find("address=http://");
         if (at == std::string::npos) return false;
@@ -192,7 +201,7 @@ bool Daemon::Start(const std::vector<std::string>& wrapper) {
         return true;
       },
       std::chrono::seconds(20));
-  if (!up) return false;
+  if (!up || exited) return false;
   return WaitFor([&] { return Get("/readyz").status == 200; }, std::chrono::seconds(20));
 }
 

@@ -351,8 +351,14 @@ TEST(Lifecycle, JobEnvironmentIsExactlyTheSubmissionPlusTheBase) {
     pos = nl + 1;
   }
   std::sort(names.begin(), names.end());
-  EXPECT_EQ((std::vector<std::string>{"FOO", "HOME", "ORCH_ATTEMPT", "ORCH_JOB_ID", "ORCH_RUN_ID", "PATH"}), names) << env;
+  EXPECT_EQ((std::vector<std::string>{"FOO", "HOME", "ORCH_ATTEMPT", "ORCH_JOB_ID", "ORCH_NODE_ID",
+                                      "ORCH_RUN_ID", "PATH"}),
+            names)
+      << env;
   EXPECT_NE(std::string::npos, env.find("ORCH_JOB_ID=" + std::to_string(id)));
+  const std::string node = d.Get("/queue").Json()["cluster"]["node_id"];
+  EXPECT_FALSE(node.empty());
+  EXPECT_NE(std::string::npos, env.find("ORCH_NODE_ID=" + node + "\n")) << env;
 }
 
 TEST(Lifecycle, JobInheritsNoDaemonFileDescriptors) {

@@ -106,6 +106,12 @@ class FaultyStore : public JobStore {
   Result<std::optional<int64_t>> NextNotBefore(int64_t now) override {
     return real_->NextNotBefore(now);
   }
+  Result<NodeInfo> AcquireNode(const NodeClaim& c) override { return real_->AcquireNode(c); }
+  Result<LeaseRenewal> RenewLease(const NodeClaim& c) override { return real_->RenewLease(c); }
+  Result<std::vector<NodeInfo>> ListNodes() override { return real_->ListNodes(); }
+  Result<std::vector<RescuedRun>> RescueExpiredRuns(const RescueRequest& r) override {
+    return real_->RescueExpiredRuns(r);
+  }
   Status ProbeWritable() override { return real_->ProbeWritable(); }
   Status InTransaction(const std::function<void()>& ops) override {
     return real_->InTransaction(ops);

@@ -75,6 +75,57 @@ std::string PgTestServer::TcpUrl(const std::string& db, int port) const {
   return "postgresql://postgres@127.0.0.1:" + std::to_string(port ? port : port_) + "/" + db;
 }
 
+PgPrivateServer::PgPrivateServer() {
+  static std::atomic<int> counter{0};
+  dir_ = "/tmp/orch-pg-own-" + std::to_string(getpid()) + "-" + std::to_string(++counter);
+  CommandResult r = RunCommand({"bash", Script(), "start", dir_, std::to_string(getpid())});
+  if (r.exit_code != 0) {
+    ADD_FAILURE() << "cannot start a PostgreSQL of the test's own: " << r.err;
+    return;
+  }
+  port_ = ReadPort(dir_);
+}
+
+PgPrivateServer::~PgPrivateServer() { RunCommand({"bash", Script(), "stop", dir_}); }
+
+std::string PgPrivateServer::Url() const {
+  return "postgresql:///postgres?host=" + dir_ + "&port=" + std::to_string(port_) +
+         "&user=postgres";
+}
+
+namespace {
+
+bool PgCtl(const std::string& dir, const std::string& action,
+           const std::vector<std::string>& more = {}) {
+  std::string bin;
+  for (const char* v : {"17", "16", "15"}) {
+    std::string b = std::string("/usr/lib/postgresql/") + v + "/bin/pg_ctl";
+    if (access(b.c_str(), X_OK) == 0) {
+      bin = b;
+      break;
+    }
+  }
+  std::vector<std::string> argv = {"runuser", "-u", "postgres", "--", bin, "-D", dir + "/data",
+                                   "-m", "fast", "-w", "-t", "60"};
+  argv.insert(argv.end(), more.begin(), more.end());
+  argv.push_back(action);
+  CommandResult r = RunCommand(argv);
+  if (r.exit_code != 0) ADD_FAILURE() << "pg_ctl " << action << ": " << r.out << r.err;
+  return r.exit_code == 0;
+}
+
+}  // namespace
+
+bool PgPrivateServer::Restart() { return PgCtl(dir_, "restart"); }
+bool PgPrivateServer::Stop() { return PgCtl(dir_, "stop"); }
+bool PgPrivateServer::Start() {
+  // As pg_server.sh started it: same socket directory and port.
+  return PgCtl(dir_, "start",
+               {"-l", dir_ + "/server.log", "-o",
+                "-k " + dir_ + " -p " + std::to_string(port_) +
+                    " -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"});
+}
+
 PgTestDatabase::PgTestDatabase() {
   PgTestServer* server = PgTestServer::Get();
   if (!server) return;

@@ -27,6 +27,27 @@ class PgTestServer {
   int port_ = 0;
 };
 
+// A server of its own, for a test that restarts or stops it (the shared
+// one serves other tests at the same time). Stopped and removed at the end.
+class PgPrivateServer {
+ public:
+  PgPrivateServer();
+  ~PgPrivateServer();
+  PgPrivateServer(const PgPrivateServer&) = delete;
+  PgPrivateServer& operator=(const PgPrivateServer&) = delete;
+  bool ok() const { return port_ != 0; }
+  // libpq URL of its `postgres` database over the unix socket.
+  std::string Url() const;
+  // pg_ctl restart -m fast (every connection is cut), or stop / start.
+  bool Restart();
+  bool Stop();
+  bool Start();
+
+ private:
+  std::string dir_;
+  int port_ = 0;
+};
+
 // A database of its own, created empty; dropped (connections cut) at the end.
 class PgTestDatabase {
  public:

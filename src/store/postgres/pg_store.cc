@@ -156,6 +156,11 @@ constexpr const char* kClaimSql =
 // walk goes on; bounded so that a storm of such races cannot spin.
 constexpr int kMaxClaimSkips = 16;
 
+// The database's clock in ms: leases are judged by it alone, never by a
+// host's clock (SPEC §11). clock_timestamp(), not now(): a group
+// transaction may have begun a while ago.
+#define ORCH_PG_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
 // Deltas folded per call at most; the rest waits for the next fold.
 constexpr int64_t kFoldWrites = 1000;
 
@@ -359,6 +364,19 @@ Result<std::optional<Claimed>> PgStore::ClaimNext(const ClaimRequest& req) {
         conn_->Query("SELECT pg_advisory_xact_lock(hashtextextended('orchestrator node ' || $1, 0))",
                      PgParams().Add(req.node_id))
             .status());
+    // A node claims only under its own live lease (by the database's
+    // clock): one that was paused past it, or displaced, takes nothing.
+    ORCH_ASSIGN_OR_RETURN(
+        PgResult lease, conn_->Query("SELECT 1 FROM nodes WHERE node_id = $1 AND "
+                                     "(incarnation <> $2 OR lease_until < " ORCH_PG_NOW_MS ")",
+                                     PgParams().Add(req.node_id).Add(req.incarnation)));
+    if (lease.rows() > 0) return std::optional<Claimed>();
+    // The pause is the queue's, so every node's (the caller checks its own
+    // view too, which another node's pause does not reach at once).
+    ORCH_ASSIGN_OR_RETURN(PgResult paused,
+                          conn_->Query("SELECT 1 FROM settings WHERE key = 'paused' AND "
+                                       "value = '1'"));
+    if (paused.rows() > 0) return std::optional<Claimed>();
     ORCH_ASSIGN_OR_RETURN(PgResult r,
                           conn_->Query("SELECT count(*) FROM runs WHERE node_id = $1 AND "
                                        "ended_at IS NULL",
@@ -686,13 +704,13 @@ Result<std::vector<RunningEntry>> PgStore::ListRunning() {
 
 Result<std::vector<RunningBrief>> PgStore::ListRunningBrief() {
   ORCH_ASSIGN_OR_RETURN(PgResult r,
-                        conn_->Query("SELECT j.id, r.id, r.pid, j.serial_key, r.started_at "
+                        conn_->Query("SELECT j.id, r.id, r.node_id, r.pid, j.serial_key, r.started_at "
                                      "FROM jobs j JOIN runs r ON r.id = j.run_id "
                                      "WHERE j.status = 'running' ORDER BY j.id"));
   std::vector<RunningBrief> out;
   for (int i = 0; i < r.rows(); ++i) {
-    out.push_back(RunningBrief{r.Int(i, 0), r.Int(i, 1), r.OptInt(i, 2).value_or(0),
-                               r.OptText(i, 3), r.Int(i, 4)});
+    out.push_back(RunningBrief{r.Int(i, 0), r.Int(i, 1), r.Text(i, 2), r.OptInt(i, 3).value_or(0),
+                               r.OptText(i, 4), r.Int(i, 5)});
   }
   return out;
 }
@@ -775,6 +793,135 @@ Result<std::optional<int64_t>> PgStore::NextNotBefore(int64_t now_ms) {
                                      "AND not_before > $1",
                                      PgParams().Add(now_ms)));
   return r.OptInt(0, 0);
+}
+
+Result<NodeInfo> PgStore::AcquireNode(const NodeClaim& claim) {
+  PgTransaction txn(conn_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  // Creates the row if missing, then locks it: two daemons starting with one
+  // node_id take turns here.
+  ORCH_RETURN_IF_ERROR(conn_
+                           ->Query("INSERT INTO nodes(node_id, incarnation, started_at, "
+                                   "heartbeat_at, lease_until, version) VALUES ($1, '', 0, 0, 0, "
+                                   "'') ON CONFLICT (node_id) DO NOTHING",
+                                   PgParams().Add(claim.node_id))
+                           .status());
+  ORCH_ASSIGN_OR_RETURN(
+      PgResult held, conn_->Query("SELECT incarnation, lease_until, heartbeat_at, " ORCH_PG_NOW_MS
+                                  " FROM nodes WHERE node_id = $1 FOR UPDATE",
+                                  PgParams().Add(claim.node_id)));
+  const std::string holder = held.Text(0, 0);
+  const int64_t lease_until = held.Int(0, 1), db_now = held.Int(0, 3);
+  if (!holder.empty() && holder != claim.incarnation && lease_until >= db_now) {
+    return Status(Code::kConflict, "node_id \"" + claim.node_id + "\" is held by incarnation " +
+                                       holder + " (last heartbeat " +
+                                       std::to_string((db_now - held.Int(0, 2)) / 1000) +
+                                       " s ago, lease for " +
+                                       std::to_string((lease_until - db_now + 999) / 1000) +
+                                       " s more)");
+  }
+  ORCH_ASSIGN_OR_RETURN(
+      PgResult r, conn_->Query("UPDATE nodes SET incarnation = $2, started_at = " ORCH_PG_NOW_MS
+                               ", heartbeat_at = " ORCH_PG_NOW_MS ", lease_until = " ORCH_PG_NOW_MS
+                               " + $3, version = $4 WHERE node_id = $1 "
+                               "RETURNING started_at, heartbeat_at, lease_until",
+                               PgParams()
+                                   .Add(claim.node_id)
+                                   .Add(claim.incarnation)
+                                   .Add(claim.lease_ms)
+                                   .Add(claim.version)));
+  NodeInfo info{claim.node_id, claim.incarnation, r.Int(0, 0), r.Int(0, 1), r.Int(0, 2),
+                claim.version, r.Int(0, 1), 0};
+  ORCH_RETURN_IF_ERROR(txn.Commit());
+  return info;
+}
+
+Result<LeaseRenewal> PgStore::RenewLease(const NodeClaim& claim) {
+  PgTransaction txn(conn_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  // The row lock orders this renewal against any rescue of this node.
+  ORCH_ASSIGN_OR_RETURN(
+      PgResult r,
+      conn_->Query("WITH old AS (SELECT lease_until FROM nodes WHERE node_id = $1 AND "
+                   "incarnation = $2 FOR UPDATE) UPDATE nodes n SET heartbeat_at = " ORCH_PG_NOW_MS
+                   ", lease_until = " ORCH_PG_NOW_MS " + $3 FROM old WHERE n.node_id = $1 AND "
+                   "n.incarnation = $2 RETURNING n.lease_until, n.heartbeat_at, old.lease_until",
+                   PgParams().Add(claim.node_id).Add(claim.incarnation).Add(claim.lease_ms)));
+  if (r.rows() == 0) {
+    return GuardMissed("node " + claim.node_id + " is no longer held by incarnation " +
+                       claim.incarnation);
+  }
+  LeaseRenewal out{r.Int(0, 0), r.Int(0, 1), r.Int(0, 2) < r.Int(0, 1)};
+  ORCH_RETURN_IF_ERROR(txn.Commit());
+  return out;
+}
+
+Result<std::vector<NodeInfo>> PgStore::ListNodes() {
+  ORCH_ASSIGN_OR_RETURN(
+      PgResult r,
+      conn_->Query("SELECT n.node_id, n.incarnation, n.started_at, n.heartbeat_at, n.lease_until, "
+                   "n.version, " ORCH_PG_NOW_MS ", (SELECT count(*) FROM runs r WHERE "
+                   "r.node_id = n.node_id AND r.ended_at IS NULL) FROM nodes n "
+                   "WHERE n.incarnation <> '' ORDER BY n.node_id"));
+  std::vector<NodeInfo> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    out.push_back(NodeInfo{r.Text(i, 0), r.Text(i, 1), r.Int(i, 2), r.Int(i, 3), r.Int(i, 4),
+                           r.Text(i, 5), r.Int(i, 6), r.Int(i, 7)});
+  }
+  return out;
+}
+
+Result<std::vector<RescuedRun>> PgStore::RescueExpiredRuns(const RescueRequest& req) {
+  ORCH_ASSIGN_OR_RETURN(
+      PgResult found,
+      conn_->Query("SELECT r.id, r.job_id, r.node_id, r.attempt FROM runs r JOIN nodes n ON "
+                   "n.node_id = r.node_id WHERE r.ended_at IS NULL AND r.node_id <> $1 AND "
+                   "n.lease_until < " ORCH_PG_NOW_MS " ORDER BY r.id LIMIT $2",
+                   PgParams().Add(req.self).Add(req.limit)));
+  std::vector<RescuedRun> out;
+  for (int i = 0; i < found.rows(); ++i) {
+    RescuedRun rescued{found.Int(i, 1), found.Int(i, 0), found.Text(i, 2), JobStatus::kQueued};
+    const int64_t attempt = found.Int(i, 3);
+    PgTransaction step(conn_.get());
+    ORCH_RETURN_IF_ERROR(step.Begin());
+    // Still expired, under the row lock a renewal takes too.
+    ORCH_ASSIGN_OR_RETURN(
+        PgResult lease, conn_->Query("SELECT lease_until < " ORCH_PG_NOW_MS
+                                     " FROM nodes WHERE node_id = $1 FOR UPDATE",
+                                     PgParams().Add(rescued.node_id)));
+    if (lease.rows() == 0 || !lease.Bool(0, 0)) continue;  // renewed meanwhile
+    RunEnd end;
+    end.job_id = rescued.job_id;
+    end.run_id = rescued.run_id;
+    end.outcome = RunOutcome::kLost;
+    end.reason = "node_lost";
+    end.error = "node " + rescued.node_id + " lost its lease while running this job";
+    end.now_ms = req.now_ms;
+    end.retry_not_before = req.retry_not_before ? req.retry_not_before(attempt) : req.now_ms;
+    auto finished = FinishRun(end);
+    if (finished.ok()) {
+      rescued.job_status = finished->job_status;
+    } else if (finished.status().code() == Code::kGuardMissed) {
+      // The job no longer runs this run (e.g. a leftover open run): close
+      // the run alone, and clear a queued job's claim on it.
+      auto repaired = RepairImpossibleQueued(rescued.job_id, rescued.run_id, RunOutcome::kLost,
+                                             "node_lost", req.now_ms);
+      if (!repaired.ok()) {
+        ORCH_ASSIGN_OR_RETURN(
+            PgResult closed, conn_->Query("UPDATE runs SET ended_at = $2, outcome = 'lost', "
+                                          "reason = 'node_lost' WHERE id = $1 AND ended_at IS NULL",
+                                          PgParams().Add(rescued.run_id).Add(req.now_ms)));
+        if (closed.affected() == 0) continue;
+      }
+      ORCH_ASSIGN_OR_RETURN(Job job, LoadJob(rescued.job_id));
+      rescued.job_status = job.status;
+    } else {
+      return finished.status();
+    }
+    ORCH_RETURN_IF_ERROR(step.Commit());
+    out.push_back(std::move(rescued));
+  }
+  return out;
 }
 
 Status PgStore::ProbeWritable() {

@@ -1,0 +1,376 @@
+// Several hosts, one queue (SPEC §11): real daemons, each in its own PID
+// namespace with its own node_id, sharing one real PostgreSQL database.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "integration/daemon_harness.h"
+#include "support/pg_test.h"
+
+namespace orch::test {
+namespace {
+
+using json = nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+const std::vector<std::string> kOwnPidNamespace = {"unshare", "--pid", "--fork", "--mount-proc"};
+
+struct NodeOptions {
+  int lease_s = 2;
+  int max_concurrency = 4;
+  std::string extra;  // more "[section]" / "key = value" lines
+};
+
+std::string NodeToml(const std::string& url, const std::string& node, const NodeOptions& o) {
+  return "[store]\nbackend = \"postgres\"\nurl = \"" + url + "\"\n[cluster]\nnode_id = \"" + node +
+         "\"\nlease_s = " + std::to_string(o.lease_s) +
+         "\n[supervisor]\nmax_concurrency = " + std::to_string(o.max_concurrency) +
+         "\nkill_grace_s = 2\nbackoff_base_s = 0.1\nbackoff_max_s = 0.5\n" + o.extra;
+}
+
+// One daemon standing for one host.
+struct Node {
+  Node(const std::string& url, const std::string& id, const NodeOptions& o = {})
+      : name(id), daemon(dir, NodeToml(url, id, o)) {}
+  TempDir dir;
+  std::string name;
+  Daemon daemon;
+};
+
+json ShJob(const std::string& script) { return {{"argv", {"/bin/sh", "-c", script}}}; }
+
+// Every run of a job, as the API shows them.
+json Runs(const Daemon& d, int64_t id) { return d.Job(id)["runs"]; }
+
+bool FileExists(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0;
+}
+
+TEST(Cluster, OneNodeRunsJobsAndShowsItselfInQueue) {
+  PgTestDatabase db;
+  ASSERT_TRUE(db.ok());
+  Node n1(db.url(), "n1");
+  ASSERT_TRUE(n1.daemon.Start(kOwnPidNamespace)) << n1.daemon.Log();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(n1.daemon.Submit({{"argv", {"/bin/true"}}}));
+  for (int64_t id : ids) ASSERT_TRUE(n1.daemon.WaitStatus(id, "succeeded")) << n1.daemon.Log();
+  int64_t slow = n1.daemon.Submit({{"argv", {"sleep", "30"}}});
+  ASSERT_TRUE(n1.daemon.WaitStatus(slow, "running"));
+
+  json q = n1.daemon.Get("/queue").Json();
+  EXPECT_EQ("postgres", q["cluster"]["backend"]);
+  EXPECT_EQ("n1", q["cluster"]["node_id"]);
+  EXPECT_EQ(2, q["cluster"]["lease_s"]);
+  ASSERT_EQ(1u, q["cluster"]["nodes"].size()) << q.dump();
+  EXPECT_EQ("n1", q["cluster"]["nodes"][0]["node_id"]);
+  EXPECT_EQ(true, q["cluster"]["nodes"][0]["alive"]);
+  EXPECT_EQ(1, q["cluster"]["nodes"][0]["running"]);
+  EXPECT_EQ(q["supervisor"]["incarnation"], q["cluster"]["nodes"][0]["incarnation"]);
+  ASSERT_EQ(1u, q["running"].size());
+  EXPECT_EQ("n1", q["running"][0]["node_id"]);
+  EXPECT_EQ(5, q["counts"]["succeeded"]);
+  EXPECT_EQ("n1", Runs(n1.daemon, ids[0])[0]["node_id"]);
+  EXPECT_EQ("n1", db.Texts("SELECT node_id FROM runs WHERE job_id = " + std::to_string(ids[0]))[0]);
+  std::string metrics = n1.daemon.Get("/metrics").body;
+  EXPECT_NE(std::string::npos, metrics.find("orchestrator_lease_held 1")) << metrics;
+  EXPECT_EQ(0, n1.daemon.Stop());
+  // A clean stop gives the node_id back at once.
+  EXPECT_EQ(1, db.Int("SELECT count(*) FROM nodes WHERE node_id = 'n1' AND lease_until <= "
+                      "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"));
+  EXPECT_EQ("queued", db.Texts("SELECT status FROM jobs WHERE id = " + std::to_string(slow))[0]);
+}
+
+TEST(Cluster, ASecondDaemonWithTheSameNodeIdIsRefused) {
+  PgTestDatabase db;
+  ASSERT_TRUE(db.ok());
+  Node first(db.url(), "same");
+  ASSERT_TRUE(first.daemon.Start(kOwnPidNamespace)) << first.daemon.Log();
+  Node second(db.url(), "same");
+  EXPECT_FALSE(second.daemon.Start(kOwnPidNamespace));
+  EXPECT_EQ(2, second.daemon.WaitExit(seconds(30))) << second.daemon.Log();
+  std::string log = second.daemon.Log();
+  EXPECT_NE(std::string::npos, log.find("is held by incarnation")) << log;
+  EXPECT_NE(std::string::npos, log.find("give each host its own cluster.node_id")) << log;
+  // The first one never noticed.
+  EXPECT_EQ(200, first.daemon.Get("/readyz").status);
+  EXPECT_EQ(0, first.daemon.Stop());
+}
+
+// 3 nodes race for 300 jobs. Each job takes an exclusive lock on a file of
+// its own (and of its serial key) without waiting, and fails if that lock is
+// held: every job succeeding means no job and no key ever ran twice at once.
+TEST(Cluster, ThreeNodesRunEveryJobExactlyOnceWithinTheirLimits) {
+  PgTestDatabase db;
+  ASSERT_TRUE(db.ok());
+  TempDir work;
+  std::vector<std::unique_ptr<Node>> nodes;
+  for (const char* id : {"a", "b", "c"}) {
+    nodes.push_back(std::make_unique<Node>(db.url(), id));
+    ASSERT_TRUE(nodes.back()->daemon.Start(kOwnPidNamespace)) << nodes.back()->daemon.Log();
+  }
+  const std::string d = work.path();
+  const std::string script =
+      "exec 9>\"" + d + "/job-$ORCH_JOB_ID.lock\"; flock -n 9 || exit 3; "
+      "if [ -n \"$KEY\" ]; then exec 8>\"" + d + "/key-$KEY.lock\"; flock -n 8 || exit 4; fi; "
+      "echo \"$ORCH_NODE_ID $ORCH_RUN_ID\" >> \"" + d + "/ran-$ORCH_JOB_ID\"; sleep 0.05";
+  constexpr int kJobs = 300;
+  std::vector<int64_t> ids;
+  for (int i = 0; i < kJobs; ++i) {
+    json spec = ShJob(script);
+    if (i % 10 == 0) {
+      std::string key = "k" + std::to_string(i % 4);
+      spec["serial_key"] = key;
+      spec["env"] = {{"KEY", key}};
+    }
+    ids.push_back(nodes[i % 3]->daemon.Submit(spec));
+    ASSERT_GT(ids.back(), 0);
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    return db.Int("SELECT count(*) FROM jobs WHERE status IN ('succeeded', 'failed')") == kJobs;
+  }, seconds(120))) << nodes[0]->daemon.Log();
+
+  EXPECT_EQ(kJobs, db.Int("SELECT count(*) FROM jobs WHERE status = 'succeeded'"))
+      << "a job that found its lock (or its key's) held failed";
+  EXPECT_EQ(kJobs, db.Int("SELECT count(*) FROM runs")) << "every job ran exactly once";
+  std::map<std::string, int> per_node;
+  for (int64_t id : ids) {
+    std::string ran = ReadFile(d + "/ran-" + std::to_string(id));
+    ASSERT_EQ(1u, CountLines(d + "/ran-" + std::to_string(id))) << id << ": " << ran;
+    ++per_node[ran.substr(0, ran.find(' '))];
+  }
+  EXPECT_EQ(3u, per_node.size()) << "every node took a share";
+  // max_concurrency per node, from the runs' own times: at no run's start
+  // did its node have more than 4 runs open.
+  EXPECT_LE(db.Int("SELECT max(c) FROM (SELECT (SELECT count(*) FROM runs o WHERE "
+                   "o.node_id = r.node_id AND o.started_at <= r.started_at AND "
+                   "o.ended_at > r.started_at) AS c FROM runs r) AS x"),
+            4);
+  EXPECT_EQ(0, db.Int("SELECT count(*) FROM runs WHERE node_id NOT IN ('a', 'b', 'c')"));
+  for (auto& n : nodes) {
+    json q = n->daemon.Get("/queue").Json();
+    EXPECT_EQ(3u, q["cluster"]["nodes"].size()) << q.dump();
+    EXPECT_EQ(kJobs, q["counts"]["succeeded"]) << "counts are the whole queue's";
+    EXPECT_EQ(0, n->daemon.Stop());
+  }
+}
+
+// kill -9 of a node's PID namespace takes its jobs with it; once its lease
+// has run out another node rescues each run (lost, node_lost) and the job
+// runs again, once.
+TEST(Cluster, AKilledNodesRunsAreRescuedAndRunOnceMore) {
+  PgTestDatabase db;
+  ASSERT_TRUE(db.ok());
+  TempDir work;
+  const std::string d = work.path();
+  Node dead(db.url(), "dead");
+  ASSERT_TRUE(dead.daemon.Start(kOwnPidNamespace)) << dead.daemon.Log();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back(dead.daemon.Submit(ShJob(
+        "echo \"$ORCH_NODE_ID\" >> \"" + d + "/ran-$ORCH_JOB_ID\"; "
+        "[ \"$ORCH_NODE_ID\" = dead ] && exec sleep 60; exit 0")));
+  }
+  for (int64_t id : ids) ASSERT_TRUE(dead.daemon.WaitStatus(id, "running")) << dead.daemon.Log();
+  Node alive1(db.url(), "alive1"), alive2(db.url(), "alive2");
+  ASSERT_TRUE(alive1.daemon.Start(kOwnPidNamespace)) << alive1.daemon.Log();
+  ASSERT_TRUE(alive2.daemon.Start(kOwnPidNamespace)) << alive2.daemon.Log();
+
+  // SIGKILL to the namespace's init (the daemon): the kernel kills every
+  // process in it, its jobs included, as when a host dies.
+  auto killed_at = std::chrono::steady_clock::now();
+  ASSERT_EQ(0, kill(dead.daemon.DaemonPid(), SIGKILL));
+  dead.daemon.Kill9();
+  for (int64_t id : ids) {
+    ASSERT_TRUE(alive1.daemon.WaitStatus(id, "succeeded", seconds(60)))
+        << alive1.daemon.Job(id).dump() << alive1.daemon.Log();
+  }
+  double took_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  std::cout << "[ measure  ] kill -9 of a node -> its 4 jobs done elsewhere: " << took_s
+            << " s (lease_s = 2)\n";
+  for (int64_t id : ids) {
+    json runs = Runs(alive1.daemon, id);
+    ASSERT_EQ(2u, runs.size()) << runs.dump();
+    EXPECT_EQ("dead", runs[0]["node_id"]);
+    EXPECT_EQ("lost", runs[0]["outcome"]);
+    EXPECT_EQ("node_lost", runs[0]["reason"]);
+    EXPECT_NE("dead", runs[1]["node_id"]);
+    EXPECT_EQ("succeeded", runs[1]["outcome"]);
+    EXPECT_EQ(2u, CountLines(d + "/ran-" + std::to_string(id))) << "run once more, and only once";
+  }
+  std::string m1 = alive1.daemon.Get("/metrics").body, m2 = alive2.daemon.Get("/metrics").body;
+  auto rescued = [](const std::string& m) {
+    const std::string name = "\norchestrator_rescued_runs_total ";
+    auto at = m.find(name);
+    return at == std::string::npos ? -1 : std::stoi(m.substr(at + name.size()));
+  };
+  EXPECT_EQ(4, rescued(m1) + rescued(m2)) << "each run rescued by exactly one node";
+  json q = alive1.daemon.Get("/queue").Json();
+  for (const auto& n : q["cluster"]["nodes"]) {
+    if (n["node_id"] == "dead") {
+      EXPECT_EQ(false, n["alive"]) << q.dump();
+    }
+  }
+  EXPECT_EQ(0, alive1.daemon.Stop());
+  EXPECT_EQ(0, alive2.daemon.Stop());
+}
+
+// A node frozen past its lease (SIGSTOP: its jobs run on) is rescued by the
+// others; when it wakes it stops its runs at once, and what it then reports
+// of them changes nothing in the store.
+TEST(Cluster, APausedNodeStopsItsRunsWhenItWakesAndItsLateEndIsRefused) {
+  PgTestDatabase db;
+  ASSERT_TRUE(db.ok());
+  TempDir work;
+  const std::string d = work.path();
+  Node sleeper(db.url(), "sleeper");
+  ASSERT_TRUE(sleeper.daemon.Start(kOwnPidNamespace)) << sleeper.daemon.Log();
+  int64_t id = sleeper.daemon.Submit(ShJob(
+      "trap 'date +%s%N > \"" + d + "/term-$ORCH_NODE_ID\"; exit 0' TERM; "
+      "date +%s%N > \"" + d + "/start-$ORCH_NODE_ID\"; "
+      "if [ \"$ORCH_NODE_ID\" = sleeper ]; then sleep 60 & wait; fi; exit 0"));
+  ASSERT_TRUE(sleeper.daemon.WaitStatus(id, "running")) << sleeper.daemon.Log();
+  Node other(db.url(), "other");
+  ASSERT_TRUE(other.daemon.Start(kOwnPidNamespace)) << other.daemon.Log();
+
+  pid_t frozen = sleeper.daemon.DaemonPid();
+  ASSERT_EQ(0, kill(frozen, SIGSTOP));
+  struct ContOnExit {
+    pid_t pid;
+    ~ContOnExit() { kill(pid, SIGCONT); }
+  } cont{frozen};
+  // Rescued and run again elsewhere while the first copy still runs.
+  ASSERT_TRUE(other.daemon.WaitStatus(id, "succeeded", seconds(60)))
+      << other.daemon.Job(id).dump() << other.daemon.Log();
+  EXPECT_FALSE(FileExists(d + "/term-sleeper")) << "a frozen daemon signals nothing";
+
+  auto woke = std::chrono::steady_clock::now();
+  ASSERT_EQ(0, kill(frozen, SIGCONT));
+  ASSERT_TRUE(WaitFor([&] { return FileExists(d + "/term-sleeper"); }, seconds(10)))
+      << sleeper.daemon.Log();
+  double stop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - woke).count();
+  std::cout << "[ measure  ] SIGCONT -> its run got SIGTERM: " << stop_s << " s\n";
+  EXPECT_LT(stop_s, 5.0) << "it must stop its runs at once when it wakes";
+
+  // Its late end of the first run was refused: the history is the rescuer's.
+  ASSERT_TRUE(WaitFor([&] {
+    return sleeper.daemon.Log().find("run already closed elsewhere") != std::string::npos;
+  })) << sleeper.daemon.Log();
+  json runs = Runs(other.daemon, id);
+  ASSERT_EQ(2u, runs.size()) << runs.dump();
+  EXPECT_EQ("sleeper", runs[0]["node_id"]);
+  EXPECT_EQ("lost", runs[0]["outcome"]);
+  EXPECT_EQ("node_lost", runs[0]["reason"]);
+  EXPECT_EQ("other", runs[1]["node_id"]);
+  EXPECT_EQ("succeeded", runs[1]["outcome"]);
+  EXPECT_EQ("succeeded", other.daemon.Job(id)["status"]);
+  std::string log = sleeper.daemon.Log();
+  EXPECT_NE(std::string::npos, log.find("lease lost")) << log;
+  // It renews and serves again.
+  EXPECT_TRUE(WaitFor([&] { return sleeper.daemon.Get("/readyz").status == 200; }, seconds(20)))
+      << sleeper.daemon.Log();
+  int64_t after = sleeper.daemon.Submit({{"argv", {"/bin/true"}}});
+  EXPECT_TRUE(sleeper.daemon.WaitStatus(after, "succeeded"));
+  EXPECT_EQ(0, sleeper.daemon.Stop());
+  EXPECT_EQ(0, other.daemon.Stop());
+}
+
+// A pause or resume through any node holds for the whole queue.
+TEST(Cluster, PauseAndResumeReachEveryNode) {
+  PgTestDatabase db;
+  ASSERT_TRUE(db.ok());
+  Node a(db.url(), "a"), b(db.url(), "b");
+  ASSERT_TRUE(a.daemon.Start(kOwnPidNamespace)) << a.daemon.Log();
+  ASSERT_TRUE(b.daemon.Start(kOwnPidNamespace)) << b.daemon.Log();
+  ASSERT_EQ(200, a.daemon.Post("/queue/pause").status);
+  ASSERT_TRUE(WaitFor([&] { return b.daemon.Get("/queue").Json()["paused"] == true; }))
+      << "node b never saw the pause";
+  int64_t id = b.daemon.Submit({{"argv", {"/bin/true"}}});
+  std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_EQ("queued", b.daemon.Job(id)["status"]) << "claimed while the queue was paused";
+  ASSERT_EQ(200, a.daemon.Post("/queue/resume").status);
+  EXPECT_TRUE(b.daemon.WaitStatus(id, "succeeded"));
+  EXPECT_EQ(0, a.daemon.Stop());
+  EXPECT_EQ(0, b.daemon.Stop());
+}
+
+// PostgreSQL restarts under running jobs: the daemons reconnect by
+// themselves, no job is lost and none runs twice.
+TEST(Cluster, APostgresRestartLosesNothingAndRunsNothingTwice) {
+  PgPrivateServer server;
+  ASSERT_TRUE(server.ok());
+  TempDir work;
+  const std::string d = work.path();
+  NodeOptions o;
+  o.lease_s = 10;  // the restart must not cost the lease
+  Node a(server.Url(), "a", o), b(server.Url(), "b", o);
+  ASSERT_TRUE(a.daemon.Start(kOwnPidNamespace)) << a.daemon.Log();
+  ASSERT_TRUE(b.daemon.Start(kOwnPidNamespace)) << b.daemon.Log();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 6; ++i) {
+    ids.push_back((i % 2 ? b : a).daemon.Submit(
+        ShJob("echo \"$ORCH_RUN_ID\" >> \"" + d + "/ran-$ORCH_JOB_ID\"; sleep 2")));
+  }
+  // Each one exec'd (its pid recorded): the restart hits runs in flight.
+  for (int64_t id : ids) ASSERT_TRUE(a.daemon.WaitStatus(id, "running")) << a.daemon.Log();
+  ASSERT_TRUE(server.Restart());
+  for (int64_t id : ids) {
+    ASSERT_TRUE(a.daemon.WaitStatus(id, "succeeded", seconds(60)))
+        << a.daemon.Job(id).dump() << a.daemon.Log() << b.daemon.Log();
+    EXPECT_EQ(1u, Runs(a.daemon, id).size())
+        << a.daemon.Job(id).dump() << a.daemon.Log() << b.daemon.Log();
+    EXPECT_EQ(1u, CountLines(d + "/ran-" + std::to_string(id)));
+  }
+  // And both still take new work.
+  int64_t later = b.daemon.Submit({{"argv", {"/bin/true"}}});
+  EXPECT_TRUE(b.daemon.WaitStatus(later, "succeeded"));
+  EXPECT_EQ(200, a.daemon.Get("/readyz").status);
+  EXPECT_EQ(0, a.daemon.Stop());
+  EXPECT_EQ(0, b.daemon.Stop());
+}
+
+// ORCH-126 on PostgreSQL: a queued row still carrying a dead run, written
+// with SQL behind the daemon's back, is swept and counted as on SQLite.
+TEST(Cluster, AnImpossibleQueuedRowIsSweptAndCounted) {
+  PgTestDatabase db;
+  ASSERT_TRUE(db.ok());
+  Node n(db.url(), "n", NodeOptions{2, 1, ""});
+  ASSERT_TRUE(n.daemon.Start(kOwnPidNamespace)) << n.daemon.Log();
+  ASSERT_EQ(200, n.daemon.Post("/queue/pause").status);
+  int64_t id = n.daemon.Submit({{"argv", {"/bin/true"}}});
+  // What the old code left: queued, but carrying a dead run (pid 999999
+  // never was) whose row was never closed.
+  ASSERT_EQ("", db.Exec("ALTER TABLE jobs DROP CONSTRAINT i1_queued_owns_nothing; "
+                        "INSERT INTO runs(id, job_id, attempt, incarnation, node_id, boot_id, "
+                        "pidns_ino, pid, start_time, started_at) VALUES (9001, " +
+                        std::to_string(id) + ", 1, 'old', 'n', 'old-boot', 1, 999999, 5, 1); "
+                        "UPDATE jobs SET run_id = 9001, pid = 999999, started_at = 1 "
+                        "WHERE id = " + std::to_string(id)));
+  ASSERT_TRUE(WaitFor([&] {
+    return n.daemon.Get("/queue").Json()["reaper"]["impossible_queued_total"] == 1;
+  })) << n.daemon.Log();
+  ASSERT_EQ(200, n.daemon.Post("/queue/resume").status);
+  ASSERT_TRUE(n.daemon.WaitStatus(id, "succeeded")) << n.daemon.Log();
+  json runs = Runs(n.daemon, id);
+  ASSERT_EQ(2u, runs.size()) << runs.dump();
+  for (const auto& run : runs) {
+    if (run["id"] == 9001) {
+      EXPECT_EQ("lost", run["outcome"]) << runs.dump();
+      EXPECT_EQ("impossible_queued", run["reason"]) << runs.dump();
+    } else {
+      EXPECT_EQ("succeeded", run["outcome"]) << runs.dump();
+    }
+  }
+  EXPECT_EQ(0, n.daemon.Stop());
+}
+
+}  // namespace
+}  // namespace orch::test
