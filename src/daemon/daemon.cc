@@ -28,6 +28,8 @@
 #include "http/api.h"
 #include "http/server.h"
 #include "store/job_store.h"
+#include "store/postgres/pg_listener.h"
+#include "store/postgres/pg_store.h"
 #include "store/store_executor.h"
 #include "supervisor/identity.h"
 #include "supervisor/metrics.h"
@@ -238,6 +240,8 @@ class Daemon {
   // does; a running one's is renewed), then refuses. Returns when the
   // request was sent (Clock::BoottimeMs): the lease lasts lease_s from there.
   Result<int64_t> AcquireNode(const std::string& incarnation);
+  // LISTENs for the queue's changes from other nodes (SPEC §11).
+  void StartListening();
 
   Config config_;
   ConfigInputs inputs_;
@@ -253,6 +257,9 @@ class Daemon {
   std::unique_ptr<HttpServer> server_;
   UvHandle<uv_signal_t> sigterm_, sigint_, sighup_;
   UvHandle<uv_timer_t> status_timer_, watchdog_timer_;
+  // PostgreSQL: another node's submits, ends and pauses wake the claim here.
+  UvHandle<uv_async_t> queue_changed_;
+  std::unique_ptr<PgListener> listener_;
   bool stopping_ = false;
   bool ready_sent_ = false;
   bool status_reading_ = false;
@@ -291,6 +298,20 @@ Result<int64_t> Daemon::AcquireNode(const std::string& incarnation) {
                                                    "give each host its own cluster.node_id");
     }
     return got.status();
+  }
+}
+
+void Daemon::StartListening() {
+  queue_changed_.Init(uv_async_init, &loop_, this, [](uv_async_t* h) {
+    if (h->data != nullptr) static_cast<Daemon*>(h->data)->supervisor_->OnQueueChanged();
+  });
+  uv_async_t* wake = queue_changed_.get();
+  listener_ = std::make_unique<PgListener>(config_.store.url, PgStore::kQueueChannel,
+                                           [wake] { uv_async_send(wake); });
+  if (Status s = listener_->Start(); !s.ok()) {
+    // The reaper tick still claims what other nodes queue, only later.
+    log::Warn("not listening for other nodes' changes", {{"error", s.ToString()}});
+    listener_.reset();
   }
 }
 
@@ -469,6 +490,7 @@ int Daemon::Run() {
                {"max_concurrency", config_.supervisor.max_concurrency}});
     // Recovery may kill orphans: only once this daemon is sure to run.
     supervisor_->Start();
+    if (shared) StartListening();
 
     auto on_stop = [](uv_signal_t* h, int signum) {
       if (h->data != nullptr) static_cast<Daemon*>(h->data)->OnStopSignal(signum);
@@ -580,6 +602,8 @@ void Daemon::OnStopSignal(int signum) {
   Notify("STOPPING=1");
   status_timer_.Close();
   watchdog_timer_.Close();
+  if (listener_) listener_->Stop();
+  queue_changed_.Close();
   supervisor_->Shutdown([this] { CloseServerAndStore(); });
 }
 

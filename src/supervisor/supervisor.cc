@@ -1336,6 +1336,12 @@ void Supervisor::RenewLease() {
                 });
 }
 
+void Supervisor::OnQueueChanged() {
+  if (stopping_) return;
+  RefreshPaused();
+  Kick();
+}
+
 void Supervisor::RefreshPaused() {
   if (reading_paused_) return;
   reading_paused_ = true;

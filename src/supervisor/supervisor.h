@@ -91,6 +91,9 @@ class Supervisor {
   bool recovered() const { return recovered_; }
   // Schedules one claim pass on this loop iteration (coalesced).
   void Kick();
+  // Another node changed the shared queue (a job queued, a key or slot
+  // freed, a pause or resume): look again.
+  void OnQueueChanged();
 
   // Applies the reloadable keys of `config` (SIGHUP) and kicks a claim.
   void ApplyConfig(const Config& config);

@@ -283,6 +283,34 @@ TEST(Cluster, APausedNodeStopsItsRunsWhenItWakesAndItsLateEndIsRefused) {
   EXPECT_EQ(0, other.daemon.Stop());
 }
 
+// Claiming is event-driven across nodes: with the reaper's tick a minute
+// away, a job queued on a full node is claimed by another one at once
+// (LISTEN/NOTIFY), and so is a job whose serial key another node frees.
+TEST(Cluster, WorkQueuedOnOneNodeIsClaimedByAnotherWithoutWaitingForATick) {
+  PgTestDatabase db;
+  ASSERT_TRUE(db.ok());
+  NodeOptions o;
+  o.max_concurrency = 1;
+  o.extra = "[reaper]\ninterval_ms = 60000\n";
+  Node a(db.url(), "a", o), b(db.url(), "b", o);
+  ASSERT_TRUE(a.daemon.Start(kOwnPidNamespace)) << a.daemon.Log();
+  ASSERT_TRUE(b.daemon.Start(kOwnPidNamespace)) << b.daemon.Log();
+  int64_t busy = a.daemon.Submit({{"argv", {"sleep", "30"}}, {"serial_key", "K"}});
+  ASSERT_TRUE(a.daemon.WaitStatus(busy, "running"));
+  // a is full: only b can take it.
+  int64_t next = a.daemon.Submit({{"argv", {"/bin/true"}}});
+  ASSERT_TRUE(a.daemon.WaitStatus(next, "succeeded", seconds(10))) << b.daemon.Log();
+  EXPECT_EQ("b", Runs(a.daemon, next)[0]["node_id"]);
+  // K is held on a; freeing it (cancel) lets b claim the next K job at once.
+  int64_t keyed = b.daemon.Submit({{"argv", {"/bin/true"}}, {"serial_key", "K"}});
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ("queued", b.daemon.Job(keyed)["status"]) << "K is held on node a";
+  ASSERT_EQ(202, a.daemon.Post("/jobs/" + std::to_string(busy) + "/cancel").status);
+  ASSERT_TRUE(b.daemon.WaitStatus(keyed, "succeeded", seconds(10))) << b.daemon.Log();
+  EXPECT_EQ(0, a.daemon.Stop());
+  EXPECT_EQ(0, b.daemon.Stop());
+}
+
 // A pause or resume through any node holds for the whole queue.
 TEST(Cluster, PauseAndResumeReachEveryNode) {
   PgTestDatabase db;

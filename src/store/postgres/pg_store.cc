@@ -115,6 +115,22 @@ CREATE TRIGGER jobs_count_update AFTER UPDATE OF status ON jobs
 
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
+-- Claiming stays event-driven across nodes (PgListener): a job that becomes
+-- claimable, a serial key or slot freed, a pause or resume, is announced on
+-- commit (PostgreSQL folds repeats within a transaction).
+CREATE FUNCTION orch_notify_queue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('orchestrator_queue', '');
+  RETURN NULL;
+END $$;
+CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobs
+  FOR EACH ROW WHEN (NEW.status = 'queued') EXECUTE FUNCTION orch_notify_queue();
+CREATE TRIGGER jobs_notify_update AFTER UPDATE OF status, not_before ON jobs
+  FOR EACH ROW WHEN (NEW.status = 'queued' OR OLD.status = 'running')
+  EXECUTE FUNCTION orch_notify_queue();
+CREATE TRIGGER settings_notify AFTER INSERT OR UPDATE ON settings
+  FOR EACH ROW WHEN (NEW.key = 'paused') EXECUTE FUNCTION orch_notify_queue();
+
 -- One row per node (SPEC §11). Times are the database's clock, in ms.
 CREATE TABLE nodes (
   node_id      TEXT   PRIMARY KEY,

@@ -23,6 +23,8 @@ struct PgOpenOptions {
 class PgStore : public JobStore {
  public:
   static constexpr int kSchemaVersion = 1;
+  // Announced on commit whenever the queue may hold something claimable.
+  static constexpr const char* kQueueChannel = "orchestrator_queue";
 
   // Connects to config.url and applies pending migrations in one
   // transaction (serialized between nodes by an advisory lock held for
