@@ -1260,6 +1260,7 @@ void Supervisor::MaybeFinishShutdown() {
   tick_timer_.Close();
   shutdown_timer_.Close();
   lease_timer_.Close();
+  lease_kill_timer_.Close();
   sigchld_.Close();
   launcher_.Stop();
   if (shared_ && pending_finishes_.empty()) {
@@ -1274,10 +1275,25 @@ void Supervisor::MaybeFinishShutdown() {
   done();
 }
 
+// Runs are stopped a fifth of the lease before it can end (SIGTERM), and
+// killed when it ends: by the time any other node may judge the lease over
+// and start the jobs again, the copies here are gone.
+int64_t Supervisor::LeaseMarginMs() const { return LeaseMs() / 5; }
+
 void Supervisor::CheckLease() {
   if (!shared_ || lease_lost_ || lease_deadline_ms_ == 0) return;
-  if (clock_->BoottimeMs() < lease_deadline_ms_) return;
-  LoseLease("not renewed for " + std::to_string(config_.cluster.lease_s) + " s");
+  if (clock_->BoottimeMs() < lease_deadline_ms_ - LeaseMarginMs()) return;
+  LoseLease("not renewed for " + std::to_string(config_.cluster.lease_s - LeaseMarginMs() / 1000) +
+            " s of its " + std::to_string(config_.cluster.lease_s) + " s lease");
+}
+
+void Supervisor::KillLeaseLostRuns() {
+  for (auto& [run_id, r] : running_) {
+    if (r->stop == StopCause::kLeaseLost && !r->kill_sent) {
+      r->kill_sent = true;
+      SignalGroup(*r, SIGKILL);
+    }
+  }
 }
 
 void Supervisor::LoseLease(const std::string& why) {
@@ -1295,6 +1311,18 @@ void Supervisor::LoseLease(const std::string& why) {
     if (r->killing_orphan) continue;
     RequestStop(*r, StopCause::kLeaseLost);
   }
+  int64_t left = lease_deadline_ms_ == 0 ? 0 : lease_deadline_ms_ - clock_->BoottimeMs();
+  if (left <= 0) {
+    KillLeaseLostRuns();
+    return;
+  }
+  lease_kill_timer_.Init(uv_timer_init, loop_, this);
+  uv_timer_start(
+      lease_kill_timer_.get(),
+      [](uv_timer_t* h) {
+        if (h->data != nullptr) static_cast<Supervisor*>(h->data)->KillLeaseLostRuns();
+      },
+      static_cast<uint64_t>(left), 0);
 }
 
 void Supervisor::RenewLease() {

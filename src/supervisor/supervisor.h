@@ -189,6 +189,8 @@ class Supervisor {
   // The lease ran out (or was found lapsed): stop every run, claim nothing.
   void LoseLease(const std::string& why);
   void CheckLease();
+  int64_t LeaseMarginMs() const;
+  void KillLeaseLostRuns();
   void Rescue();
   // Another node may pause or resume the shared queue: read the flag again.
   void RefreshPaused();
@@ -250,6 +252,7 @@ class Supervisor {
   UvHandle<uv_timer_t> host_backoff_timer_;
   UvHandle<uv_timer_t> shutdown_timer_;
   UvHandle<uv_timer_t> lease_timer_;
+  UvHandle<uv_timer_t> lease_kill_timer_;  // SIGKILL at the lease's end
   UvHandle<uv_signal_t> sigchld_;
   // Claimed jobs whose processes the launcher thread is making, by run id.
   struct Launching {

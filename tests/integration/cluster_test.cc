@@ -1,8 +1,15 @@
 // Several hosts, one queue (SPEC §11): real daemons, each in its own PID
 // namespace with its own node_id, sharing one real PostgreSQL database.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <iostream>
 #include <map>
@@ -54,6 +61,104 @@ bool FileExists(const std::string& path) {
   struct stat st {};
   return stat(path.c_str(), &st) == 0;
 }
+
+// A TCP proxy on 127.0.0.1 in front of the test PostgreSQL, owned by the
+// test: Freeze() stops moving bytes (connections stay open, as on a network
+// that drops everything), Thaw() moves them again.
+class FreezableProxy {
+ public:
+  explicit FreezableProxy(int upstream_port) : upstream_port_(upstream_port) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        listen(listen_fd_, 64) != 0 ||
+        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ADD_FAILURE() << "proxy: cannot listen";
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+    pipe2(stop_pipe_, O_CLOEXEC);
+    thread_ = std::thread([this] { Main(); });
+  }
+  ~FreezableProxy() {
+    if (thread_.joinable()) {
+      (void)!write(stop_pipe_[1], "x", 1);
+      thread_.join();
+    }
+    for (auto& [a, b] : pairs_) {
+      close(a);
+      close(b);
+    }
+    close(listen_fd_);
+    close(stop_pipe_[0]);
+    close(stop_pipe_[1]);
+  }
+  int port() const { return port_; }
+  void Freeze() { frozen_ = true; }
+  void Thaw() { frozen_ = false; }
+
+ private:
+  void Main() {
+    for (;;) {
+      std::vector<pollfd> fds = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
+      if (!frozen_) {
+        for (auto& [a, b] : pairs_) {
+          fds.push_back({a, POLLIN, 0});
+          fds.push_back({b, POLLIN, 0});
+        }
+      }
+      if (poll(fds.data(), fds.size(), 50) < 0) continue;
+      if (fds[1].revents) return;
+      if (fds[0].revents & POLLIN) Accept();
+      for (size_t i = 2; i < fds.size(); ++i) {
+        if (!fds[i].revents) continue;
+        size_t pair = (i - 2) / 2;
+        if (pair >= pairs_.size()) break;
+        int from = fds[i].fd;
+        int to = from == pairs_[pair].first ? pairs_[pair].second : pairs_[pair].first;
+        char buf[65536];
+        ssize_t n = read(from, buf, sizeof buf);
+        if (n <= 0) {
+          close(pairs_[pair].first);
+          close(pairs_[pair].second);
+          pairs_.erase(pairs_.begin() + static_cast<long>(pair));
+          break;  // indexes moved: poll again
+        }
+        for (ssize_t off = 0; off < n;) {
+          ssize_t w = write(to, buf + off, static_cast<size_t>(n - off));
+          if (w <= 0) break;
+          off += w;
+        }
+      }
+    }
+  }
+  void Accept() {
+    int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0) return;
+    int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(upstream_port_));
+    if (connect(up, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      close(client);
+      close(up);
+      return;
+    }
+    pairs_.emplace_back(client, up);
+  }
+
+  int upstream_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  int stop_pipe_[2] = {-1, -1};
+  std::atomic<bool> frozen_{false};
+  std::vector<std::pair<int, int>> pairs_;  // (client, upstream), proxy thread only
+  std::thread thread_;
+};
 
 TEST(Cluster, OneNodeRunsJobsAndShowsItselfInQueue) {
   PgTestDatabase db;
@@ -294,13 +399,13 @@ TEST(Cluster, WorkQueuedOnOneNodeIsClaimedByAnotherWithoutWaitingForATick) {
   o.extra = "[reaper]\ninterval_ms = 60000\n";
   Node a(db.url(), "a", o), b(db.url(), "b", o);
   ASSERT_TRUE(a.daemon.Start(kOwnPidNamespace)) << a.daemon.Log();
-  ASSERT_TRUE(b.daemon.Start(kOwnPidNamespace)) << b.daemon.Log();
   int64_t busy = a.daemon.Submit({{"argv", {"sleep", "30"}}, {"serial_key", "K"}});
   ASSERT_TRUE(a.daemon.WaitStatus(busy, "running"));
+  ASSERT_TRUE(b.daemon.Start(kOwnPidNamespace)) << b.daemon.Log();
   // a is full: only b can take it.
   int64_t next = a.daemon.Submit({{"argv", {"/bin/true"}}});
   ASSERT_TRUE(a.daemon.WaitStatus(next, "succeeded", seconds(10))) << b.daemon.Log();
-  EXPECT_EQ("b", Runs(a.daemon, next)[0]["node_id"]);
+  EXPECT_EQ("b", Runs(a.daemon, next)[0]["node_id"]) << a.daemon.Log();
   // K is held on a; freeing it (cancel) lets b claim the next K job at once.
   int64_t keyed = b.daemon.Submit({{"argv", {"/bin/true"}}, {"serial_key", "K"}});
   std::this_thread::sleep_for(milliseconds(300));
@@ -309,6 +414,54 @@ TEST(Cluster, WorkQueuedOnOneNodeIsClaimedByAnotherWithoutWaitingForATick) {
   ASSERT_TRUE(b.daemon.WaitStatus(keyed, "succeeded", seconds(10))) << b.daemon.Log();
   EXPECT_EQ(0, a.daemon.Stop());
   EXPECT_EQ(0, b.daemon.Stop());
+}
+
+// A node cut off from PostgreSQL (its proxy frozen) stops its runs before
+// its lease can run out in the database, says so on /readyz, and takes work
+// again once the network is back; meanwhile another node rescues the run.
+TEST(Cluster, APartitionedNodeStopsItsRunsBeforeItsLeaseEndsAndRejoins) {
+  PgTestDatabase db;
+  ASSERT_TRUE(db.ok());
+  PgTestServer* server = PgTestServer::Get();
+  ASSERT_NE(server, nullptr);
+  FreezableProxy proxy(server->port());
+  ASSERT_GT(proxy.port(), 0);
+  TempDir work;
+  const std::string d = work.path();
+  NodeOptions o;
+  o.lease_s = 3;
+  Node cut(server->TcpUrl(db.name(), proxy.port()), "cut", o);
+  ASSERT_TRUE(cut.daemon.Start(kOwnPidNamespace)) << cut.daemon.Log();
+  int64_t id = cut.daemon.Submit(ShJob(
+      "trap 'date +%s%3N > \"" + d + "/term-$ORCH_NODE_ID\"; exit 0' TERM; "
+      "if [ \"$ORCH_NODE_ID\" = cut ]; then sleep 60 & wait; fi; exit 0"));
+  ASSERT_TRUE(cut.daemon.WaitStatus(id, "running")) << cut.daemon.Log();
+  Node other(db.url(), "other", o);
+  ASSERT_TRUE(other.daemon.Start(kOwnPidNamespace)) << other.daemon.Log();
+
+  proxy.Freeze();
+  ASSERT_TRUE(WaitFor([&] { return FileExists(d + "/term-cut"); }, seconds(20)))
+      << cut.daemon.Log();
+  EXPECT_EQ(503, cut.daemon.Get("/readyz").status);
+  ASSERT_TRUE(other.daemon.WaitStatus(id, "succeeded", seconds(30))) << other.daemon.Log();
+  json runs = Runs(other.daemon, id);
+  ASSERT_EQ(2u, runs.size()) << runs.dump();
+  EXPECT_EQ("node_lost", runs[0]["reason"]);
+  // The cut node's TERM came before the database judged its lease over
+  // (the rescue closed the run at or after that moment).
+  int64_t term_ms = std::stoll(ReadFile(d + "/term-cut"));
+  int64_t rescued_ms = db.Int("SELECT ended_at FROM runs WHERE id = " +
+                              std::to_string(runs[0]["id"].get<int64_t>()));
+  EXPECT_LT(term_ms, rescued_ms) << "the run was stopped only after it was rescued";
+  std::cout << "[ measure  ] partition: run stopped " << (rescued_ms - term_ms)
+            << " ms before the rescue closed it\n";
+
+  proxy.Thaw();
+  EXPECT_TRUE(WaitFor([&] { return cut.daemon.Get("/readyz").status == 200; }, seconds(30)))
+      << cut.daemon.Log();
+  EXPECT_EQ("succeeded", other.daemon.Job(id)["status"]) << "the cut node's late end changed it";
+  EXPECT_EQ(0, cut.daemon.Stop());
+  EXPECT_EQ(0, other.daemon.Stop());
 }
 
 // A pause or resume through any node holds for the whole queue.
