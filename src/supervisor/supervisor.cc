@@ -1276,8 +1276,8 @@ void Supervisor::MaybeFinishShutdown() {
 }
 
 // Runs are stopped a fifth of the lease before it can end (SIGTERM), and
-// killed when it ends: by the time any other node may judge the lease over
-// and start the jobs again, the copies here are gone.
+// killed at the latest when it ends: by the time any other node may judge
+// the lease over and start the jobs again, the copies here are gone.
 int64_t Supervisor::LeaseMarginMs() const { return LeaseMs() / 5; }
 
 void Supervisor::CheckLease() {
@@ -1311,11 +1311,11 @@ void Supervisor::LoseLease(const std::string& why) {
     if (r->killing_orphan) continue;
     RequestStop(*r, StopCause::kLeaseLost);
   }
+  // Killed when the lease ends, if kill_grace_s would let them outlive it.
+  // One found over already (after a pause) is past saving: the usual grace
+  // applies (the reaper tick sends SIGKILL).
   int64_t left = lease_deadline_ms_ == 0 ? 0 : lease_deadline_ms_ - clock_->BoottimeMs();
-  if (left <= 0) {
-    KillLeaseLostRuns();
-    return;
-  }
+  if (left <= 0 || left >= config_.supervisor.kill_grace_s * 1000) return;
   lease_kill_timer_.Init(uv_timer_init, loop_, this);
   uv_timer_start(
       lease_kill_timer_.get(),
