@@ -193,17 +193,34 @@ std::string RenderQueue(const json& q, TimePoint now, bool color) {
   if (running.empty()) {
     out << "  none\n";
   } else {
-    Table t({"JOB", "RUN", "PID", "SERIAL KEY", "STARTED", "RUNTIME"});
+    Table t({"JOB", "RUN", "NODE", "PID", "SERIAL KEY", "STARTED", "RUNTIME"});
     t.AlignRight(0);
     t.AlignRight(1);
-    t.AlignRight(2);
-    t.AlignRight(5);
+    t.AlignRight(3);
+    t.AlignRight(6);
     for (const auto& r : running) {
-      t.AddRow({Text(r, "id"), Text(r, "run_id"), Text(r, "pid"), Text(r, "serial_key"),
-                Ago(r, "started_at", now),
+      t.AddRow({Text(r, "id"), Text(r, "run_id"), Text(r, "node_id"), Text(r, "pid"),
+                Text(r, "serial_key"), Ago(r, "started_at", now),
                 Has(r, "runtime_s") ? FormatDuration(Num(r, "runtime_s")) : "-"});
     }
     out << t.Render(color);
+  }
+
+  if (q.contains("cluster") && q["cluster"].is_object()) {
+    const json& c = q["cluster"];
+    const json nodes = c.value("nodes", json::array());
+    out << "\nnodes (" << nodes.size() << ", " << Text(c, "backend") << ", lease "
+        << Text(c, "lease_s") << "s; this is " << Text(c, "node_id")
+        << (c.value("lease_held", true) ? "" : ", WITHOUT A LEASE") << "):\n";
+    Table t({"NODE", "STATE", "RUNNING", "HEARTBEAT", "INCARNATION"});
+    t.AlignRight(2);
+    for (const auto& n : nodes) {
+      bool alive = n.value("alive", false);
+      t.AddRow({Text(n, "node_id"),
+                Table::Cell(alive ? "alive" : "lease over", alive ? Color::kGreen : Color::kRed),
+                Text(n, "running"), Ago(n, "heartbeat_at", now), Text(n, "incarnation")});
+    }
+    if (!nodes.empty()) out << t.Render(color);
   }
 
   if (q.contains("reaper") && q["reaper"].is_object()) {

@@ -137,6 +137,25 @@ TEST(RenderQueue, CountsLimitsRunningAndReaper) {
   EXPECT_TRUE(Contains(out, "up 1h00m")) << out;
 }
 
+TEST(RenderQueue, NodesOfASharedQueueWithTheirLeases) {
+  json q = json::parse(R"({
+    "counts":{"queued":0,"running":2,"succeeded":0,"failed":0,"cancelled":0},
+    "running":[{"id":3,"run_id":9,"node_id":"web-2","pid":4242,"serial_key":null,
+                "started_at":"2026-11-28T05:59:55.000Z","runtime_s":5.0}],
+    "cluster":{"backend":"postgres","node_id":"web-1","lease_s":10,"lease_held":false,
+               "nodes":[{"node_id":"web-1","incarnation":"i1","alive":true,"running":1,
+                         "heartbeat_at":"2026-11-28T05:59:58.000Z"},
+                        {"node_id":"web-2","incarnation":"i2","alive":false,"running":1,
+                         "heartbeat_at":"2026-11-28T05:59:30.000Z"}]}
+  })");
+  std::string out = RenderQueue(q, Now(), false);
+  EXPECT_TRUE(Contains(out, "nodes (2, postgres, lease 10s; this is web-1, WITHOUT A LEASE)"))
+      << out;
+  EXPECT_TRUE(Contains(out, "lease over")) << out;
+  EXPECT_TRUE(Contains(out, "30s ago")) << out;
+  EXPECT_TRUE(Contains(out, "web-2")) << out;
+}
+
 // No byte below 0x20 (but the line ends) and no DEL: nothing that moves
 // the cursor, ends a line early or starts an escape sequence.
 bool TerminalSafe(const std::string& out) {
