@@ -243,9 +243,13 @@ def histogram_quantile(buckets, q):
 
 class Daemon:
     def __init__(self, name, max_concurrency=1, extra_server="", extra_supervisor="",
-                 workdir=None, binary=None, log_dir=None):
+                 workdir=None, binary=None, log_dir=None, extra_store="", extra="",
+                 wrapper=None):
         """`binary`: the orchestrator to run (default: orch_bin()); `log_dir`:
-        where job logs go (default <dir>/logs)."""
+        where job logs go (default <dir>/logs); `extra_store` lines go into
+        [store], `extra` (whole sections) at the end; `wrapper` runs before
+        the binary (e.g. unshare for a PID namespace of its own)."""
+        self.wrapper = wrapper or []
         self.dir = workdir or work_dir(name)
         self.log_dir = log_dir or os.path.join(self.dir, "logs")
         self.port = free_port()
@@ -259,6 +263,7 @@ token_file = "{self.dir}/token"
 {extra_server}
 [store]
 path = "{self.dir}/q.db"
+{extra_store}
 [supervisor]
 max_concurrency = {max_concurrency}
 log_dir = "{self.log_dir}"
@@ -267,6 +272,7 @@ shutdown_grace_s = 5
 {extra_supervisor}
 [log]
 level = "warn"
+{extra}
 """)
         self.known_jobs = {}  # pid -> start_time of job processes seen running
 
@@ -276,7 +282,8 @@ level = "warn"
 
     def start(self, timeout=30):
         self.log = open(os.path.join(self.dir, "daemon.log"), "ab")
-        self.proc = subprocess.Popen([self.binary or orch_bin(), "serve", "--config", self.cfg],
+        self.proc = subprocess.Popen(self.wrapper + [self.binary or orch_bin(), "serve",
+                                                     "--config", self.cfg],
                                      stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -334,14 +341,28 @@ level = "warn"
         finally:
             c.close()
 
+    def daemon_pid(self):
+        """The daemon itself: inside a wrapper such as unshare, its child."""
+        if not self.wrapper:
+            return self.proc.pid
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                kids = f.read().split()
+            return int(kids[0]) if kids else self.proc.pid
+        except OSError:
+            return self.proc.pid
+
     def stop(self, timeout=20):
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            target = self.daemon_pid()
+            os.kill(target, signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                # SIGKILL to a PID namespace's init takes its jobs with it.
+                os.kill(target, signal.SIGKILL)
                 self.proc.kill()
                 self.proc.wait()
         # Safety net: job processes the daemon left behind, identified by

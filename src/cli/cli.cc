@@ -106,8 +106,9 @@ int RunCli(int argc, char** argv) {
     InvariantLimits limits{loaded.config.supervisor.max_concurrency,
                            loaded.config.supervisor.serial_gate_enabled};
     return db_check->parsed() ? RunDbCheck(loaded.config.store, std::cout, std::cerr, limits)
-                              : RunDbSanitize(loaded.config.store, RunProcessLives, std::cout,
-                                              std::cerr);
+                              : RunDbSanitize(loaded.config.store,
+                                              ResolveNodeId(loaded.config.cluster.node_id),
+                                              RunProcessLives, std::cout, std::cerr);
   }
   if (auto rc = client.RunParsed(std::cout, std::cerr)) return *rc;
   return 2;

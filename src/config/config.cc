@@ -625,6 +625,20 @@ std::string RedactStoreUrl(const std::string& url) {
   return out;
 }
 
+std::string StoreLocation(const Config::Store& store) {
+  return store.backend == "postgres" ? RedactStoreUrl(store.url) : store.path;
+}
+
+std::string ResolveNodeId(const std::string& configured) {
+  if (!configured.empty()) return configured;
+  std::ifstream in("/etc/machine-id");
+  std::string id;
+  if (in >> id && !id.empty()) return id;
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') return host;
+  return "localhost";
+}
+
 std::string ConfigValueText(const Config& config, const std::string& key) {
   auto it = std::find_if(Defs().begin(), Defs().end(),
                          [&](const KeyDef& d) { return FullName(d) == key; });

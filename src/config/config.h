@@ -115,6 +115,12 @@ Config ApplyReloadable(const Config& running, const Config& next);
 
 // store.url with any password replaced by "***" (for logs and check-config).
 std::string RedactStoreUrl(const std::string& url);
+// Where the store is, for messages: the SQLite file, or the URL without its
+// password.
+std::string StoreLocation(const Config::Store& store);
+// This node's name in a shared queue (SPEC §11): cluster.node_id when set,
+// else /etc/machine-id, else the hostname.
+std::string ResolveNodeId(const std::string& configured);
 
 // Parses the boolean spellings accepted everywhere: true/false/1/0/yes/no/on/off.
 bool ParseBool(const std::string& text, bool* out);

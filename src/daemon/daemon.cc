@@ -179,23 +179,6 @@ Result<int> LockStore(const std::string& db_path) {
   return fd;
 }
 
-// This daemon's name in the queue (SPEC §11): cluster.node_id, else
-// /etc/machine-id, else the hostname.
-std::string ResolveNodeId(const std::string& configured) {
-  if (!configured.empty()) return configured;
-  std::ifstream in("/etc/machine-id");
-  std::string id;
-  if (in >> id && !id.empty()) return id;
-  char host[256] = {0};
-  if (gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') return host;
-  return "localhost";
-}
-
-// Where the store is, for logs: the SQLite file, or the URL without its password.
-std::string StoreLabel(const Config::Store& store) {
-  return store.backend == "postgres" ? RedactStoreUrl(store.url) : store.path;
-}
-
 // Opens the store; a PostgreSQL server that cannot be reached (down,
 // restarting, network) is waited for with backoff, since nothing runs yet.
 // Any other failure (a wrong URL, a refused login, a newer schema) returns.
@@ -209,7 +192,7 @@ Result<std::unique_ptr<JobStore>> OpenStoreWaiting(const Config::Store& config,
       return store;
     }
     log::Warn("the store cannot be reached; retrying",
-              {{"store", StoreLabel(config)}, {"error", store.status().message()},
+              {{"store", StoreLocation(config)}, {"error", store.status().message()},
                {"retry_in_ms", backoff_ms}});
     sd_notifyf(0, "STATUS=waiting for the store: %s", store.status().message().c_str());
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
@@ -372,7 +355,7 @@ int Daemon::Run() {
     }
     token = *t;
   }
-  const std::string store_label = StoreLabel(config_.store);
+  const std::string store_label = StoreLocation(config_.store);
   const bool shared = config_.store.backend == "postgres";
   if (!shared) {
     // One daemon per SQLite file; on PostgreSQL the node's lease says it.

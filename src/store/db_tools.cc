@@ -11,7 +11,9 @@ Result<std::unique_ptr<JobStore>> OpenExisting(const Config::Store& config, std:
   options.create = false;
   options.background_maintenance = false;
   auto store = OpenJobStore(config, options);
-  if (!store.ok()) err << "cannot open " << config.path << ": " << store.status().ToString() << "\n";
+  if (!store.ok()) {
+    err << "cannot open " << StoreLocation(config) << ": " << store.status().ToString() << "\n";
+  }
   return store;
 }
 
@@ -51,11 +53,16 @@ int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err
   return clean ? 0 : 1;
 }
 
-int RunDbSanitize(const Config::Store& config, const RunProcessCheck& alive, std::ostream& out,
-                  std::ostream& err) {
+int RunDbSanitize(const Config::Store& config, const std::string& node_id,
+                  const RunProcessCheck& alive, std::ostream& out, std::ostream& err) {
   auto store = OpenExisting(config, err);
   if (!store.ok()) return 2;
-  auto report = SanitizeImpossibleQueued(**store, NowMs(), alive);
+  // On a shared queue only this node's runs can be checked here.
+  std::function<bool(const Run&)> ours;
+  if (config.backend == "postgres") {
+    ours = [&node_id](const Run& run) { return run.node_id == node_id; };
+  }
+  auto report = SanitizeImpossibleQueued(**store, NowMs(), alive, ours);
   if (!report.ok()) {
     err << "sanitize failed: " << report.status().ToString() << "\n";
     return 2;

@@ -23,8 +23,9 @@ int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err
 // process with `alive`, printing each repaired job id and a total. Returns 0
 // when everything was repaired, 1 when a job was left because its process
 // lives (the daemon handles it under orphan_policy), 2 when the database
-// cannot be opened or the repair fails.
-int RunDbSanitize(const Config::Store& config, const RunProcessCheck& alive, std::ostream& out,
-                  std::ostream& err);
+// cannot be opened or the repair fails. On PostgreSQL only the runs of
+// `node_id` (this host's node) are checked; others are left to their node.
+int RunDbSanitize(const Config::Store& config, const std::string& node_id,
+                  const RunProcessCheck& alive, std::ostream& out, std::ostream& err);
 
 }  // namespace orch

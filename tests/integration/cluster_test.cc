@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "integration/daemon_harness.h"
+#include "store/job_store.h"
 #include "support/pg_test.h"
 
 namespace orch::test {
@@ -516,6 +517,66 @@ TEST(Cluster, APostgresRestartLosesNothingAndRunsNothingTwice) {
   EXPECT_EQ(200, a.daemon.Get("/readyz").status);
   EXPECT_EQ(0, a.daemon.Stop());
   EXPECT_EQ(0, b.daemon.Stop());
+}
+
+// A wrong store.url, a refused password, a schema newer than the binary:
+// each is an error at start that names what was wrong (exit 2). A server
+// that is merely down is waited for, and the daemon starts once it is up.
+TEST(Cluster, StartUpSaysWhatIsWrongWithTheDatabaseAndWaitsForOneThatIsDown) {
+  PgTestServer* server = PgTestServer::Get();
+  ASSERT_NE(server, nullptr);
+  struct Case {
+    std::string url, expect;
+  };
+  PgTestDatabase newer;
+  ASSERT_TRUE(newer.ok());
+  {
+    Config::Store c;
+    c.backend = "postgres";
+    c.url = newer.url();
+    ASSERT_TRUE(OpenJobStore(c).ok());
+    ASSERT_EQ("", newer.Exec("UPDATE schema_version SET version = 99"));
+  }
+  const std::vector<Case> cases = {
+      {"postgresql://[::1", "store.url is not a valid PostgreSQL URL"},
+      {"postgresql://orch_pw:wrong-password@127.0.0.1:" + std::to_string(server->port()) +
+           "/postgres",
+       "password authentication failed"},
+      {server->Url("no_such_db"), "no_such_db"},
+      {newer.url(), "schema version 99 is newer than this binary supports"},
+  };
+  for (const auto& c : cases) {
+    TempDir dir;
+    Daemon d(dir, NodeToml(c.url, "n", NodeOptions{}));
+    EXPECT_FALSE(d.Start()) << c.url;
+    EXPECT_EQ(2, d.WaitExit(seconds(30))) << c.url << "\n" << d.Log();
+    EXPECT_NE(std::string::npos, d.Log().find(c.expect)) << c.url << "\n" << d.Log();
+    EXPECT_EQ(std::string::npos, d.Log().find("wrong-password")) << "a password was logged";
+  }
+
+  PgPrivateServer down;
+  ASSERT_TRUE(down.ok());
+  ASSERT_TRUE(down.Stop());
+  TempDir dir;
+  Daemon d(dir, NodeToml(down.Url(), "n", NodeOptions{}));
+  // The server comes up once the daemon has said it waits for it. (The
+  // daemon is started from this thread: it dies with the thread that forked
+  // it.)
+  bool waited = false, up = false;
+  std::thread server_side([&] {
+    waited = WaitFor([&] {
+      return d.Log().find("the store cannot be reached; retrying") != std::string::npos;
+    });
+    up = down.Start();
+  });
+  bool started = d.Start();
+  server_side.join();
+  EXPECT_TRUE(waited) << d.Log();
+  ASSERT_TRUE(up);
+  ASSERT_TRUE(started) << d.Log();
+  int64_t id = d.Submit({{"argv", {"/bin/true"}}});
+  EXPECT_TRUE(d.WaitStatus(id, "succeeded")) << d.Log();
+  EXPECT_EQ(0, d.Stop()) << d.Log();
 }
 
 // ORCH-126 on PostgreSQL: a queued row still carrying a dead run, written

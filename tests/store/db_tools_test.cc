@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 
-#include "store/store_fixture.h"
+#include "store/store_backends.h"
 
 namespace orch::test {
 namespace {
@@ -45,7 +45,7 @@ TEST(DbTools, CheckReportsInjectedI1ViolationAndSanitizeRepairsIt) {
   }
   {
     std::ostringstream out, err;
-    EXPECT_EQ(0, RunDbSanitize(cfg, Gone, out, err)) << err.str();
+    EXPECT_EQ(0, RunDbSanitize(cfg, "", Gone, out, err)) << err.str();
     EXPECT_NE(std::string::npos, out.str().find("repaired job " + std::to_string(id)))
         << out.str();
     EXPECT_NE(std::string::npos, out.str().find("1 job repaired")) << out.str();
@@ -53,7 +53,7 @@ TEST(DbTools, CheckReportsInjectedI1ViolationAndSanitizeRepairsIt) {
   std::ostringstream out, err;
   EXPECT_EQ(0, RunDbCheck(cfg, out, err)) << out.str();
   std::ostringstream out2, err2;
-  EXPECT_EQ(0, RunDbSanitize(cfg, Gone, out2, err2));
+  EXPECT_EQ(0, RunDbSanitize(cfg, "", Gone, out2, err2));
   EXPECT_NE(std::string::npos, out2.str().find("0 jobs repaired")) << out2.str();
 }
 
@@ -70,10 +70,51 @@ TEST(DbTools, SanitizeLeavesAJobWhoseProcessLivesAndSaysSo) {
     WriteImpossibleQueued(cfg.path, id, c.run.id, 4242);
   }
   std::ostringstream out, err;
-  EXPECT_EQ(1, RunDbSanitize(cfg, Alive, out, err)) << err.str();
+  EXPECT_EQ(1, RunDbSanitize(cfg, "", Alive, out, err)) << err.str();
   EXPECT_NE(std::string::npos, out.str().find("left job " + std::to_string(id))) << out.str();
   std::ostringstream cout, cerr;
   EXPECT_EQ(1, RunDbCheck(cfg, cout, cerr)) << "still reported: " << cout.str();
+}
+
+// On a shared PostgreSQL queue the offline tools see the whole queue but
+// check only this host's node's runs: another node's run is never judged by
+// this host's /proc.
+TEST(DbTools, OnPostgresCheckSeesTheQueueAndSanitizeTouchesOnlyThisNodesRuns) {
+  BackendStore pg("postgres");
+  Config::Store cfg = pg.config();
+  int64_t mine = 0, theirs = 0;
+  {
+    auto store = pg.Open();
+    ASSERT_NE(store, nullptr);
+    for (const char* node : {"here", "there"}) {
+      int64_t id = MustSubmit(store.get(), Spec());
+      ClaimRequest req = Claim(1000);
+      req.node_id = node;
+      Claimed c = MustClaim(store.get(), req);
+      ASSERT_TRUE(
+          store->RecordSpawned(id, c.run.id, ProcessIdentity{"b", 1, 4242, 9, 0}, "/l").ok());
+      ASSERT_EQ("", pg.Exec(pg.WithoutCheckConstraints() +
+                            "UPDATE jobs SET status='queued' WHERE id=" + std::to_string(id)));
+      (std::string(node) == "here" ? mine : theirs) = id;
+    }
+  }
+  std::ostringstream out, err;
+  EXPECT_EQ(1, RunDbCheck(cfg, out, err)) << err.str();
+  EXPECT_NE(std::string::npos, out.str().find("I1 job " + std::to_string(theirs))) << out.str();
+  std::vector<int64_t> checked;
+  std::ostringstream out2, err2;
+  EXPECT_EQ(0, RunDbSanitize(cfg, "here",
+                             [&](const orch::Run& r) {
+                               checked.push_back(r.job_id);
+                               return Result<bool>(false);
+                             },
+                             out2, err2))
+      << err2.str();
+  EXPECT_EQ(std::vector<int64_t>{mine}, checked) << "only this node's run is checked";
+  EXPECT_NE(std::string::npos, out2.str().find("1 job repaired")) << out2.str();
+  EXPECT_EQ("queued", pg.Texts("SELECT status FROM jobs WHERE id=" + std::to_string(theirs))[0]);
+  EXPECT_EQ(1, pg.Int("SELECT count(*) FROM runs WHERE ended_at IS NULL"))
+      << "the other node's run is left open for its node (or a rescue)";
 }
 
 TEST(DbTools, CheckOnMissingDatabaseExitsTwoAndCreatesNothing) {
@@ -83,7 +124,7 @@ TEST(DbTools, CheckOnMissingDatabaseExitsTwoAndCreatesNothing) {
   std::ostringstream out, err;
   EXPECT_EQ(2, RunDbCheck(cfg, out, err));
   EXPECT_NE(std::string::npos, err.str().find("cannot open")) << err.str();
-  EXPECT_EQ(2, RunDbSanitize(cfg, Gone, out, err));
+  EXPECT_EQ(2, RunDbSanitize(cfg, "", Gone, out, err));
   EXPECT_NE(0, access(dir.File("nowhere").c_str(), F_OK)) << "must not create directories";
   cfg.path = dir.File("missing.db");
   EXPECT_EQ(2, RunDbCheck(cfg, out, err));

@@ -126,11 +126,15 @@ TEST(PgStore, ConnectionErrorsSayWhatWasWrong) {
   EXPECT_EQ(Code::kUnavailable, down.status().code()) << down.status().ToString();
   EXPECT_NE(std::string::npos, down.status().message().find("cannot connect to PostgreSQL"));
 
-  cfg.url = "postgresql://[::1";
-  auto bad = PgStore::Open(cfg);
-  ASSERT_FALSE(bad.ok());
-  EXPECT_NE(std::string::npos, bad.status().message().find("cannot connect to PostgreSQL"))
-      << bad.status().ToString();
+  // Not retried: the URL itself is wrong.
+  for (const char* url : {"postgresql://[::1", "host=db port"}) {
+    cfg.url = url;
+    auto bad = PgStore::Open(cfg);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(Code::kInvalidArgument, bad.status().code()) << bad.status().ToString();
+    EXPECT_NE(std::string::npos, bad.status().message().find("not a valid PostgreSQL URL"))
+        << bad.status().ToString();
+  }
 }
 
 TEST(PgStore, MaxConcurrencyIsPerNode) {

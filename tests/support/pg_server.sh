@@ -9,7 +9,8 @@
 #   pg_server.sh stop DIR    stops it (immediately) and removes DIR
 #
 # PostgreSQL refuses to run as root, hence the postgres user. Authentication
-# is `trust`: the socket directory is the server's alone and TCP is loopback.
+# is `trust` (the socket directory is the server's alone and TCP is loopback),
+# but for the role orch_pw over TCP, whose password is "right-password".
 set -euo pipefail
 
 cmd=${1:?start|stop}
@@ -29,12 +30,19 @@ start)
   chmod 0700 "$dir"
   as_pg "$bin/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; exit 1; }
+  # One role that must give its password over TCP, for the refused-login tests.
+  sed -i '1i host all orch_pw 127.0.0.1/32 scram-sha-256' "$dir/data/pg_hba.conf"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  # fsync off: a test server, thrown away at the end.
+  # fsync off: a test server, thrown away at the end. ORCH_PG_DURABLE=1
+  # (benchmarks) keeps PostgreSQL's durable defaults.
+  durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  [ "${ORCH_PG_DURABLE:-0}" = 1 ] && durability="-c shared_buffers=256MB"
   as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o \
-    "-k $dir -p $port -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-     -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB" >/dev/null ||
+    "-k $dir -p $port -c listen_addresses=127.0.0.1 -c max_connections=300 \
+     -c shared_buffers=32MB $durability" >/dev/null ||
     { cat "$dir/server.log" >&2; exit 1; }
+  "$bin/psql" -q -h "$dir" -p "$port" -U postgres -d postgres \
+    -c "CREATE ROLE orch_pw LOGIN PASSWORD 'right-password'" >/dev/null
   echo "$port" >"$dir/port.tmp"
   mv "$dir/port.tmp" "$dir/port"
   if [ -n "${3:-}" ]; then

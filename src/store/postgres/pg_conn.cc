@@ -97,6 +97,15 @@ Status PgConn::Open() {
     conn_ = nullptr;
   }
   prepared_.clear();
+  // A URL libpq cannot even parse is the config's fault: no point retrying.
+  char* parse_error = nullptr;
+  if (PQconninfoOption* parsed = PQconninfoParse(url_.c_str(), &parse_error)) {
+    PQconninfoFree(parsed);
+  } else {
+    std::string why = parse_error ? FirstLine(parse_error) : "out of memory";
+    PQfreemem(parse_error);
+    return Status(Code::kInvalidArgument, "store.url is not a valid PostgreSQL URL: " + why);
+  }
   const std::string connect_timeout = std::to_string(options_.connect_timeout_s);
   // Ours first: with expand_dbname the URL comes last and wins.
   const char* keys[] = {"application_name", "connect_timeout", "keepalives",
