@@ -94,6 +94,7 @@ struct RunningBrief {
   int64_t pid = 0;  // 0 until the process is stamped
   std::optional<std::string> serial_key;
   int64_t started_at = 0;
+  bool cancel_requested = false;  // possibly through another node
 };
 
 // A queued job found by the I1 sweep.

@@ -180,7 +180,8 @@ constexpr const char* kListRunningSql =
     "SELECT " ORCH_JOB_COLS ", " ORCH_RUN_COLS " FROM jobs j INDEXED BY jobs_running "
     "JOIN runs r ON r.id = j.run_id WHERE j.status='running' ORDER BY j.id";
 constexpr const char* kListRunningBriefSql =
-    "SELECT j.id, r.id, r.node_id, r.pid, j.serial_key, r.started_at FROM jobs j "
+    "SELECT j.id, r.id, r.node_id, r.pid, j.serial_key, r.started_at, j.cancel_requested "
+    "FROM jobs j "
     "INDEXED BY jobs_running JOIN runs r ON r.id = j.run_id WHERE j.status='running' "
     "ORDER BY j.id";
 constexpr const char* kGetJobSql = "SELECT " ORCH_JOB_COLS " FROM jobs j WHERE j.id=?";
@@ -717,7 +718,7 @@ Result<std::vector<RunningBrief>> SqliteStore::ListRunningBrief() {
     ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
     out.push_back(RunningBrief{st.Int(0), st.Int(1), st.Text(2), st.OptInt(3).value_or(0),
-                               st.OptText(4), st.Int(5)});
+                               st.OptText(4), st.Int(5), st.Int(6) != 0});
   }
   return out;
 }

@@ -1027,7 +1027,7 @@ void Supervisor::Tick() {
   CheckLease();
   if (shared_ && !lease_lost_ && recovered_ && !stopping_) {
     Rescue();
-    RefreshPaused();
+    RefreshShared();
   }
 
   if (!recovered_) Recover();
@@ -1366,25 +1366,55 @@ void Supervisor::RenewLease() {
 
 void Supervisor::OnQueueChanged() {
   if (stopping_) return;
-  RefreshPaused();
+  RefreshShared();
   Kick();
 }
 
-void Supervisor::RefreshPaused() {
-  if (reading_paused_) return;
-  reading_paused_ = true;
+void Supervisor::RefreshShared() {
+  if (reading_shared_) return;
+  reading_shared_ = true;
+  struct Seen {
+    Seen() = default;
+    Seen(Status s) : error(std::move(s)) {}  // NOLINT: a failed read
+    const Status& status() const { return error; }
+    Status error;
+    bool paused = false;
+    std::vector<RunningBrief> running;
+  };
   uint64_t sets_before = pause_sets_;
-  store_->Read([](JobStore& store) { return store.IsPaused(); },
-               [this, sets_before](Result<bool> paused) {
-                 reading_paused_ = false;
-                 // A pause or resume answered here since the read wins.
-                 if (!paused.ok() || pause_sets_ != sets_before) return;
-                 if (paused_ != *paused) {
-                   log::Info(*paused ? "queue paused by another node" : "queue resumed by another node");
-                   paused_ = *paused;
-                   if (!paused_) Kick();
-                 }
-               });
+  store_->Read(
+      [](JobStore& store) -> Seen {
+        auto paused = store.IsPaused();
+        if (!paused.ok()) return paused.status();
+        auto running = store.ListRunningBrief();
+        if (!running.ok()) return running.status();
+        Seen seen;
+        seen.paused = *paused;
+        seen.running = std::move(running).value();
+        return seen;
+      },
+      [this, sets_before](Seen seen) {
+        reading_shared_ = false;
+        if (!seen.error.ok() || stopping_) return;
+        // A pause or resume answered here since the read wins.
+        if (pause_sets_ == sets_before && paused_ != seen.paused) {
+          log::Info(seen.paused ? "queue paused by another node" : "queue resumed by another node");
+          paused_ = seen.paused;
+          if (!paused_) Kick();
+        }
+        // A cancel asked of another node reaches the run here.
+        for (const auto& brief : seen.running) {
+          if (!brief.cancel_requested || !Mine(brief.node_id)) continue;
+          if (auto it = running_.find(brief.run_id); it != running_.end()) {
+            if (it->second->stop != StopCause::kNone) continue;
+            log::Info("cancelling running job (asked through another node)",
+                      {{"job_id", brief.job_id}, {"run_id", brief.run_id}});
+            RequestStop(*it->second, StopCause::kCancel);
+          } else if (auto l = launching_.find(brief.run_id); l != launching_.end()) {
+            l->second.stop = StopCause::kCancel;
+          }
+        }
+      });
 }
 
 void Supervisor::Rescue() {

@@ -192,8 +192,9 @@ class Supervisor {
   int64_t LeaseMarginMs() const;
   void KillLeaseLostRuns();
   void Rescue();
-  // Another node may pause or resume the shared queue: read the flag again.
-  void RefreshPaused();
+  // Another node may pause or resume the shared queue, or take a cancel
+  // for a run of ours: read the pause flag and the running list again.
+  void RefreshShared();
   std::map<std::string, std::string> JobEnvironment(const Job& job, const Run& run) const;
 
   uv_loop_t* loop_;
@@ -209,7 +210,7 @@ class Supervisor {
   bool lease_lost_ = false;
   bool renewing_ = false;
   bool rescuing_ = false;
-  bool reading_paused_ = false;
+  bool reading_shared_ = false;
   uint64_t pause_sets_ = 0;  // pauses and resumes answered here
   bool recovered_ = false;
   bool recovering_ = false;   // the recovery chain is in flight

@@ -465,6 +465,33 @@ TEST(Cluster, APartitionedNodeStopsItsRunsBeforeItsLeaseEndsAndRejoins) {
   EXPECT_EQ(0, other.daemon.Stop());
 }
 
+// A cancel asked of any node reaches the node that runs the job: that
+// node, and only that one, signals the process.
+TEST(Cluster, ACancelThroughAnotherNodeStopsTheRunWhereItRuns) {
+  PgTestDatabase db;
+  ASSERT_TRUE(db.ok());
+  TempDir work;
+  const std::string d = work.path();
+  NodeOptions o;
+  o.extra = "[reaper]\ninterval_ms = 60000\n";  // the notification must do it
+  Node owner(db.url(), "owner", o);
+  ASSERT_TRUE(owner.daemon.Start(kOwnPidNamespace)) << owner.daemon.Log();
+  int64_t id = owner.daemon.Submit(ShJob(
+      "trap 'echo term > \"" + d + "/term\"; exit 0' TERM; sleep 60 & wait"));
+  ASSERT_TRUE(owner.daemon.WaitStatus(id, "running"));
+  Node other(db.url(), "other", o);
+  ASSERT_TRUE(other.daemon.Start(kOwnPidNamespace)) << other.daemon.Log();
+  ASSERT_EQ(202, other.daemon.Post("/jobs/" + std::to_string(id) + "/cancel").status);
+  ASSERT_TRUE(other.daemon.WaitStatus(id, "cancelled", seconds(15))) << owner.daemon.Log();
+  EXPECT_TRUE(FileExists(d + "/term"));
+  json runs = Runs(other.daemon, id);
+  ASSERT_EQ(1u, runs.size());
+  EXPECT_EQ("owner", runs[0]["node_id"]);
+  EXPECT_EQ("cancelled", runs[0]["outcome"]);
+  EXPECT_EQ(0, owner.daemon.Stop());
+  EXPECT_EQ(0, other.daemon.Stop());
+}
+
 // A pause or resume through any node holds for the whole queue.
 TEST(Cluster, PauseAndResumeReachEveryNode) {
   PgTestDatabase db;

@@ -34,7 +34,10 @@ struct OwnServer {
 };
 
 std::unique_ptr<PGconn, void (*)(PGconn*)> Connect(const std::string& url) {
-  return {PQconnectdb(url.c_str()), &PQfinish};
+  std::unique_ptr<PGconn, void (*)(PGconn*)> conn(PQconnectdb(url.c_str()), &PQfinish);
+  // NOTICEs ("... does not exist, skipping") are not test output.
+  PQsetNoticeProcessor(conn.get(), [](void*, const char*) {}, nullptr);
+  return conn;
 }
 
 std::string Quote(const std::string& ident) { return "\"" + ident + "\""; }

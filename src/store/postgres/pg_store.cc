@@ -125,7 +125,7 @@ BEGIN
 END $$;
 CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobs
   FOR EACH ROW WHEN (NEW.status = 'queued') EXECUTE FUNCTION orch_notify_queue();
-CREATE TRIGGER jobs_notify_update AFTER UPDATE OF status, not_before ON jobs
+CREATE TRIGGER jobs_notify_update AFTER UPDATE OF status, not_before, cancel_requested ON jobs
   FOR EACH ROW WHEN (NEW.status = 'queued' OR OLD.status = 'running')
   EXECUTE FUNCTION orch_notify_queue();
 CREATE TRIGGER settings_notify AFTER INSERT OR UPDATE ON settings
@@ -720,13 +720,14 @@ Result<std::vector<RunningEntry>> PgStore::ListRunning() {
 
 Result<std::vector<RunningBrief>> PgStore::ListRunningBrief() {
   ORCH_ASSIGN_OR_RETURN(PgResult r,
-                        conn_->Query("SELECT j.id, r.id, r.node_id, r.pid, j.serial_key, r.started_at "
+                        conn_->Query("SELECT j.id, r.id, r.node_id, r.pid, j.serial_key, r.started_at, "
+                                     "j.cancel_requested "
                                      "FROM jobs j JOIN runs r ON r.id = j.run_id "
                                      "WHERE j.status = 'running' ORDER BY j.id"));
   std::vector<RunningBrief> out;
   for (int i = 0; i < r.rows(); ++i) {
     out.push_back(RunningBrief{r.Int(i, 0), r.Int(i, 1), r.Text(i, 2), r.OptInt(i, 3).value_or(0),
-                               r.OptText(i, 4), r.Int(i, 5)});
+                               r.OptText(i, 4), r.Int(i, 5), r.Int(i, 6) != 0});
   }
   return out;
 }
