@@ -717,19 +717,25 @@ HttpResponse Api::JobWithRuns(const Job& job, const std::vector<Run>& runs,
     if (cfg.supervisor.serial_gate_enabled && job.serial_key) {
       for (const auto& e : running) {
         if (e.serial_key == job.serial_key) {
+          // Another node's process is not ours to look at: its liveness
+          // is that node's to say (null here).
+          bool mine = supervisor_->Mine(e.node_id);
           blocked = {{"reason", "serial_key"},
                      {"key", *job.serial_key},
                      {"run_id", e.run_id},
+                     {"node_id", e.node_id},
                      {"pid", e.pid ? json(e.pid) : json(nullptr)},
-                     {"alive", supervisor_->IsRunAlive(e.run_id)}};
+                     {"alive", mine ? json(supervisor_->IsRunAlive(e.run_id)) : json(nullptr)}};
           break;
         }
       }
     }
-    if (blocked.is_null() &&
-        static_cast<int64_t>(running.size()) >= cfg.supervisor.max_concurrency) {
-      json held = json::array();
-      for (const auto& e : running) held.push_back(e.run_id);
+    // max_concurrency is this node's: its own runs hold the slots.
+    json held = json::array();
+    for (const auto& e : running) {
+      if (supervisor_->Mine(e.node_id)) held.push_back(e.run_id);
+    }
+    if (blocked.is_null() && static_cast<int64_t>(held.size()) >= cfg.supervisor.max_concurrency) {
       blocked = {{"reason", "max_concurrency"}, {"held_by", held}};
     }
     if (blocked.is_null() && host.backoff_left_ms > 0) {
