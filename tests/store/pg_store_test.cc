@@ -215,6 +215,29 @@ TEST(PgStore, ADroppedConnectionIsReportedThenReestablished) {
   EXPECT_FALSE(*store->IsPaused());
 }
 
+// A statement that fails outside any write's savepoint aborts the group's
+// transaction in PostgreSQL: the group must fail as a whole, never report a
+// COMMIT that PostgreSQL turned into a ROLLBACK.
+TEST(PgStore, AFailureOutsideASavepointFailsTheWholeGroup) {
+  PgTestDatabase db;
+  ASSERT_TRUE(db.ok());
+  auto store = MustOpenPg(PgConfig(db));
+  Result<SubmitResult> first = Status(Code::kInternal, "not run"), after = first;
+  Status group = store->InTransaction([&] {
+    first = store->Submit(Spec(), 1000);
+    auto bad = store->ConnForTest()->Query("SELECT * FROM no_such_table");
+    EXPECT_FALSE(bad.ok());
+    after = store->Submit(Spec(), 1000);
+  });
+  EXPECT_TRUE(first.ok()) << "the write before the failure ran";
+  EXPECT_FALSE(after.ok()) << "nothing may run in an aborted transaction";
+  EXPECT_FALSE(group.ok()) << "the group reported a commit that did not happen";
+  EXPECT_EQ(0, db.Int("SELECT count(*) FROM jobs"));
+  // The connection is usable again afterwards.
+  EXPECT_TRUE(store->Submit(Spec(), 2000).ok());
+  EXPECT_EQ(1, db.Int("SELECT count(*) FROM jobs"));
+}
+
 // A statement that waits on a row another client holds gives up after
 // busy_timeout_ms with kBusy, instead of hanging the writer thread.
 TEST(PgStore, ALockHeldElsewhereTimesOutAsBusy) {

@@ -186,15 +186,46 @@ Result<PgResult> PgConn::Query(const std::string& sql, const PgParams& params) {
   PgResult res(PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(ptrs.size()),
                               ptrs.data(), nullptr, nullptr, 0));
   ExecStatusType st = PQresultStatus(res.raw());
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return FromPg(conn_, res.raw(), "");
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    Status failed = FromPg(conn_, res.raw(), "");
+    NoteFailure(failed);
+    return failed;
+  }
   return res;
+}
+
+void PgConn::NoteFailure(const Status& failed) {
+  // Outside any savepoint of its own, a failed statement aborts the group's
+  // whole transaction: nothing after it may run, and it must not commit.
+  if (in_group_ && !group_lost_ && txn_depth_ <= 1 && conn_ != nullptr &&
+      PQtransactionStatus(conn_) != PQTRANS_INTRANS) {
+    group_lost_ = failed;
+  }
 }
 
 Status PgConn::Script(const std::string& sql) {
   if (conn_ == nullptr) return Status(Code::kUnavailable, "not connected to PostgreSQL");
   PgResult res(PQexec(conn_, sql.c_str()));
   ExecStatusType st = PQresultStatus(res.raw());
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return FromPg(conn_, res.raw(), "");
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    Status failed = FromPg(conn_, res.raw(), "");
+    NoteFailure(failed);
+    return failed;
+  }
+  return Status::Ok();
+}
+
+Status PgConn::CommitTop() {
+  if (conn_ == nullptr) return Status(Code::kUnavailable, "not connected to PostgreSQL");
+  // COMMIT of an aborted transaction "succeeds" with a ROLLBACK: never take
+  // that for a commit.
+  bool aborted = PQtransactionStatus(conn_) == PQTRANS_INERROR;
+  PgResult res(PQexec(conn_, "COMMIT"));
+  ExecStatusType st = PQresultStatus(res.raw());
+  if (st != PGRES_COMMAND_OK) return FromPg(conn_, res.raw(), "COMMIT");
+  if (aborted || std::strcmp(PQcmdStatus(res.raw()), "COMMIT") != 0) {
+    return Status(Code::kIo, "the transaction was rolled back (a statement in it failed)");
+  }
   return Status::Ok();
 }
 
@@ -255,7 +286,8 @@ Status PgTransaction::Begin() {
 }
 
 Status PgTransaction::Commit() {
-  Status s = conn_->Script(savepoint_ ? "RELEASE SAVEPOINT " + name_ : "COMMIT");
+  if (!savepoint_ && conn_->group_lost_) return *conn_->group_lost_;
+  Status s = savepoint_ ? conn_->Script("RELEASE SAVEPOINT " + name_) : conn_->CommitTop();
   if (s.ok()) {
     open_ = false;
     --conn_->txn_depth_;

@@ -103,6 +103,10 @@ class PgConn {
   PgConn(std::string url, PgConnOptions options) : url_(std::move(url)), options_(options) {}
   Status Open();
   Status Configure();
+  // A failed statement: when it aborted the group's own transaction, the
+  // group is lost.
+  void NoteFailure(const Status& failed);
+  Status CommitTop();
 
   std::string url_;
   PgConnOptions options_;
