@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <variant>
 
@@ -614,15 +615,10 @@ std::string RedactStoreUrl(const std::string& url) {
       if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
     }
   }
-  // password=secret as a URL parameter or in key=value form
-  for (size_t pos = out.find("password="); pos != std::string::npos;
-       pos = out.find("password=", pos + 1)) {
-    size_t value = pos + 9;
-    size_t end = out.find_first_of("& ", value);
-    if (end == std::string::npos) end = out.size();
-    out.replace(value, end - value, "***");
-  }
-  return out;
+  // password=secret as a URL parameter, or in key = value form, quoted or not
+  static const std::regex kPassword(R"(password\s*=\s*('([^'\\]|\\.)*'?|[^&\s]*))",
+                                    std::regex::icase);
+  return std::regex_replace(out, kPassword, "password=***");
 }
 
 std::string StoreLocation(const Config::Store& store) {

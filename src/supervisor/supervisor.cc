@@ -442,6 +442,7 @@ void Supervisor::Start() {
           self->RenewLease();
         },
         every, every);
+    ArmLeaseTimers();
   }
   if (Status started = launcher_.Start(); !started.ok()) {
     log::Error("no launcher thread; processes are created on the loop",
@@ -554,7 +555,7 @@ void Supervisor::OnClaimed(ClaimBatch batch) {
   for (auto& c : batch.claimed) {
     ++metrics_->claimed_total;
     KillPointForTest("after_claim");
-    if (stopping_ || host_backoff_until_mono_ > clock_->MonotonicMs()) {
+    if (stopping_ || lease_lost_ || host_backoff_until_mono_ > clock_->MonotonicMs()) {
       FinishUnlaunched(c);
     } else {
       Launch(std::move(c));
@@ -573,6 +574,9 @@ void Supervisor::FinishUnlaunched(const Claimed& c) {
   end.now_ms = clock_->NowMs();
   if (stopping_) {
     end.reason = "shutdown";
+  } else if (lease_lost_) {
+    end.reason = "lease_lost";
+    end.error = "claimed as this node lost its lease; not started";
   } else {
     end.reason = "host_fault";
     end.error = host_fault_.last_error;
@@ -763,6 +767,8 @@ void Supervisor::OnRecorded(int64_t run_id, const Status& stamped) {
   }
   Running& r = *it->second;
   r.held = false;
+  // Without a lease another node may already run this job: never release.
+  if (stamped.ok() && r.stop == StopCause::kNone && lease_lost_) r.stop = StopCause::kLeaseLost;
   if (stamped.ok() && r.stop == StopCause::kNone) {
     // The exec's outcome is read when the child exits: the loop never
     // waits for an exec.
@@ -1260,6 +1266,7 @@ void Supervisor::MaybeFinishShutdown() {
   tick_timer_.Close();
   shutdown_timer_.Close();
   lease_timer_.Close();
+  lease_term_timer_.Close();
   lease_kill_timer_.Close();
   sigchld_.Close();
   launcher_.Stop();
@@ -1276,15 +1283,33 @@ void Supervisor::MaybeFinishShutdown() {
 }
 
 // Runs are stopped a fifth of the lease before it can end (SIGTERM), and
-// killed at the latest when it ends: by the time any other node may judge
-// the lease over and start the jobs again, the copies here are gone.
+// killed when it ends: by the time any other node may judge the lease over
+// and start the jobs again, the copies here are gone. Both moments are
+// timers armed at each renewal, so neither waits for a tick.
 int64_t Supervisor::LeaseMarginMs() const { return LeaseMs() / 5; }
+
+void Supervisor::ArmLeaseTimers() {
+  if (!shared_ || lease_deadline_ms_ == 0 || stopping_) return;
+  int64_t left = lease_deadline_ms_ - clock_->BoottimeMs();
+  auto arm = [this](UvHandle<uv_timer_t>& timer, int64_t in_ms, void (*fire)(uv_timer_t*)) {
+    if (!timer) timer.Init(uv_timer_init, loop_, this);
+    uv_timer_start(timer.get(), fire, static_cast<uint64_t>(std::max<int64_t>(in_ms, 0)), 0);
+  };
+  arm(lease_term_timer_, left - LeaseMarginMs(), [](uv_timer_t* h) {
+    if (h->data != nullptr) static_cast<Supervisor*>(h->data)->CheckLease();
+  });
+  arm(lease_kill_timer_, left, [](uv_timer_t* h) {
+    if (h->data != nullptr) static_cast<Supervisor*>(h->data)->KillLeaseLostRuns();
+  });
+}
 
 void Supervisor::CheckLease() {
   if (!shared_ || lease_lost_ || lease_deadline_ms_ == 0) return;
-  if (clock_->BoottimeMs() < lease_deadline_ms_ - LeaseMarginMs()) return;
-  LoseLease("not renewed for " + std::to_string(config_.cluster.lease_s - LeaseMarginMs() / 1000) +
-            " s of its " + std::to_string(config_.cluster.lease_s) + " s lease");
+  int64_t now = clock_->BoottimeMs();
+  if (now < lease_deadline_ms_ - LeaseMarginMs()) return;
+  int64_t since_ms = now - (lease_deadline_ms_ - LeaseMs());
+  LoseLease("not renewed for " + std::to_string(since_ms) + " ms of its " +
+            std::to_string(config_.cluster.lease_s) + " s lease");
 }
 
 void Supervisor::KillLeaseLostRuns() {
@@ -1304,6 +1329,22 @@ void Supervisor::LoseLease(const std::string& why) {
                {{"node_id", node_id_}, {"why", why}, {"running", running_.size()}});
   }
   lease_lost_ = true;
+  StopRunsForLease();
+  // Found over already (the daemon was frozen past it): another node may run
+  // these jobs by now, so the grace is short.
+  if (lease_deadline_ms_ == 0 || clock_->BoottimeMs() >= lease_deadline_ms_) {
+    lease_kill_timer_.Init(uv_timer_init, loop_, this);
+    uv_timer_start(
+        lease_kill_timer_.get(),
+        [](uv_timer_t* h) {
+          if (h->data != nullptr) static_cast<Supervisor*>(h->data)->KillLeaseLostRuns();
+        },
+        static_cast<uint64_t>(std::min(LeaseMarginMs(), config_.supervisor.kill_grace_s * 1000)),
+        0);
+  }
+}
+
+void Supervisor::StopRunsForLease() {
   for (auto& [run_id, l] : launching_) {
     if (l.stop == StopCause::kNone) l.stop = StopCause::kLeaseLost;
   }
@@ -1311,18 +1352,6 @@ void Supervisor::LoseLease(const std::string& why) {
     if (r->killing_orphan) continue;
     RequestStop(*r, StopCause::kLeaseLost);
   }
-  // Killed when the lease ends, if kill_grace_s would let them outlive it.
-  // One found over already (after a pause) is past saving: the usual grace
-  // applies (the reaper tick sends SIGKILL).
-  int64_t left = lease_deadline_ms_ == 0 ? 0 : lease_deadline_ms_ - clock_->BoottimeMs();
-  if (left <= 0 || left >= config_.supervisor.kill_grace_s * 1000) return;
-  lease_kill_timer_.Init(uv_timer_init, loop_, this);
-  uv_timer_start(
-      lease_kill_timer_.get(),
-      [](uv_timer_t* h) {
-        if (h->data != nullptr) static_cast<Supervisor*>(h->data)->KillLeaseLostRuns();
-      },
-      static_cast<uint64_t>(left), 0);
 }
 
 void Supervisor::RenewLease() {
@@ -1350,17 +1379,19 @@ void Supervisor::RenewLease() {
                     return;
                   }
                   ++metrics_->lease_renewals_total;
-                  if (renewed->lapsed || lease_lost_) {
+                  if (renewed->lapsed) {
                     // Others may have rescued our runs while it had lapsed:
-                    // whatever still runs here is stopped, then we go on.
-                    if (!lease_lost_) LoseLease("found lapsed when renewed");
-                    log::Warn("lease renewed; claiming again", {{"node_id", node_id_}});
+                    // everything that runs here now is stopped, then we go on.
+                    LoseLease("found lapsed when renewed");
                   }
                   lease_deadline_ms_ = sent_ms + LeaseMs();
                   if (lease_lost_) {
+                    log::Warn("lease renewed; claiming again", {{"node_id", node_id_}});
                     lease_lost_ = false;
                     Kick();
                   }
+                  // A lapsed lease's kill timer stays: those runs are past saving.
+                  if (!renewed->lapsed) ArmLeaseTimers();
                 });
 }
 

@@ -190,6 +190,8 @@ class Supervisor {
   void LoseLease(const std::string& why);
   void CheckLease();
   int64_t LeaseMarginMs() const;
+  void ArmLeaseTimers();
+  void StopRunsForLease();
   void KillLeaseLostRuns();
   void Rescue();
   // Another node may pause or resume the shared queue, or take a cancel
@@ -253,6 +255,7 @@ class Supervisor {
   UvHandle<uv_timer_t> host_backoff_timer_;
   UvHandle<uv_timer_t> shutdown_timer_;
   UvHandle<uv_timer_t> lease_timer_;
+  UvHandle<uv_timer_t> lease_term_timer_;  // SIGTERM a fifth of a lease before its end
   UvHandle<uv_timer_t> lease_kill_timer_;  // SIGKILL at the lease's end
   UvHandle<uv_signal_t> sigchld_;
   // Claimed jobs whose processes the launcher thread is making, by run id.

@@ -218,6 +218,10 @@ TEST(Config, StoreUrlPasswordsNeverShow) {
   EXPECT_EQ("postgresql:///q?host=/run&password=***&sslmode=require",
             RedactStoreUrl("postgresql:///q?host=/run&password=hunter2&sslmode=require"));
   EXPECT_EQ("host=db password=*** dbname=q", RedactStoreUrl("host=db password=hunter2 dbname=q"));
+  EXPECT_EQ("host=db password=*** dbname=q", RedactStoreUrl("host=db password = hunter2 dbname=q"));
+  EXPECT_EQ("host=db password=*** dbname=q",
+            RedactStoreUrl("host=db password='hun ter\\'2' dbname=q"));
+  EXPECT_EQ("host=db password=***", RedactStoreUrl("host=db PASSWORD=x"));
   TempDir dir;
   LoadedConfig c = LoadFile(dir, "[store]\nbackend = \"postgres\"\n"
                                  "url = \"postgresql://orch:s3cret@db/q\"\n");

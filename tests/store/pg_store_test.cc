@@ -26,7 +26,7 @@ std::unique_ptr<PgStore> MustOpenPg(const Config::Store& cfg) {
   return r.ok() ? std::move(r.value()) : nullptr;
 }
 
-ClaimRequest NodeClaim(const std::string& node, int64_t max_concurrency, int64_t now_ms = 2000) {
+ClaimRequest ClaimFor(const std::string& node, int64_t max_concurrency, int64_t now_ms = 2000) {
   ClaimRequest r = Claim(now_ms, max_concurrency);
   r.node_id = node;
   r.incarnation = node + "-inc";
@@ -127,13 +127,15 @@ TEST(PgStore, ConnectionErrorsSayWhatWasWrong) {
   EXPECT_NE(std::string::npos, down.status().message().find("cannot connect to PostgreSQL"));
 
   // Not retried: the URL itself is wrong.
-  for (const char* url : {"postgresql://[::1", "host=db port"}) {
+  for (const char* url : {"postgresql://[::1", "host=db port",
+                          "postgresql://orch:p%40ss%word@127.0.0.1/q"}) {
     cfg.url = url;
     auto bad = PgStore::Open(cfg);
     ASSERT_FALSE(bad.ok());
     EXPECT_EQ(Code::kInvalidArgument, bad.status().code()) << bad.status().ToString();
     EXPECT_NE(std::string::npos, bad.status().message().find("not a valid PostgreSQL URL"))
         << bad.status().ToString();
+    EXPECT_EQ(std::string::npos, bad.status().message().find("ss%wo")) << "a password in the error";
   }
 }
 
@@ -143,12 +145,12 @@ TEST(PgStore, MaxConcurrencyIsPerNode) {
   auto a = MustOpenPg(PgConfig(db));
   auto b = MustOpenPg(PgConfig(db));
   for (int i = 0; i < 5; ++i) MustSubmit(a.get(), Spec());
-  EXPECT_EQ("a", MustClaim(a.get(), NodeClaim("a", 2)).run.node_id);
-  MustClaim(a.get(), NodeClaim("a", 2));
-  EXPECT_FALSE(a->ClaimNext(NodeClaim("a", 2))->has_value()) << "node a is full";
-  EXPECT_EQ("b", MustClaim(b.get(), NodeClaim("b", 2)).run.node_id) << "node b has its own slots";
-  MustClaim(b.get(), NodeClaim("b", 2));
-  EXPECT_FALSE(b->ClaimNext(NodeClaim("b", 2))->has_value());
+  EXPECT_EQ("a", MustClaim(a.get(), ClaimFor("a", 2)).run.node_id);
+  MustClaim(a.get(), ClaimFor("a", 2));
+  EXPECT_FALSE(a->ClaimNext(ClaimFor("a", 2))->has_value()) << "node a is full";
+  EXPECT_EQ("b", MustClaim(b.get(), ClaimFor("b", 2)).run.node_id) << "node b has its own slots";
+  MustClaim(b.get(), ClaimFor("b", 2));
+  EXPECT_FALSE(b->ClaimNext(ClaimFor("b", 2))->has_value());
   EXPECT_EQ(2, db.Int("SELECT count(*) FROM runs WHERE node_id = 'a' AND ended_at IS NULL"));
   EXPECT_EQ(2, db.Int("SELECT count(*) FROM runs WHERE node_id = 'b' AND ended_at IS NULL"));
   EXPECT_TRUE(a->CheckInvariants(InvariantLimits{2, true})->empty());
@@ -172,8 +174,8 @@ TEST(PgStore, SerialKeyRaceBetweenNodesIsDecidedByTheIndexAndNeverWedges) {
   std::optional<Result<std::optional<Claimed>>> second;
   std::thread other;
   Status group = a->InTransaction([&] {
-    first = MustClaim(a.get(), NodeClaim("a", 10));
-    other = std::thread([&] { second = b->ClaimNext(NodeClaim("b", 10)); });
+    first = MustClaim(a.get(), ClaimFor("a", 10));
+    other = std::thread([&] { second = b->ClaimNext(ClaimFor("b", 10)); });
     EXPECT_TRUE(WaitFor([&] {
       return db.Int("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                     "AND datname = '" + db.name() + "'") == 1;
@@ -213,6 +215,73 @@ TEST(PgStore, ADroppedConnectionIsReportedThenReestablished) {
   Status group = store->InTransaction([&] { inner = store->SetPaused(true); });
   EXPECT_FALSE(group.ok());
   EXPECT_FALSE(*store->IsPaused());
+}
+
+// The lease protocol, step by step on the database's clock (the lease's
+// end is moved with SQL, not waited for).
+TEST(PgStore, LeasesFenceClaimsSpawnsAndLateEndsAndRescueClosesADeadNodesRuns) {
+  PgTestDatabase db;
+  ASSERT_TRUE(db.ok());
+  auto a = MustOpenPg(PgConfig(db));
+  auto b = MustOpenPg(PgConfig(db));
+  NodeClaim na{"a", "a-1", 60000, "test"}, nb{"b", "b-1", 60000, "test"};
+  ASSERT_TRUE(a->AcquireNode(na).ok());
+  ASSERT_TRUE(b->AcquireNode(nb).ok());
+  // One live incarnation per node_id.
+  auto again = b->AcquireNode(NodeClaim{"a", "a-2", 60000, "test"});
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(Code::kConflict, again.status().code());
+  EXPECT_NE(std::string::npos, again.status().message().find("a-1")) << again.status().message();
+
+  int64_t id = MustSubmit(a.get(), Spec());
+  ClaimRequest req = ClaimFor("a", 4);
+  req.incarnation = "a-1";
+  Claimed c = MustClaim(a.get(), req);
+  ASSERT_TRUE(a->RecordSpawned(id, c.run.id, ProcessIdentity{"b", 1, 42, 7, 0}, "/l").ok());
+  MustSubmit(a.get(), Spec());
+
+  // a's lease runs out (by the database's clock).
+  ASSERT_EQ("", db.Exec("UPDATE nodes SET lease_until = 0 WHERE node_id = 'a'"));
+  EXPECT_FALSE(a->ClaimNext(req)->has_value()) << "a node out of lease claims nothing";
+  auto nodes = b->ListNodes();
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(2u, nodes->size());
+  EXPECT_FALSE((*nodes)[0].alive());
+  EXPECT_EQ(1, (*nodes)[0].running);
+  EXPECT_TRUE((*nodes)[1].alive());
+
+  // b rescues; a rescue never takes b's own runs, nor a live node's.
+  RescueRequest rescue;
+  rescue.self = "b";
+  rescue.now_ms = 5000;
+  rescue.retry_not_before = [](int64_t attempt) { return 5000 + attempt * 100; };
+  auto rescued = b->RescueExpiredRuns(rescue);
+  ASSERT_TRUE(rescued.ok()) << rescued.status().ToString();
+  ASSERT_EQ(1u, rescued->size());
+  EXPECT_EQ(c.run.id, (*rescued)[0].run_id);
+  EXPECT_EQ(JobStatus::kQueued, (*rescued)[0].job_status);
+  auto run = *b->GetRun(c.run.id);
+  EXPECT_EQ(std::optional<std::string>("node_lost"), run->reason);
+  EXPECT_EQ(5100, b->GetJob(id)->not_before) << "requeued with backoff, attempt spent";
+  EXPECT_TRUE(b->RescueExpiredRuns(rescue)->empty()) << "rescued once only";
+
+  // a wakes: its renewal says the lease had lapsed, its late end and a late
+  // spawn record change nothing.
+  auto renewed = a->RenewLease(na);
+  ASSERT_TRUE(renewed.ok()) << renewed.status().ToString();
+  EXPECT_TRUE(renewed->lapsed);
+  RunEnd late = EndOf(c, RunOutcome::kSucceeded, 6000);
+  EXPECT_EQ(Code::kGuardMissed, a->FinishRun(late).status().code());
+  EXPECT_EQ(JobStatus::kQueued, a->GetJob(id)->status);
+
+  // Spawn records are fenced by the lease too.
+  Claimed c2 = MustClaim(a.get(), req);
+  ASSERT_EQ("", db.Exec("UPDATE nodes SET lease_until = 0 WHERE node_id = 'a'"));
+  EXPECT_EQ(Code::kGuardMissed,
+            a->RecordSpawned(c2.job.id, c2.run.id, ProcessIdentity{"b", 1, 43, 8, 0}, "/l").code());
+  // A renewal by an incarnation that no longer holds the row is refused.
+  ASSERT_TRUE(b->AcquireNode(NodeClaim{"a", "a-2", 60000, "test"}).ok());
+  EXPECT_EQ(Code::kGuardMissed, a->RenewLease(na).status().code());
 }
 
 // A statement that fails outside any write's savepoint aborts the group's

@@ -4,6 +4,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <regex>
+
+#include "base/log.h"
 
 namespace orch {
 namespace {
@@ -104,6 +107,8 @@ Status PgConn::Open() {
   } else {
     std::string why = parse_error ? FirstLine(parse_error) : "out of memory";
     PQfreemem(parse_error);
+    // libpq quotes the offending token, which may be a password.
+    why = std::regex_replace(why, std::regex("\"[^\"]*\""), "\"***\"");
     return Status(Code::kInvalidArgument, "store.url is not a valid PostgreSQL URL: " + why);
   }
   const std::string connect_timeout = std::to_string(options_.connect_timeout_s);
@@ -115,6 +120,9 @@ Status PgConn::Open() {
                           url_.c_str(), nullptr};
   conn_ = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (conn_ == nullptr) return Status(Code::kInternal, "out of memory connecting to PostgreSQL");
+  PQsetNoticeProcessor(
+      conn_, [](void*, const char* text) { log::Debug("PostgreSQL notice", {{"text", FirstLine(text)}}); },
+      nullptr);
   if (PQstatus(conn_) != CONNECTION_OK) {
     std::string message = FirstLine(PQerrorMessage(conn_));
     Code code = Code::kUnavailable;
@@ -287,7 +295,14 @@ Status PgTransaction::Begin() {
 
 Status PgTransaction::Commit() {
   if (!savepoint_ && conn_->group_lost_) return *conn_->group_lost_;
-  Status s = savepoint_ ? conn_->Script("RELEASE SAVEPOINT " + name_) : conn_->CommitTop();
+  if (!savepoint_) {
+    // The transaction is over after a COMMIT, whether it committed or not.
+    Status s = conn_->CommitTop();
+    open_ = false;
+    --conn_->txn_depth_;
+    return s;
+  }
+  Status s = conn_->Script("RELEASE SAVEPOINT " + name_);
   if (s.ok()) {
     open_ = false;
     --conn_->txn_depth_;

@@ -457,9 +457,14 @@ Status PgStore::RecordSpawned(int64_t job_id, int64_t run_id, const ProcessIdent
   PgTransaction txn(conn_.get());
   ORCH_RETURN_IF_ERROR(txn.Begin());
   ORCH_ASSIGN_OR_RETURN(
+      // Fenced by the node's lease too: a node out of lease (not yet
+      // rescued) must not start the process, which it would release next.
       PgResult r, conn_->Query("UPDATE runs SET boot_id = $3, pidns_ino = $4, pid = $5, "
                                "start_time = $6, pidfs_ino = $7, log_path = $8 "
-                               "WHERE id = $2 AND job_id = $1 AND ended_at IS NULL",
+                               "WHERE id = $2 AND job_id = $1 AND ended_at IS NULL AND NOT EXISTS "
+                               "(SELECT 1 FROM nodes n WHERE n.node_id = runs.node_id AND "
+                               "(n.incarnation <> runs.incarnation OR n.lease_until < "
+                               ORCH_PG_NOW_MS "))",
                                PgParams()
                                    .Add(job_id)
                                    .Add(run_id)
@@ -471,7 +476,7 @@ Status PgStore::RecordSpawned(int64_t job_id, int64_t run_id, const ProcessIdent
                                    .Add(log_path)));
   if (r.affected() == 0) {
     return GuardMissed("run " + std::to_string(run_id) + " of job " + std::to_string(job_id) +
-                       " is not open");
+                       " is not open, or its node's lease is over");
   }
   ORCH_ASSIGN_OR_RETURN(
       PgResult j, conn_->Query("UPDATE jobs SET pid = $3 WHERE id = $1 AND status = 'running' "
