@@ -194,7 +194,11 @@ Result<std::unique_ptr<JobStore>> OpenStoreWaiting(const Config::Store& config,
     log::Warn("the store cannot be reached; retrying",
               {{"store", StoreLocation(config)}, {"error", store.status().message()},
                {"retry_in_ms", backoff_ms}});
-    sd_notifyf(0, "STATUS=waiting for the store: %s", store.status().message().c_str());
+    // Under systemd (Type=notify) the start may take as long as the
+    // database is away: each wait extends the start timeout past it.
+    sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%lld\nSTATUS=waiting for the store: %s",
+               static_cast<long long>((backoff_ms + 30000) * 1000),
+               store.status().message().c_str());
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     backoff_ms = std::min<int64_t>(backoff_ms * 2, 10000);
   }
@@ -375,7 +379,8 @@ int Daemon::Run() {
   store_ = std::move(store.value());
   // A store that opens but cannot take a write (read-only file or mount, full
   // disk) is refused at start; a lock held elsewhere is waited out instead.
-  if (Status probe = store_->ProbeWritable(); !probe.ok() && probe.code() != Code::kBusy) {
+  if (Status probe = store_->ProbeWritable();
+      !probe.ok() && probe.code() != Code::kBusy && probe.code() != Code::kUnavailable) {
     log::Error("cannot open the store",
                {{"store", store_label}, {"error", probe.ToString()}});
     return 2;

@@ -811,6 +811,12 @@ HttpResponse Api::LogFile(int64_t id, const std::vector<Run>& runs, const std::s
   if (run == nullptr) {
     return Error(404, "no_log", "job " + std::to_string(id) + " has no log yet");
   }
+  if (!supervisor_->Mine(run->node_id)) {
+    // Logs stay on the host that ran the job.
+    return Error(404, "log_on_other_node",
+                 "the log of run " + std::to_string(run->id) + " is on node " + run->node_id +
+                     "; ask that node's API");
+  }
   // By ids, never by the stored path; a name that is not the daemon's own
   // regular file (a job swapped in a link or a FIFO) is refused.
   auto opened = supervisor_->log_dir().OpenForRead(

@@ -251,6 +251,11 @@ class JobStore {
   // fails. At most `limit` runs per call.
   virtual Result<std::vector<RescuedRun>> RescueExpiredRuns(const RescueRequest& req) = 0;
 
+  // This node's runs that another node rescued (node_lost) with a recorded
+  // pid, newest first, at most `limit`: after a crash and restart their
+  // processes may still live here (SQLite: none).
+  virtual Result<std::vector<Run>> ListRescuedRuns(const std::string& node_id, int64_t limit) = 0;
+
   // A trivial write that proves the store is writable (readiness).
   virtual Status ProbeWritable() = 0;
 

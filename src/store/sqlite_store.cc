@@ -860,6 +860,10 @@ Result<std::vector<RescuedRun>> SqliteStore::RescueExpiredRuns(const RescueReque
   return std::vector<RescuedRun>{};
 }
 
+Result<std::vector<Run>> SqliteStore::ListRescuedRuns(const std::string&, int64_t) {
+  return std::vector<Run>{};
+}
+
 Status SqliteStore::ProbeWritable() {
   if (!path_.empty()) {
     struct stat st {};

@@ -69,6 +69,7 @@ class SqliteStore : public JobStore {
   Result<LeaseRenewal> RenewLease(const NodeClaim& claim) override;
   Result<std::vector<NodeInfo>> ListNodes() override;
   Result<std::vector<RescuedRun>> RescueExpiredRuns(const RescueRequest& req) override;
+  Result<std::vector<Run>> ListRescuedRuns(const std::string& node_id, int64_t limit) override;
   Status ProbeWritable() override;
   Status InTransaction(const std::function<void()>& ops) override;
   Status InSnapshot(const std::function<void()>& ops) override;

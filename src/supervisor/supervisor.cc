@@ -323,6 +323,7 @@ void Supervisor::Recover() {
                        Status r = Reconcile(entry, true);
                        if (!r.ok()) return fail(r);
                      }
+                     if (shared_) KillRescuedOrphans();
                      recovering_ = false;
                      recovered_ = true;
                      log::Info("recovery done", {{"incarnation", incarnation_},
@@ -332,6 +333,34 @@ void Supervisor::Recover() {
                    });
     });
   });
+}
+
+// While this daemon was down (crashed, or waiting for its old lease to run
+// out at start) other nodes may have rescued its runs and started the jobs
+// again: a process of such a run that still lives here is killed, after its
+// identity is verified. Its run is closed already; nothing is recorded.
+void Supervisor::KillRescuedOrphans() {
+  store_->Read(
+      [node = node_id_](JobStore& store) { return store.ListRescuedRuns(node, 1000); },
+      [this](Result<std::vector<Run>> runs) {
+        if (!runs.ok()) {
+          NoteStore(runs.status());
+          log::Error("cannot list this node's rescued runs; their processes are not checked",
+                     {{"error", runs.status().ToString()}});
+          return;
+        }
+        for (const Run& run : *runs) {
+          if (run.incarnation == incarnation_ || Tracked(run.id)) continue;
+          auto v = Verify(run.identity);
+          if (!v.ok() || v->gone) continue;
+          ++metrics_->orphans_total;
+          log::Warn("killing a process of a run another node rescued while this node was down",
+                    {{"job_id", run.job_id}, {"run_id", run.id}, {"pid", run.identity.pid}});
+          // Verified and alive: the leader of its own session, so the group is its.
+          (void)kill(-static_cast<pid_t>(run.identity.pid), SIGKILL);
+          (void)v->pidfd.SendSignal(SIGKILL);
+        }
+      });
 }
 
 // A running row that no pidfd of ours watches: decide by identity alone.
@@ -430,7 +459,9 @@ void Supervisor::Start() {
       },
       config_.reaper.interval_ms, config_.reaper.interval_ms);
   kick_timer_.Init(uv_timer_init, loop_, this);
-  if (shared_) {
+  {
+    // On SQLite the row is only renewed (it shows the node alive in /queue);
+    // nothing is judged by it.
     lease_timer_.Init(uv_timer_init, loop_, this);
     uint64_t every = static_cast<uint64_t>(std::max<int64_t>(LeaseMs() / 3, 100));
     uv_timer_start(
@@ -1355,7 +1386,7 @@ void Supervisor::StopRunsForLease() {
 }
 
 void Supervisor::RenewLease() {
-  if (!shared_ || renewing_) return;
+  if (renewing_) return;
   renewing_ = true;
   NodeClaim claim{node_id_, incarnation_, LeaseMs(), ORCH_VERSION};
   // The store's lease starts no earlier than this moment, so a deadline
@@ -1367,7 +1398,7 @@ void Supervisor::RenewLease() {
                   if (!renewed.ok()) {
                     NoteStore(renewed.status());
                     ++metrics_->lease_renewal_failures_total;
-                    if (renewed.status().code() == Code::kGuardMissed) {
+                    if (shared_ && renewed.status().code() == Code::kGuardMissed) {
                       // Another incarnation took this node_id: never ours again.
                       lease_deadline_ms_ = 0;
                       LoseLease(renewed.status().message());
@@ -1379,6 +1410,7 @@ void Supervisor::RenewLease() {
                     return;
                   }
                   ++metrics_->lease_renewals_total;
+                  if (!shared_) return;
                   if (renewed->lapsed) {
                     // Others may have rescued our runs while it had lapsed:
                     // everything that runs here now is stopped, then we go on.

@@ -178,6 +178,7 @@ class Supervisor {
   // The same runs, as a snapshot for work done on a store thread.
   std::unordered_set<int64_t> TrackedRunIds() const;
   Status Reconcile(const RunningEntry& entry, bool startup);
+  void KillRescuedOrphans();
   void SignalGroup(Running& r, int sig);
   void RequestStop(Running& r, StopCause cause);
   void OnSigchld();

@@ -488,6 +488,11 @@ TEST(Cluster, ACancelThroughAnotherNodeStopsTheRunWhereItRuns) {
   ASSERT_EQ(1u, runs.size());
   EXPECT_EQ("owner", runs[0]["node_id"]);
   EXPECT_EQ("cancelled", runs[0]["outcome"]);
+  // Its log is on the node that ran it.
+  HttpResult log = other.daemon.Get("/jobs/" + std::to_string(id) + "/log");
+  EXPECT_EQ(404, log.status);
+  EXPECT_NE(std::string::npos, log.body.find("is on node owner")) << log.body;
+  EXPECT_EQ(200, owner.daemon.Get("/jobs/" + std::to_string(id) + "/log").status);
   EXPECT_EQ(0, owner.daemon.Stop());
   EXPECT_EQ(0, other.daemon.Stop());
 }
@@ -604,6 +609,61 @@ TEST(Cluster, StartUpSaysWhatIsWrongWithTheDatabaseAndWaitsForOneThatIsDown) {
   int64_t id = d.Submit({{"argv", {"/bin/true"}}});
   EXPECT_TRUE(d.WaitStatus(id, "succeeded")) << d.Log();
   EXPECT_EQ(0, d.Stop()) << d.Log();
+}
+
+// kill -9 of a daemon that is not its namespace's init leaves its job
+// running; another node rescues the run and runs the job again. When the
+// daemon comes back (as soon as it can take its node_id again) it kills
+// the old copy, checked by identity: only one copy runs on.
+TEST(Cluster, ARestartedNodeKillsTheOldCopyOfARunAnotherNodeRescued) {
+  PgTestDatabase db;
+  ASSERT_TRUE(db.ok());
+  TempDir work;
+  const std::string d = work.path();
+  Node crashed(db.url(), "crashed");
+  ASSERT_TRUE(crashed.daemon.Start()) << crashed.daemon.Log();  // no namespace: jobs outlive it
+  int64_t id = crashed.daemon.Submit(ShJob(
+      "echo $$ >> \"" + d + "/pids\"; [ \"$ORCH_NODE_ID\" = crashed ] && exec sleep 120; "
+      "exec sleep 1"));
+  ASSERT_TRUE(crashed.daemon.WaitStatus(id, "running"));
+  Node rescuer(db.url(), "rescuer");
+  ASSERT_TRUE(rescuer.daemon.Start(kOwnPidNamespace)) << rescuer.daemon.Log();
+  crashed.daemon.Kill9();
+  pid_t old_copy = static_cast<pid_t>(std::stol(ReadFile(d + "/pids")));
+  struct KillOnExit {
+    pid_t pid;
+    ~KillOnExit() { kill(-pid, SIGKILL); }
+  } cleanup{old_copy};
+  ASSERT_EQ(0, kill(old_copy, 0)) << "the job outlives its daemon";
+  ASSERT_TRUE(WaitFor([&] { return Runs(rescuer.daemon, id).size() == 2; }, seconds(20)))
+      << rescuer.daemon.Log();
+  EXPECT_EQ("node_lost", Runs(rescuer.daemon, id)[0]["reason"]);
+  EXPECT_EQ(0, kill(old_copy, 0)) << "nobody on this host killed it yet";
+
+  ASSERT_TRUE(crashed.daemon.Start()) << crashed.daemon.Log();
+  EXPECT_TRUE(WaitFor([&] {
+    std::string stat = ReadFile("/proc/" + std::to_string(old_copy) + "/stat");
+    return stat.empty() || stat.find(") Z") != std::string::npos;
+  })) << crashed.daemon.Log();
+  EXPECT_NE(std::string::npos,
+            crashed.daemon.Log().find("killing a process of a run another node rescued"))
+      << crashed.daemon.Log();
+  EXPECT_TRUE(rescuer.daemon.WaitStatus(id, "succeeded"));
+  EXPECT_EQ(0, crashed.daemon.Stop());
+  EXPECT_EQ(0, rescuer.daemon.Stop());
+}
+
+// On SQLite the one node's row is renewed too: it never shows as dead.
+TEST(Cluster, TheSqliteNodeStaysAliveInQueue) {
+  TempDir dir;
+  Daemon d(dir, "[cluster]\nlease_s = 2\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::this_thread::sleep_for(milliseconds(3000));  // past one lease
+  json q = d.Get("/queue").Json();
+  EXPECT_EQ("sqlite", q["cluster"]["backend"]);
+  ASSERT_EQ(1u, q["cluster"]["nodes"].size()) << q.dump();
+  EXPECT_EQ(true, q["cluster"]["nodes"][0]["alive"]) << q.dump();
+  EXPECT_EQ(0, d.Stop());
 }
 
 // ORCH-126 on PostgreSQL: a queued row still carrying a dead run, written

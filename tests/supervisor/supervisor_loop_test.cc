@@ -109,6 +109,9 @@ class FaultyStore : public JobStore {
   Result<NodeInfo> AcquireNode(const NodeClaim& c) override { return real_->AcquireNode(c); }
   Result<LeaseRenewal> RenewLease(const NodeClaim& c) override { return real_->RenewLease(c); }
   Result<std::vector<NodeInfo>> ListNodes() override { return real_->ListNodes(); }
+  Result<std::vector<Run>> ListRescuedRuns(const std::string& n, int64_t limit) override {
+    return real_->ListRescuedRuns(n, limit);
+  }
   Result<std::vector<RescuedRun>> RescueExpiredRuns(const RescueRequest& r) override {
     return real_->RescueExpiredRuns(r);
   }

@@ -126,7 +126,10 @@ Status PgConn::Open() {
   if (PQstatus(conn_) != CONNECTION_OK) {
     std::string message = FirstLine(PQerrorMessage(conn_));
     Code code = Code::kUnavailable;
-    if (message.find("password authentication failed") != std::string::npos ||
+    // A login that needed or used a password and failed was refused (the
+    // message may be translated; these flags are not).
+    if (PQconnectionNeedsPassword(conn_) || PQconnectionUsedPassword(conn_) ||
+        message.find("password authentication failed") != std::string::npos ||
         message.find("no pg_hba.conf entry") != std::string::npos ||
         message.find("role \"") != std::string::npos) {
       code = Code::kPermission;

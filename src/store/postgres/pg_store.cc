@@ -73,6 +73,8 @@ CREATE UNIQUE INDEX runs_one_open_per_job ON runs(job_id) WHERE ended_at IS NULL
 CREATE INDEX runs_by_job ON runs(job_id, id);
 -- max_concurrency is per node: a node's open runs.
 CREATE INDEX runs_open_by_node ON runs(node_id) WHERE ended_at IS NULL;
+-- A restarted node looks for its rescued runs whose processes may live on.
+CREATE INDEX runs_rescued ON runs(node_id, id) WHERE reason = 'node_lost';
 
 CREATE INDEX jobs_claim ON jobs(priority DESC, id) WHERE status = 'queued';
 -- I6 across every node: a second gated running job on a key cannot commit.
@@ -943,6 +945,17 @@ Result<std::vector<RescuedRun>> PgStore::RescueExpiredRuns(const RescueRequest& 
     ORCH_RETURN_IF_ERROR(step.Commit());
     out.push_back(std::move(rescued));
   }
+  return out;
+}
+
+Result<std::vector<Run>> PgStore::ListRescuedRuns(const std::string& node_id, int64_t limit) {
+  ORCH_ASSIGN_OR_RETURN(PgResult r,
+                        conn_->Query("SELECT " ORCH_PG_RUN_COLS " FROM runs r WHERE r.node_id = $1 "
+                                     "AND r.reason = 'node_lost' AND r.pid IS NOT NULL "
+                                     "ORDER BY r.id DESC LIMIT $2",
+                                     PgParams().Add(node_id).Add(limit)));
+  std::vector<Run> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back(ReadRun(r, i, 0));
   return out;
 }
 
