@@ -25,6 +25,51 @@ Result<std::unique_ptr<JobStore>> OpenJobStore(const Config::Store& config,
   return std::unique_ptr<JobStore>(std::move(store.value()));
 }
 
+Job JobAsSubmitted(const JobSpec& spec, int64_t id, int64_t now_ms) {
+  Job job;
+  job.id = id;
+  job.name = spec.name;
+  job.argv = spec.argv;
+  job.env = spec.env;
+  job.cwd = spec.cwd;
+  job.status = JobStatus::kQueued;
+  job.priority = spec.priority;
+  job.serial_key = spec.serial_key;
+  job.max_attempts = spec.max_attempts;
+  job.timeout_s = spec.timeout_s;
+  job.not_before = spec.not_before == 0 ? now_ms : spec.not_before;
+  job.idempotency_key = spec.idempotency_key;
+  job.created_at = job.updated_at = now_ms;
+  return job;
+}
+
+bool AddToPage(JobPage& page, Job job, int64_t& bytes, int64_t max_bytes) {
+  bytes += static_cast<int64_t>(job.name.size() + job.cwd.size());
+  for (const auto& a : job.argv) bytes += static_cast<int64_t>(a.size());
+  for (const auto& [k, v] : job.env) bytes += static_cast<int64_t>(k.size() + v.size());
+  page.jobs.push_back(std::move(job));
+  return bytes < max_bytes;
+}
+
+void ClosePage(JobPage& page, int64_t limit, int64_t bytes, int64_t max_bytes) {
+  if (!page.jobs.empty() &&
+      (static_cast<int64_t>(page.jobs.size()) == limit || bytes >= max_bytes)) {
+    page.next_after_id = page.jobs.back().id;
+  }
+}
+
+void SetCount(QueueCounts& counts, const std::string& status, int64_t n) {
+  JobStatus s;
+  if (!ParseJobStatus(status, &s)) return;
+  switch (s) {
+    case JobStatus::kQueued: counts.queued = n; break;
+    case JobStatus::kRunning: counts.running = n; break;
+    case JobStatus::kSucceeded: counts.succeeded = n; break;
+    case JobStatus::kFailed: counts.failed = n; break;
+    case JobStatus::kCancelled: counts.cancelled = n; break;
+  }
+}
+
 Result<SanitizeReport> SanitizeImpossibleQueued(JobStore& store, int64_t now_ms,
                                                 const RunProcessCheck& alive,
                                                 const std::function<bool(const Run& run)>& ours) {

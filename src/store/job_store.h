@@ -286,6 +286,18 @@ struct JobStoreOpenOptions {
   bool background_maintenance = true;
 };
 
+// Shared by the backends.
+// The row a Submit inserted, as a later read returns it (without reading it
+// back: the hot path of a submit).
+Job JobAsSubmitted(const JobSpec& spec, int64_t id, int64_t now_ms);
+// Adds a job to a ListJobs page; false once the page's byte budget is spent
+// (the job is in it: a page holds at least one).
+bool AddToPage(JobPage& page, Job job, int64_t& bytes, int64_t max_bytes);
+// Sets next_after_id when the page stopped at `limit` or at the budget.
+void ClosePage(JobPage& page, int64_t limit, int64_t bytes, int64_t max_bytes);
+// Sets the count of one status (by its name; other names are ignored).
+void SetCount(QueueCounts& counts, const std::string& status, int64_t n);
+
 // What the I1 sweep did: jobs repaired (ownership cleared, a dead or
 // never-spawned run closed) and jobs left alone because their open run's
 // process lives (the daemon reattaches them under orphan_policy).

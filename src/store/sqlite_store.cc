@@ -379,21 +379,7 @@ Result<SubmitResult> SqliteStore::Submit(const JobSpec& spec, int64_t now_ms) {
         .Bind(11, now_ms);
     ORCH_RETURN_IF_ERROR(st.Run());
   }
-  // The row as inserted, without reading it back (the hot path of a submit).
-  Job job;
-  job.id = db_->LastInsertRowid();
-  job.name = spec.name;
-  job.argv = spec.argv;
-  job.env = spec.env;
-  job.cwd = spec.cwd;
-  job.status = JobStatus::kQueued;
-  job.priority = spec.priority;
-  job.serial_key = spec.serial_key;
-  job.max_attempts = spec.max_attempts;
-  job.timeout_s = spec.timeout_s;
-  job.not_before = spec.not_before == 0 ? now_ms : spec.not_before;
-  job.idempotency_key = spec.idempotency_key;
-  job.created_at = job.updated_at = now_ms;
+  Job job = JobAsSubmitted(spec, db_->LastInsertRowid(), now_ms);
   ORCH_RETURN_IF_ERROR(txn.Commit());
   return SubmitResult{std::move(job), true};
 }
@@ -733,18 +719,9 @@ Result<JobPage> SqliteStore::ListJobs(std::optional<JobStatus> status, int64_t a
   int64_t bytes = 0;
   for (;;) {
     ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    page.jobs.push_back(ReadJob(st, 0));
-    const Job& j = page.jobs.back();
-    bytes += static_cast<int64_t>(j.name.size() + j.cwd.size());
-    for (const auto& a : j.argv) bytes += static_cast<int64_t>(a.size());
-    for (const auto& [k, v] : j.env) bytes += static_cast<int64_t>(k.size() + v.size());
-    if (bytes >= max_bytes) break;
+    if (!row || !AddToPage(page, ReadJob(st, 0), bytes, max_bytes)) break;
   }
-  if (!page.jobs.empty() &&
-      (static_cast<int64_t>(page.jobs.size()) == limit || bytes >= max_bytes)) {
-    page.next_after_id = page.jobs.back().id;
-  }
+  ClosePage(page, limit, bytes, max_bytes);
   return page;
 }
 
@@ -776,16 +753,7 @@ Result<QueueCounts> SqliteStore::Counts() {
     for (;;) {
       ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;
-      JobStatus s;
-      if (!ParseJobStatus(st.Text(0), &s)) continue;
-      int64_t n = st.Int(1);
-      switch (s) {
-        case JobStatus::kQueued: c.queued = n; break;
-        case JobStatus::kRunning: c.running = n; break;
-        case JobStatus::kSucceeded: c.succeeded = n; break;
-        case JobStatus::kFailed: c.failed = n; break;
-        case JobStatus::kCancelled: c.cancelled = n; break;
-      }
+      SetCount(c, st.Text(0), st.Int(1));
     }
   }
   ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(kOldestQueuedSql));

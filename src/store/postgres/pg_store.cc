@@ -352,20 +352,7 @@ Result<SubmitResult> PgStore::Submit(const JobSpec& spec, int64_t now_ms) {
     ORCH_RETURN_IF_ERROR(txn.Commit());
     return SubmitResult{std::move(job), false};
   }
-  Job job;
-  job.id = ins.Int(0, 0);
-  job.name = spec.name;
-  job.argv = spec.argv;
-  job.env = spec.env;
-  job.cwd = spec.cwd;
-  job.status = JobStatus::kQueued;
-  job.priority = spec.priority;
-  job.serial_key = spec.serial_key;
-  job.max_attempts = spec.max_attempts;
-  job.timeout_s = spec.timeout_s;
-  job.not_before = not_before;
-  job.idempotency_key = spec.idempotency_key;
-  job.created_at = job.updated_at = now_ms;
+  Job job = JobAsSubmitted(spec, ins.Int(0, 0), now_ms);
   ORCH_RETURN_IF_ERROR(txn.Commit());
   return SubmitResult{std::move(job), true};
 }
@@ -755,17 +742,9 @@ Result<JobPage> PgStore::ListJobs(std::optional<JobStatus> status, int64_t after
   JobPage page;
   int64_t bytes = 0;
   for (int i = 0; i < r.rows(); ++i) {
-    page.jobs.push_back(ReadJob(r, i, 0));
-    const Job& j = page.jobs.back();
-    bytes += static_cast<int64_t>(j.name.size() + j.cwd.size());
-    for (const auto& a : j.argv) bytes += static_cast<int64_t>(a.size());
-    for (const auto& [k, v] : j.env) bytes += static_cast<int64_t>(k.size() + v.size());
-    if (bytes >= max_bytes) break;
+    if (!AddToPage(page, ReadJob(r, i, 0), bytes, max_bytes)) break;
   }
-  if (!page.jobs.empty() &&
-      (static_cast<int64_t>(page.jobs.size()) == limit || bytes >= max_bytes)) {
-    page.next_after_id = page.jobs.back().id;
-  }
+  ClosePage(page, limit, bytes, max_bytes);
   return page;
 }
 
@@ -793,18 +772,7 @@ Result<QueueCounts> PgStore::Counts() {
       conn_->Query("SELECT status, sum(n) FROM (SELECT status, n FROM job_counts UNION ALL "
                    "SELECT status, n FROM job_count_deltas) c GROUP BY status"));
   QueueCounts c;
-  for (int i = 0; i < r.rows(); ++i) {
-    JobStatus s;
-    if (!ParseJobStatus(r.Text(i, 0), &s)) continue;
-    int64_t n = r.Int(i, 1);
-    switch (s) {
-      case JobStatus::kQueued: c.queued = n; break;
-      case JobStatus::kRunning: c.running = n; break;
-      case JobStatus::kSucceeded: c.succeeded = n; break;
-      case JobStatus::kFailed: c.failed = n; break;
-      case JobStatus::kCancelled: c.cancelled = n; break;
-    }
-  }
+  for (int i = 0; i < r.rows(); ++i) SetCount(c, r.Text(i, 0), r.Int(i, 1));
   ORCH_ASSIGN_OR_RETURN(PgResult o,
                         conn_->Query("SELECT min(created_at) FROM jobs WHERE status = 'queued'"));
   c.oldest_queued_created_at = o.OptInt(0, 0);
