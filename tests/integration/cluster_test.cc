@@ -302,6 +302,7 @@ TEST(Cluster, AKilledNodesRunsAreRescuedAndRunOnceMore) {
   double took_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
   std::cout << "[ measure  ] kill -9 of a node -> its 4 jobs done elsewhere: " << took_s
             << " s (lease_s = 2)\n";
+  EXPECT_LT(took_s, 2 * 2 + 3.0) << "rescued within 2 x lease_s (+3 s for a loaded machine)";
   for (int64_t id : ids) {
     json runs = Runs(alive1.daemon, id);
     ASSERT_EQ(2u, runs.size()) << runs.dump();
@@ -348,6 +349,12 @@ TEST(Cluster, APausedNodeStopsItsRunsWhenItWakesAndItsLateEndIsRefused) {
   ASSERT_TRUE(other.daemon.Start(kOwnPidNamespace)) << other.daemon.Log();
 
   pid_t frozen = sleeper.daemon.DaemonPid();
+  auto wall_ns = [] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  int64_t stopped_ns = wall_ns();
   ASSERT_EQ(0, kill(frozen, SIGSTOP));
   struct ContOnExit {
     pid_t pid;
@@ -359,12 +366,21 @@ TEST(Cluster, APausedNodeStopsItsRunsWhenItWakesAndItsLateEndIsRefused) {
   EXPECT_FALSE(FileExists(d + "/term-sleeper")) << "a frozen daemon signals nothing";
 
   auto woke = std::chrono::steady_clock::now();
+  int64_t continued_ns = wall_ns();
   ASSERT_EQ(0, kill(frozen, SIGCONT));
   ASSERT_TRUE(WaitFor([&] { return FileExists(d + "/term-sleeper"); }, seconds(10)))
       << sleeper.daemon.Log();
   double stop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - woke).count();
   std::cout << "[ measure  ] SIGCONT -> its run got SIGTERM: " << stop_s << " s\n";
   EXPECT_LT(stop_s, 5.0) << "it must stop its runs at once when it wakes";
+  // Two copies ran at once from the second one's start to the first one's
+  // SIGTERM: only the pause may hold that overlap.
+  int64_t overlap_ns = std::stoll(ReadFile(d + "/term-sleeper")) -
+                       std::stoll(ReadFile(d + "/start-other"));
+  int64_t pause_ns = continued_ns - stopped_ns;
+  std::cout << "[ measure  ] two copies overlapped " << overlap_ns / 1e6 << " ms; the pause was "
+            << pause_ns / 1e6 << " ms\n";
+  EXPECT_LT(overlap_ns, pause_ns + 1'000'000'000) << "overlap beyond the pause";
 
   // Its late end of the first run was refused: the history is the rescuer's.
   ASSERT_TRUE(WaitFor([&] {
