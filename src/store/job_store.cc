@@ -25,6 +25,29 @@ Result<std::unique_ptr<JobStore>> OpenJobStore(const Config::Store& config,
   return std::unique_ptr<JobStore>(std::move(store.value()));
 }
 
+const char* const kInvariantI1Sql =
+    "SELECT id, 'queued job carries' || "
+    "CASE WHEN run_id IS NOT NULL THEN ' run_id=' || run_id ELSE '' END || "
+    "CASE WHEN pid IS NOT NULL THEN ' pid=' || pid ELSE '' END || "
+    "CASE WHEN started_at IS NOT NULL THEN ' started_at=' || started_at ELSE '' END "
+    "FROM jobs WHERE status = 'queued' AND "
+    "(run_id IS NOT NULL OR pid IS NOT NULL OR started_at IS NOT NULL) ORDER BY id";
+const char* const kInvariantI2Sql =
+    "SELECT j.id, CASE WHEN j.run_id IS NULL THEN 'running job has no run_id' "
+    "WHEN r.id IS NULL THEN 'running job points at missing run ' || j.run_id "
+    "WHEN r.job_id <> j.id THEN 'running job points at run ' || r.id || ' of job ' || r.job_id "
+    "ELSE 'running job points at closed run ' || r.id END "
+    "FROM jobs j LEFT JOIN runs r ON r.id = j.run_id WHERE j.status = 'running' AND "
+    "(j.run_id IS NULL OR r.id IS NULL OR r.job_id <> j.id OR r.ended_at IS NOT NULL) "
+    "ORDER BY j.id";
+const char* const kInvariantI4Sql =
+    "SELECT id, status || ' job has no finished_at' FROM jobs "
+    "WHERE status IN ('succeeded','failed','cancelled') AND finished_at IS NULL "
+    "UNION ALL "
+    "SELECT j.id, j.status || ' job has open run ' || r.id FROM runs r "
+    "JOIN jobs j ON j.id = r.job_id WHERE r.ended_at IS NULL "
+    "AND j.status IN ('succeeded','failed','cancelled') ORDER BY 1";
+
 Job JobAsSubmitted(const JobSpec& spec, int64_t id, int64_t now_ms) {
   Job job;
   job.id = id;

@@ -287,6 +287,11 @@ struct JobStoreOpenOptions {
 };
 
 // Shared by the backends.
+// The invariant reports that read the same in SQLite and PostgreSQL: each
+// row is (job id, what is wrong).
+extern const char* const kInvariantI1Sql;
+extern const char* const kInvariantI2Sql;
+extern const char* const kInvariantI4Sql;
 // The row a Submit inserted, as a later read returns it (without reading it
 // back: the hot path of a submit).
 Job JobAsSubmitted(const JobSpec& spec, int64_t id, int64_t now_ms);

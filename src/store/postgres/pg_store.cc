@@ -979,35 +979,13 @@ Result<std::vector<Violation>> PgStore::CheckInvariants(const InvariantLimits& l
   Status inner;
   Status s = conn_->InSnapshot([&] {
     inner = [&]() -> Status {
-      ORCH_RETURN_IF_ERROR(collect(
-          "I1",
-          "SELECT id, 'queued job carries' || "
-          "CASE WHEN run_id IS NOT NULL THEN ' run_id=' || run_id ELSE '' END || "
-          "CASE WHEN pid IS NOT NULL THEN ' pid=' || pid ELSE '' END || "
-          "CASE WHEN started_at IS NOT NULL THEN ' started_at=' || started_at ELSE '' END "
-          "FROM jobs WHERE status = 'queued' AND "
-          "(run_id IS NOT NULL OR pid IS NOT NULL OR started_at IS NOT NULL) ORDER BY id"));
-      ORCH_RETURN_IF_ERROR(collect(
-          "I2",
-          "SELECT j.id, CASE WHEN j.run_id IS NULL THEN 'running job has no run_id' "
-          "WHEN r.id IS NULL THEN 'running job points at missing run ' || j.run_id "
-          "WHEN r.job_id <> j.id THEN 'running job points at run ' || r.id || ' of job ' || "
-          "r.job_id ELSE 'running job points at closed run ' || r.id END "
-          "FROM jobs j LEFT JOIN runs r ON r.id = j.run_id WHERE j.status = 'running' AND "
-          "(j.run_id IS NULL OR r.id IS NULL OR r.job_id <> j.id OR r.ended_at IS NOT NULL) "
-          "ORDER BY j.id"));
+      ORCH_RETURN_IF_ERROR(collect("I1", kInvariantI1Sql));
+      ORCH_RETURN_IF_ERROR(collect("I2", kInvariantI2Sql));
       ORCH_RETURN_IF_ERROR(collect(
           "I3",
           "SELECT job_id, count(*) || ' open runs: ' || string_agg(id::text, ',' ORDER BY id) "
           "FROM runs WHERE ended_at IS NULL GROUP BY job_id HAVING count(*) > 1 ORDER BY job_id"));
-      ORCH_RETURN_IF_ERROR(collect(
-          "I4",
-          "SELECT id, status || ' job has no finished_at' FROM jobs "
-          "WHERE status IN ('succeeded','failed','cancelled') AND finished_at IS NULL "
-          "UNION ALL "
-          "SELECT j.id, j.status || ' job has open run ' || r.id FROM runs r "
-          "JOIN jobs j ON j.id = r.job_id WHERE r.ended_at IS NULL "
-          "AND j.status IN ('succeeded','failed','cancelled') ORDER BY 1"));
+      ORCH_RETURN_IF_ERROR(collect("I4", kInvariantI4Sql));
       if (limits.max_concurrency > 0) {
         // Per node (SPEC §11).
         ORCH_RETURN_IF_ERROR(collect(
