@@ -369,23 +369,19 @@ Result<std::optional<Claimed>> PgStore::ClaimNext(const ClaimRequest& req) {
         conn_->Query("SELECT pg_advisory_xact_lock(hashtextextended('orchestrator node ' || $1, 0))",
                      PgParams().Add(req.node_id))
             .status());
-    // A node claims only under its own live lease (by the database's
-    // clock): one that was paused past it, or displaced, takes nothing.
+    // In one round trip: a node claims only under its own live lease (by
+    // the database's clock; one paused past it, or displaced, takes
+    // nothing), never while the queue is paused (the pause is the queue's,
+    // and another node's pause reaches the caller's own view only later),
+    // and only into a free slot of its own.
     ORCH_ASSIGN_OR_RETURN(
-        PgResult lease, conn_->Query("SELECT 1 FROM nodes WHERE node_id = $1 AND "
-                                     "(incarnation <> $2 OR lease_until < " ORCH_PG_NOW_MS ")",
-                                     PgParams().Add(req.node_id).Add(req.incarnation)));
-    if (lease.rows() > 0) return std::optional<Claimed>();
-    // The pause is the queue's, so every node's (the caller checks its own
-    // view too, which another node's pause does not reach at once).
-    ORCH_ASSIGN_OR_RETURN(PgResult paused,
-                          conn_->Query("SELECT 1 FROM settings WHERE key = 'paused' AND "
-                                       "value = '1'"));
-    if (paused.rows() > 0) return std::optional<Claimed>();
-    ORCH_ASSIGN_OR_RETURN(PgResult r,
-                          conn_->Query("SELECT count(*) FROM runs WHERE node_id = $1 AND "
-                                       "ended_at IS NULL",
-                                       PgParams().Add(req.node_id)));
+        PgResult r,
+        conn_->Query("SELECT (SELECT count(*) FROM runs WHERE node_id = $1 AND ended_at IS NULL), "
+                     "EXISTS (SELECT 1 FROM nodes WHERE node_id = $1 AND (incarnation <> $2 OR "
+                     "lease_until < " ORCH_PG_NOW_MS ")) OR EXISTS (SELECT 1 FROM settings "
+                     "WHERE key = 'paused' AND value = '1')",
+                     PgParams().Add(req.node_id).Add(req.incarnation)));
+    if (r.Bool(0, 1)) return std::optional<Claimed>();
     if (r.Int(0, 0) >= req.max_concurrency) return std::optional<Claimed>();
   }
   std::vector<int64_t> skipped;
