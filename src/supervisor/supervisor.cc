@@ -563,7 +563,7 @@ void Supervisor::ClaimPass() {
         // the failure still makes the pass retry on the tick.
         return batch;
       },
-      [this, free](ClaimBatch batch) {
+      [this, free, claimed_at = req.now_ms](ClaimBatch batch) {
         claiming_ = false;
         bool full = static_cast<int64_t>(batch.claimed.size()) == free;
         OnClaimed(std::move(batch));
@@ -572,7 +572,9 @@ void Supervisor::ClaimPass() {
         } else if (full || claim_again_ || host_backoff_until_mono_ > clock_->MonotonicMs()) {
           Kick();  // more may be claimable, or arms the backoff timer
         } else if (!claim_retry_) {
-          ArmNotBeforeTimer();
+          // From the claim's own time: a not_before that passed between the
+          // claim and this read must still wake a claim.
+          ArmNotBeforeTimer(claimed_at);
         }
       });
 }
@@ -616,21 +618,24 @@ void Supervisor::FinishUnlaunched(const Claimed& c) {
   Finish(end);
 }
 
-void Supervisor::ArmNotBeforeTimer() {
+void Supervisor::ArmNotBeforeTimer(std::optional<int64_t> after_ms) {
   if (!not_before_timer_) return;
+  int64_t after = after_ms.value_or(clock_->NowMs());
   if (not_before_reading_) {
-    not_before_again_ = true;  // the read in flight may predate the change
+    // The read in flight may predate the change: read again, from the
+    // earliest moment asked for.
+    not_before_again_after_ =
+        not_before_again_after_ ? std::min(*not_before_again_after_, after) : after;
     return;
   }
-  not_before_again_ = false;
+  not_before_again_after_.reset();
   uv_timer_stop(not_before_timer_.get());
   if (stopping_ || paused_) return;
-  int64_t now = clock_->NowMs();
   not_before_reading_ = true;
-  store_->Read([now](JobStore& store) { return store.NextNotBefore(now); },
+  store_->Read([after](JobStore& store) { return store.NextNotBefore(after); },
                [this](Result<std::optional<int64_t>> next) {
                  not_before_reading_ = false;
-                 if (not_before_again_) return ArmNotBeforeTimer();
+                 if (not_before_again_after_) return ArmNotBeforeTimer(not_before_again_after_);
                  if (!not_before_timer_ || stopping_ || paused_) return;
                  if (!next.ok() || !next->has_value()) return;
                  int64_t at = **next - clock_->NowMs();

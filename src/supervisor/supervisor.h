@@ -182,7 +182,9 @@ class Supervisor {
   void SignalGroup(Running& r, int sig);
   void RequestStop(Running& r, StopCause cause);
   void OnSigchld();
-  void ArmNotBeforeTimer();
+  // Wakes a claim at the earliest not_before later than `after_ms` (now
+  // when not given).
+  void ArmNotBeforeTimer(std::optional<int64_t> after_ms = std::nullopt);
   void MaybeFinishShutdown();
   void NoteStore(const Status& s);  // counts failed store calls for /metrics
   int64_t LeaseMs() const { return config_.cluster.lease_s * 1000; }
@@ -226,7 +228,7 @@ class Supervisor {
   int sweep_parts_ = 0;       // parts of this tick's store sweep still in flight
   bool sweep_failed_ = false;
   bool not_before_reading_ = false;
-  bool not_before_again_ = false;
+  std::optional<int64_t> not_before_again_after_;  // asked again while reading
   bool final_flush_ = false;  // shutdown's last try of refused run ends was made
   HostFaultState host_fault_;
   int64_t host_backoff_until_mono_ = 0;

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
@@ -35,8 +36,9 @@ class FakeClock : public Clock {
  public:
   int64_t NowMs() const override { return wall; }
   int64_t MonotonicMs() const override { return mono; }
-  int64_t wall = 1'800'000'000'000;
-  int64_t mono = 5'000'000;
+  // Atomic: a store hook may move it from the writer thread.
+  std::atomic<int64_t> wall{1'800'000'000'000};
+  std::atomic<int64_t> mono{5'000'000};
 };
 
 // The real SQLite store, with calls that fail on demand (STYLE §11). The
@@ -66,7 +68,19 @@ class FaultyStore : public JobStore {
   }
   Result<std::optional<Claimed>> ClaimNext(const ClaimRequest& r) override {
     if (auto f = Fault("ClaimNext")) return *f;
-    return real_->ClaimNext(r);
+    auto claimed = real_->ClaimNext(r);
+    std::function<void()> hook;
+    {
+      std::lock_guard lock(mu_);
+      hook.swap(after_claim_);
+    }
+    if (hook) hook();
+    return claimed;
+  }
+  // Runs once, on the writer thread, right after the next claim.
+  void AfterNextClaim(std::function<void()> hook) {
+    std::lock_guard lock(mu_);
+    after_claim_ = std::move(hook);
   }
   Status RecordSpawned(int64_t j, int64_t r, const ProcessIdentity& id,
                        const std::string& p) override {
@@ -144,6 +158,7 @@ class FaultyStore : public JobStore {
   std::map<std::string, std::pair<int, Code>> faults_;
   std::map<std::string, int> skips_;
   int failed_ = 0;
+  std::function<void()> after_claim_;
 };
 
 class SupervisorLoop : public ::testing::Test {
@@ -344,6 +359,22 @@ TEST_F(SupervisorLoop, ARunEndTheStoreRefusedIsRecordedOnALaterTick) {
   EXPECT_EQ(3, store_->failed());
   EXPECT_GE(metrics_.store_errors_total, 3u);
   EXPECT_EQ(0u, sup_->running_count());
+}
+
+// A not_before that passes between a claim that found nothing and the read
+// that arms the wake-up timer must still wake a claim (the job would wait
+// for an unrelated event otherwise).
+TEST_F(SupervisorLoop, ANotBeforePassingJustAfterAnEmptyClaimStillWakesAClaim) {
+  StartSupervisor();
+  ASSERT_TRUE(Ticks(3));  // the start-up claim pass is over: the next one is ours
+  JobSpec spec;
+  spec.argv = {"/bin/true"};
+  spec.not_before = clock_.NowMs() + 1000;
+  auto submitted = db_->Submit(spec, clock_.NowMs());
+  ASSERT_TRUE(submitted.ok());
+  store_->AfterNextClaim([this] { clock_.wall += 2000; });
+  sup_->Kick();
+  EXPECT_TRUE(RunUntil([&] { return StatusOf(submitted->job.id) == JobStatus::kSucceeded; }));
 }
 
 TEST_F(SupervisorLoop, WallClockStepsNeitherTimeOutNorSpareAJob) {
