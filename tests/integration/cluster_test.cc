@@ -58,6 +58,12 @@ json ShJob(const std::string& script) { return {{"argv", {"/bin/sh", "-c", scrip
 // Every run of a job, as the API shows them.
 json Runs(const Daemon& d, int64_t id) { return d.Job(id)["runs"]; }
 
+// A line a job writes is whole (not just its file created).
+bool Written(const std::string& path) {
+  std::string text = ReadFile(path);
+  return !text.empty() && text.back() == '\n';
+}
+
 bool FileExists(const std::string& path) {
   struct stat st {};
   return stat(path.c_str(), &st) == 0;
@@ -368,7 +374,7 @@ TEST(Cluster, APausedNodeStopsItsRunsWhenItWakesAndItsLateEndIsRefused) {
   auto woke = std::chrono::steady_clock::now();
   int64_t continued_ns = wall_ns();
   ASSERT_EQ(0, kill(frozen, SIGCONT));
-  ASSERT_TRUE(WaitFor([&] { return FileExists(d + "/term-sleeper"); }, seconds(10)))
+  ASSERT_TRUE(WaitFor([&] { return Written(d + "/term-sleeper"); }, seconds(10)))
       << sleeper.daemon.Log();
   double stop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - woke).count();
   std::cout << "[ measure  ] SIGCONT -> its run got SIGTERM: " << stop_s << " s\n";
@@ -457,7 +463,7 @@ TEST(Cluster, APartitionedNodeStopsItsRunsBeforeItsLeaseEndsAndRejoins) {
   ASSERT_TRUE(other.daemon.Start(kOwnPidNamespace)) << other.daemon.Log();
 
   proxy.Freeze();
-  ASSERT_TRUE(WaitFor([&] { return FileExists(d + "/term-cut"); }, seconds(20)))
+  ASSERT_TRUE(WaitFor([&] { return Written(d + "/term-cut"); }, seconds(20)))
       << cut.daemon.Log();
   EXPECT_EQ(503, cut.daemon.Get("/readyz").status);
   ASSERT_TRUE(other.daemon.WaitStatus(id, "succeeded", seconds(30))) << other.daemon.Log();
