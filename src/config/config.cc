@@ -125,6 +125,9 @@ const std::vector<KeyDef>& Defs() {
       Key("supervisor", "run_as", nullptr, false, ORCH_T(supervisor.run_as)),
       Ranged(Key("supervisor", "max_log_bytes", nullptr, false, ORCH_T(supervisor.max_log_bytes)),
              int64_t{1024}, int64_t{1} << 40),
+      Ranged(Key("supervisor", "stall_timeout_s", nullptr, true,
+                 ORCH_T(supervisor.stall_timeout_s)),
+             int64_t{0}, int64_t{30} * 86400),
       Ranged(Key("reaper", "interval_ms", nullptr, true, ORCH_T(reaper.interval_ms)), int64_t{10},
              int64_t{3600000}),
       Key("reaper", "sanitize_impossible_queued", "ORCH_IMPOSSIBLE_QUEUED_SANITIZE_ENABLED", true,
@@ -138,6 +141,9 @@ const std::vector<KeyDef>& Defs() {
       Key("cluster", "node_id", nullptr, false, ORCH_T(cluster.node_id)),
       Ranged(Key("cluster", "lease_s", nullptr, false, ORCH_T(cluster.lease_s)), int64_t{2},
              int64_t{3600}),
+      Choices(Key("cgroup", "mode", nullptr, false, ORCH_T(cgroup.mode)),
+              {"auto", "off"}),
+      Key("cgroup", "root", nullptr, false, ORCH_T(cgroup.root)),
   };
   return defs;
 }
@@ -207,7 +213,7 @@ std::string Suggest(const std::string& section, const std::string& key) {
 }
 
 std::string SuggestSection(const std::string& section) {
-  for (const char* known : {"server", "store", "supervisor", "reaper", "log", "cluster"}) {
+  for (const char* known : {"server", "store", "supervisor", "reaper", "log", "cluster", "cgroup"}) {
     if (EditDistance(section, known) <= 2) return std::string(" (did you mean ") + known + "?)";
   }
   return "";
@@ -570,6 +576,11 @@ LoadedConfig LoadConfig(const ConfigInputs& inputs) {
   if (c.store.backend == "postgres" && c.store.url.empty()) {
     out.errors.push_back("store.backend = \"postgres\" needs store.url (a libpq URL such as "
                          "postgresql://orchestrator@db.example/orchestrator, or ORCH_STORE_URL)");
+  }
+  if (!c.cgroup.root.empty() && c.cgroup.root[0] != '/') {
+    out.errors.push_back("cgroup.root = \"" + c.cgroup.root +
+                         "\": expected an absolute path on the cgroup2 filesystem (or \"\" for "
+                         "the daemon's own cgroup + /runs)");
   }
   if (c.store.backend == "sqlite" && !c.store.url.empty()) {
     out.errors.push_back("store.url is set but store.backend = \"sqlite\": set "

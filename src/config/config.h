@@ -44,6 +44,7 @@ struct Config {
     std::string orphan_policy = "requeue";
     std::string run_as;
     int64_t max_log_bytes = 10485760;
+    int64_t stall_timeout_s = 0;  // default for jobs; 0 = no stall detection
   } supervisor;
   struct Reaper {
     int64_t interval_ms = 1000;
@@ -58,6 +59,10 @@ struct Config {
     std::string node_id;  // "" = /etc/machine-id, else the hostname
     int64_t lease_s = 10;
   } cluster;
+  struct Cgroup {
+    std::string mode = "auto";  // "off" = process groups only (SPEC §12)
+    std::string root;           // "" = the daemon's own cgroup + /runs
+  } cgroup;
 };
 
 // True for a server.listen value on a loopback address (127.0.0.0/8, ::1).

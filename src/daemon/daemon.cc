@@ -408,6 +408,22 @@ int Daemon::Run() {
     return 2;
   }
 
+  auto cgroups = CgroupTree::SetUp({.mode = config_.cgroup.mode, .root = config_.cgroup.root});
+  if (!cgroups.ok()) {
+    log::Error("cannot start", {{"error", cgroups.status().message()}});
+    return 2;
+  }
+  auto containment = std::make_shared<const Containment>(std::move(cgroups).value());
+  if (containment->mode() == CgroupMode::kNone) {
+    log::Warn("runs are not in cgroups: a process that leaves its job's process group outlives "
+              "the job, and per-job limits are refused",
+              {{"cgroup_mode", "none"}, {"why", containment->tree().why()}});
+  } else {
+    log::Info("each run gets its own cgroup",
+              {{"cgroup_mode", CgroupModeName(containment->mode())},
+               {"cgroup_root", containment->tree().root()}, {"why", containment->tree().why()}});
+  }
+
   SetUpExecHelper();
   uv_loop_init(&loop_);
   StoreExecutor::Options store_options;
@@ -422,6 +438,7 @@ int Daemon::Run() {
   supervisor_ = std::make_unique<Supervisor>(&loop_, executor_.get(), config_, &metrics_, &clock_,
                                              incarnation);
   supervisor_->SetLeaseAcquired(*acquired_mono);
+  supervisor_->SetContainment(std::move(containment));
   if (original_nofile) supervisor_->SetJobFileLimit(*original_nofile);
   Status init = supervisor_->Init();
   if (!init.ok()) {

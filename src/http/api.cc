@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 
@@ -58,7 +59,11 @@ json JobJson(const Job& j) {
           {"signal", Opt(j.signal)},
           {"outcome", Opt(j.outcome)},
           {"error", Opt(j.error)},
-          {"cancel_requested", j.cancel_requested}};
+          {"cancel_requested", j.cancel_requested},
+          {"memory_max", Opt(j.memory_max)},
+          {"cpu_max", Opt(j.cpu_max)},
+          {"pids_max", Opt(j.pids_max)},
+          {"stall_timeout_s", Opt(j.stall_timeout_s)}};
 }
 
 json RunJson(const Run& r) {
@@ -79,7 +84,11 @@ json RunJson(const Run& r) {
           {"reason", Opt(r.reason)},
           {"exit_code", Opt(r.exit_code)},
           {"signal", Opt(r.signal)},
-          {"log_path", r.log_path.empty() ? json(nullptr) : json(r.log_path)}};
+          {"log_path", r.log_path.empty() ? json(nullptr) : json(r.log_path)},
+          {"cgroup", r.cgroup.empty() ? json(nullptr) : json(r.cgroup)},
+          {"cpu_usec", Opt(r.cpu_usec)},
+          {"mem_peak_bytes", Opt(r.mem_peak_bytes)},
+          {"oom_kills", Opt(r.oom_kills)}};
 }
 
 HttpResponse Json(int status, const json& body) {
@@ -375,6 +384,14 @@ void Api::Readyz(const Reply& reply) {
 // filled in per request. Kept until a write commits or it is
 // kQueueSnapshotMaxAgeMs old, so that the loop's cost of a /queue does not
 // grow with the number of running jobs.
+// Where a running entry of GET /queue is cut open for what is filled in per
+// request: runtime_s, and this daemon's live view of the run.
+struct LiveSlot {
+  size_t offset;
+  int64_t started_at;
+  int64_t run_id;
+};
+
 struct Api::QueueSnapshot {
   QueueSnapshot() = default;
   QueueSnapshot(Status s) : error(std::move(s)) {}  // NOLINT: a failed read
@@ -385,7 +402,7 @@ struct Api::QueueSnapshot {
   QueueCounts counts;
   std::vector<NodeInfo> nodes;
   std::string running;  // entries, each cut open where its runtime goes
-  std::vector<std::pair<size_t, int64_t>> runtimes;  // (offset in running, started_at)
+  std::vector<LiveSlot> runtimes;  // where each entry's live part goes
 };
 
 namespace {
@@ -394,8 +411,7 @@ namespace {
 // (another process may have written the store).
 constexpr int64_t kQueueSnapshotMaxAgeMs = 1000;
 
-void AppendRunningEntry(std::string& out, std::vector<std::pair<size_t, int64_t>>& runtimes,
-                        const RunningBrief& e) {
+void AppendRunningEntry(std::string& out, std::vector<LiveSlot>& runtimes, const RunningBrief& e) {
   out += out.empty() ? "{\"id\":" : ",{\"id\":";
   out += std::to_string(e.job_id);
   out += ",\"run_id\":";
@@ -410,7 +426,7 @@ void AppendRunningEntry(std::string& out, std::vector<std::pair<size_t, int64_t>
   out += ",\"started_at\":\"";
   out += FormatRfc3339(e.started_at);
   out += "\",\"runtime_s\":";
-  runtimes.emplace_back(out.size(), e.started_at);
+  runtimes.push_back({out.size(), e.started_at, e.run_id});
   out += '}';
 }
 
@@ -542,6 +558,14 @@ HttpResponse Api::QueueJson(const QueueSnapshot& snap) {
          host.backoff_until_ms ? json(FormatRfc3339(host.backoff_until_ms)) : json(nullptr)},
         {"last_error", host.last_error.empty() ? json(nullptr) : json(host.last_error)}}},
       {"cluster", ClusterJson(snap.nodes)},
+      {"cgroup",
+       {{"mode", CgroupModeName(supervisor_->containment().mode())},
+        {"root", supervisor_->containment().tree().root().empty()
+                     ? json(nullptr)
+                     : json(supervisor_->containment().tree().root())},
+        {"why", supervisor_->containment().tree().why()},
+        {"stalled_total", m.stalled_total},
+        {"oom_kills_total", m.oom_kills_total}}},
       {"supervisor",
        {{"version", ORCH_VERSION},
         {"pid", static_cast<int64_t>(getpid())},
@@ -558,10 +582,26 @@ HttpResponse Api::QueueJson(const QueueSnapshot& snap) {
   out.reserve(snap.running.size() + snap.runtimes.size() * 24 + rest.size() + 16);
   out += "{\"running\":[";
   size_t from = 0;
-  for (const auto& [at, started_at] : snap.runtimes) {
-    out.append(snap.running, from, at - from);
-    AppendSeconds(out, now - started_at);
-    from = at;
+  for (const auto& slot : snap.runtimes) {
+    out.append(snap.running, from, slot.offset - from);
+    AppendSeconds(out, now - slot.started_at);
+    // Another node's run, or one that ended since the snapshot: null.
+    auto live = supervisor_->LiveStats(slot.run_id);
+    out += ",\"cpu_s\":";
+    if (live && live->cpu_s) {
+      AppendSeconds(out, static_cast<int64_t>(std::llround(*live->cpu_s * 1000)));
+    } else {
+      out += "null";
+    }
+    out += ",\"mem_bytes\":";
+    out += live && live->mem_bytes ? std::to_string(*live->mem_bytes) : "null";
+    out += ",\"idle_s\":";
+    if (live) {
+      AppendSeconds(out, static_cast<int64_t>(std::llround(live->idle_s * 1000)));
+    } else {
+      out += "null";
+    }
+    from = slot.offset;
   }
   out.append(snap.running, from, std::string::npos);
   out += "],";
@@ -580,6 +620,16 @@ void Api::SetPaused(bool paused, const Reply& reply) {
 void Api::Submit(const HttpRequest& req, const Reply& reply) {
   auto spec = ParseJobSpec(req.body, supervisor_->config().supervisor.default_max_attempts);
   if (!spec.ok()) return reply(Error(400, "invalid_request", spec.status().message()));
+  // A limit this host cannot apply is refused, never ignored.
+  const CgroupTree& cgroups = supervisor_->containment().tree();
+  CgroupLimits limits{spec->memory_max, spec->cpu_max, spec->pids_max};
+  if (std::string field = cgroups.UnsupportedLimit(limits); !field.empty()) {
+    std::string controller = field == "memory_max" ? "memory" : field == "cpu_max" ? "cpu" : "pids";
+    return reply(Error(400, "invalid_request",
+                       field + ": needs the " + controller +
+                           " cgroup controller, and this daemon's cgroup mode is " +
+                           CgroupModeName(cgroups.mode()) + " (" + cgroups.why() + ")"));
+  }
   int64_t now = clock_->NowMs();
   // Answered once the commit that holds the job is done (group commit).
   bool queued = store_->TryWrite(
@@ -927,6 +977,20 @@ HttpResponse Api::MetricsBody(const Result<QueueCounts>& counts) {
   counter("orchestrator_rescued_runs_total",
           "Runs of nodes whose lease ran out that this node closed (node_lost).",
           m.rescued_runs_total);
+  counter("orchestrator_stalled_total",
+          "Runs stopped for making no progress for stall_timeout_s (outcome stalled).",
+          m.stalled_total);
+  counter("orchestrator_oom_kills_total", "Runs failed because the OOM killer struck in their cgroup.",
+          m.oom_kills_total);
+  {
+    CgroupMode mode = supervisor_->containment().mode();
+    family("orchestrator_cgroup_mode", "gauge",
+           "1 for the cgroup mode runs are contained in: full, tracking or none.");
+    for (CgroupMode each : {CgroupMode::kFull, CgroupMode::kTracking, CgroupMode::kNone}) {
+      o << "orchestrator_cgroup_mode{mode=\"" << CgroupModeName(each) << "\"} "
+        << (each == mode ? 1 : 0) << '\n';
+    }
+  }
   counter("orchestrator_store_errors_total", "Store operations that failed.", m.store_errors_total);
   counter("orchestrator_guard_missed_total", "Guarded transitions that matched no row.",
           m.guard_missed_total);

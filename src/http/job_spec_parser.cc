@@ -95,6 +95,21 @@ Result<JobSpec> ParseJobSpec(const std::string& body, int64_t default_max_attemp
       auto n = Integer(v, "timeout_s", 1, 31536000);
       if (!n.ok()) return n.status();
       spec.timeout_s = *n;
+    } else if (key == "memory_max" || key == "pids_max" || key == "stall_timeout_s") {
+      if (v.is_null()) continue;
+      // memory.max below a few pages only makes the OOM killer fire at exec.
+      int64_t min = key == "memory_max" ? 65536 : key == "pids_max" ? 1 : 0;
+      auto n = Integer(v, key, min, key == "stall_timeout_s" ? 31536000 : INT64_MAX);
+      if (!n.ok()) return n.status();
+      (key == "memory_max" ? spec.memory_max
+       : key == "pids_max" ? spec.pids_max
+                           : spec.stall_timeout_s) = *n;
+    } else if (key == "cpu_max") {
+      if (v.is_null()) continue;
+      if (!v.is_number()) return Bad("cpu_max", "must be a number of cores");
+      double cores = v.get<double>();
+      if (!(cores >= 0.01 && cores <= 65536)) return Bad("cpu_max", "must be between 0.01 and 65536");
+      spec.cpu_max = cores;
     } else if (key == "max_attempts") {
       auto n = Integer(v, "max_attempts", 1, 1000);
       if (!n.ok()) return n.status();

@@ -7,7 +7,9 @@ namespace {
 
 constexpr const char* kStatusNames[] = {"queued", "running", "succeeded", "failed", "cancelled"};
 constexpr const char* kOutcomeNames[] = {"succeeded", "failed",      "transient",   "timeout",
-                                         "cancelled", "lost",        "interrupted", "spawn_failed"};
+                                         "cancelled", "lost",        "interrupted", "spawn_failed",
+                                         "stalled"};
+constexpr int kOutcomeCount = sizeof(kOutcomeNames) / sizeof(kOutcomeNames[0]);
 
 }  // namespace
 
@@ -30,7 +32,7 @@ bool IsTerminal(JobStatus s) {
 const char* RunOutcomeName(RunOutcome o) { return kOutcomeNames[static_cast<int>(o)]; }
 
 bool ParseRunOutcome(const std::string& text, RunOutcome* out) {
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < kOutcomeCount; ++i) {
     if (text == kOutcomeNames[i]) {
       *out = static_cast<RunOutcome>(i);
       return true;

@@ -27,6 +27,7 @@ enum class RunOutcome {
   kLost,
   kInterrupted,
   kSpawnFailed,
+  kStalled,  // no progress for stall_timeout_s (SPEC §12); retried like a timeout
 };
 const char* RunOutcomeName(RunOutcome o);
 bool ParseRunOutcome(const std::string& text, RunOutcome* out);
@@ -43,6 +44,11 @@ struct JobSpec {
   int64_t max_attempts = 3;
   std::optional<std::string> idempotency_key;
   int64_t not_before = 0;  // ms; 0 = now
+  // Applied to the run's cgroup (SPEC §12); refused where the mode cannot.
+  std::optional<int64_t> memory_max;  // bytes
+  std::optional<double> cpu_max;      // cores
+  std::optional<int64_t> pids_max;
+  std::optional<int64_t> stall_timeout_s;  // nullopt = supervisor.stall_timeout_s; 0 = off
 };
 
 struct Job {
@@ -70,6 +76,10 @@ struct Job {
   std::optional<std::string> outcome;
   std::optional<std::string> error;
   bool cancel_requested = false;
+  std::optional<int64_t> memory_max;
+  std::optional<double> cpu_max;
+  std::optional<int64_t> pids_max;
+  std::optional<int64_t> stall_timeout_s;
 };
 
 // argv and env as the stores keep them (JSON text). Reading is lenient: a
@@ -94,6 +104,11 @@ struct Run {
   std::optional<int64_t> exit_code;
   std::optional<int64_t> signal;
   std::string log_path;  // stdout log; stderr is log_path with ".err" for ".out"
+  std::string cgroup;    // its cgroup's path; "" = a process group (SPEC §12)
+  // Measured by its cgroup at the end, where the kernel gives them.
+  std::optional<int64_t> cpu_usec;
+  std::optional<int64_t> mem_peak_bytes;
+  std::optional<int64_t> oom_kills;
 };
 
 }  // namespace orch

@@ -49,6 +49,7 @@ JobStatus AfterRun(RunOutcome outcome, const JobState& job) {
       return JobStatus::kCancelled;
     case RunOutcome::kTransient:
     case RunOutcome::kTimeout:
+    case RunOutcome::kStalled:
     case RunOutcome::kLost:
       return job.attempts < job.max_attempts ? JobStatus::kQueued : JobStatus::kFailed;
     case RunOutcome::kInterrupted:

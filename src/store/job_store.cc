@@ -63,6 +63,10 @@ Job JobAsSubmitted(const JobSpec& spec, int64_t id, int64_t now_ms) {
   job.not_before = spec.not_before == 0 ? now_ms : spec.not_before;
   job.idempotency_key = spec.idempotency_key;
   job.created_at = job.updated_at = now_ms;
+  job.memory_max = spec.memory_max;
+  job.cpu_max = spec.cpu_max;
+  job.pids_max = spec.pids_max;
+  job.stall_timeout_s = spec.stall_timeout_s;
   return job;
 }
 

@@ -60,6 +60,10 @@ struct RunEnd {
   int64_t now_ms = 0;
   // For requeueing outcomes; for interrupted only when later than now_ms.
   int64_t retry_not_before = 0;
+  // What the run's cgroup measured (SPEC §12); unset where not measured.
+  std::optional<int64_t> cpu_usec;
+  std::optional<int64_t> mem_peak_bytes;
+  std::optional<int64_t> oom_kills;
 };
 
 struct FinishResult {
@@ -179,10 +183,11 @@ class JobStore {
   // lost first, so a leftover row can never wedge the queue.
   virtual Result<std::optional<Claimed>> ClaimNext(const ClaimRequest& req) = 0;
 
-  // Stamps pid, identity and log path on an open run and the job's pid.
-  // kGuardMissed when the run is closed or no longer the job's current run.
+  // Stamps pid, identity, log path and cgroup ("" = none) on an open run
+  // and the job's pid. kGuardMissed when the run is closed or no longer the
+  // job's current run.
   virtual Status RecordSpawned(int64_t job_id, int64_t run_id, const ProcessIdentity& id,
-                               const std::string& log_path) = 0;
+                               const std::string& log_path, const std::string& cgroup = "") = 0;
 
   // Closes the run and moves the job in one transaction (see RunEnd).
   virtual Result<FinishResult> FinishRun(const RunEnd& end) = 0;

@@ -59,6 +59,13 @@ Stmt& Stmt::Bind(int index, const std::optional<std::string>& value) {
   return value ? Bind(index, *value) : BindNull(index);
 }
 
+Stmt& Stmt::Bind(int index, const std::optional<double>& value) {
+  if (!value) return BindNull(index);
+  int rc = sqlite3_bind_double(stmt_, index, *value);
+  if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+  return *this;
+}
+
 Stmt& Stmt::BindNull(int index) {
   int rc = sqlite3_bind_null(stmt_, index);
   if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
@@ -98,6 +105,11 @@ std::optional<int64_t> Stmt::OptInt(int col) const {
 std::optional<std::string> Stmt::OptText(int col) const {
   if (IsNull(col)) return std::nullopt;
   return Text(col);
+}
+
+std::optional<double> Stmt::OptDouble(int col) const {
+  if (IsNull(col)) return std::nullopt;
+  return sqlite3_column_double(stmt_, col);
 }
 
 Result<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path, int flags) {

@@ -40,6 +40,7 @@ class Stmt {
   Stmt& Bind(int index, const char* value);
   Stmt& Bind(int index, const std::optional<int64_t>& value);
   Stmt& Bind(int index, const std::optional<std::string>& value);
+  Stmt& Bind(int index, const std::optional<double>& value);
   Stmt& BindNull(int index);
 
   // Ok(true) when a row is ready, Ok(false) when done.
@@ -52,6 +53,7 @@ class Stmt {
   std::string Text(int col) const;
   std::optional<int64_t> OptInt(int col) const;
   std::optional<std::string> OptText(int col) const;
+  std::optional<double> OptDouble(int col) const;
 
   sqlite3_stmt* raw() const { return stmt_; }
 

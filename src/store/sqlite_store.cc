@@ -123,6 +123,48 @@ CREATE TABLE nodes (
   version      TEXT    NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 )sql",
+    // v3 (SPEC §12): per-job cgroup limits and stall timeout; the run's
+    // cgroup and what it measured; outcome 'stalled'. SQLite cannot change
+    // a CHECK in place, so runs is copied into a new table.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN memory_max INTEGER;
+ALTER TABLE jobs ADD COLUMN cpu_max REAL;
+ALTER TABLE jobs ADD COLUMN pids_max INTEGER;
+ALTER TABLE jobs ADD COLUMN stall_timeout_s INTEGER;
+CREATE TABLE runs_v3 (
+  id             INTEGER PRIMARY KEY,
+  job_id         INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  attempt        INTEGER NOT NULL,
+  incarnation    TEXT    NOT NULL,
+  boot_id        TEXT,
+  pidns_ino      INTEGER,
+  pid            INTEGER,
+  start_time     INTEGER,
+  pidfs_ino      INTEGER,
+  started_at     INTEGER NOT NULL,
+  ended_at       INTEGER,
+  outcome        TEXT CHECK (outcome IS NULL OR outcome IN ('succeeded','failed','transient',
+                   'timeout','cancelled','lost','interrupted','spawn_failed','stalled')),
+  reason         TEXT,
+  exit_code      INTEGER,
+  signal         INTEGER,
+  log_path       TEXT,
+  node_id        TEXT    NOT NULL DEFAULT '',
+  cgroup         TEXT,
+  cpu_usec       INTEGER,
+  mem_peak_bytes INTEGER,
+  oom_kills      INTEGER
+);
+INSERT INTO runs_v3(id, job_id, attempt, incarnation, boot_id, pidns_ino, pid, start_time,
+                    pidfs_ino, started_at, ended_at, outcome, reason, exit_code, signal, log_path,
+                    node_id)
+  SELECT id, job_id, attempt, incarnation, boot_id, pidns_ino, pid, start_time, pidfs_ino,
+         started_at, ended_at, outcome, reason, exit_code, signal, log_path, node_id FROM runs;
+DROP TABLE runs;
+ALTER TABLE runs_v3 RENAME TO runs;
+CREATE UNIQUE INDEX runs_one_open_per_job ON runs(job_id) WHERE ended_at IS NULL;
+CREATE INDEX runs_by_job ON runs(job_id, id);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == SqliteStore::kSchemaVersion);
@@ -131,12 +173,12 @@ static_assert(kMigrationCount == SqliteStore::kSchemaVersion);
   "j.id, j.name, j.argv, j.env, j.cwd, j.status, j.priority, j.serial_key, j.attempts, "    \
   "j.max_attempts, j.timeout_s, j.not_before, j.idempotency_key, j.created_at, j.updated_at, " \
   "j.started_at, j.finished_at, j.run_id, j.pid, j.exit_code, j.signal, j.outcome, j.error, " \
-  "j.cancel_requested"
-constexpr int kJobColCount = 24;
+  "j.cancel_requested, j.memory_max, j.cpu_max, j.pids_max, j.stall_timeout_s"
+constexpr int kJobColCount = 28;
 #define ORCH_RUN_COLS                                                                          \
   "r.id, r.job_id, r.attempt, r.incarnation, r.boot_id, r.pidns_ino, r.pid, r.start_time, "   \
   "r.pidfs_ino, r.started_at, r.ended_at, r.outcome, r.reason, r.exit_code, r.signal, "       \
-  "r.log_path, r.node_id"
+  "r.log_path, r.node_id, r.cgroup, r.cpu_usec, r.mem_peak_bytes, r.oom_kills"
 
 // The hot read paths, named so that the query-plan test checks the very
 // statements the store runs (none may scan jobs).
@@ -215,6 +257,10 @@ Job ReadJob(const Stmt& st, int o) {
   j.outcome = st.OptText(o + 21);
   j.error = st.OptText(o + 22);
   j.cancel_requested = st.Int(o + 23) != 0;
+  j.memory_max = st.OptInt(o + 24);
+  j.cpu_max = st.OptDouble(o + 25);
+  j.pids_max = st.OptInt(o + 26);
+  j.stall_timeout_s = st.OptInt(o + 27);
   return j;
 }
 
@@ -237,6 +283,10 @@ Run ReadRun(const Stmt& st, int o) {
   r.signal = st.OptInt(o + 14);
   r.log_path = st.Text(o + 15);
   r.node_id = st.Text(o + 16);
+  r.cgroup = st.Text(o + 17);
+  r.cpu_usec = st.OptInt(o + 18);
+  r.mem_peak_bytes = st.OptInt(o + 19);
+  r.oom_kills = st.OptInt(o + 20);
   return r;
 }
 
@@ -364,8 +414,10 @@ Result<SubmitResult> SqliteStore::Submit(const JobSpec& spec, int64_t now_ms) {
     ORCH_ASSIGN_OR_RETURN(
         Stmt st, db_->Cached("INSERT INTO jobs(name, argv, env, cwd, status, priority, serial_key, "
                              "attempts, max_attempts, timeout_s, not_before, idempotency_key, "
-                             "created_at, updated_at) "
-                             "VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?11)"));
+                             "created_at, updated_at, memory_max, cpu_max, pids_max, "
+                             "stall_timeout_s) "
+                             "VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?11, "
+                             "?12, ?13, ?14, ?15)"));
     st.Bind(1, spec.name)
         .Bind(2, ArgvToJson(spec.argv))
         .Bind(3, EnvToJson(spec.env))
@@ -376,7 +428,11 @@ Result<SubmitResult> SqliteStore::Submit(const JobSpec& spec, int64_t now_ms) {
         .Bind(8, spec.timeout_s)
         .Bind(9, spec.not_before == 0 ? now_ms : spec.not_before)
         .Bind(10, spec.idempotency_key)
-        .Bind(11, now_ms);
+        .Bind(11, now_ms)
+        .Bind(12, spec.memory_max)
+        .Bind(13, spec.cpu_max)
+        .Bind(14, spec.pids_max)
+        .Bind(15, spec.stall_timeout_s);
     ORCH_RETURN_IF_ERROR(st.Run());
   }
   Job job = JobAsSubmitted(spec, db_->LastInsertRowid(), now_ms);
@@ -437,13 +493,13 @@ Result<std::optional<Claimed>> SqliteStore::ClaimNext(const ClaimRequest& req) {
 }
 
 Status SqliteStore::RecordSpawned(int64_t job_id, int64_t run_id, const ProcessIdentity& id,
-                                  const std::string& log_path) {
+                                  const std::string& log_path, const std::string& cgroup) {
   Transaction txn(db_.get());
   ORCH_RETURN_IF_ERROR(txn.Begin());
   {
     ORCH_ASSIGN_OR_RETURN(
         Stmt st, db_->Cached("UPDATE runs SET boot_id=?3, pidns_ino=?4, pid=?5, start_time=?6, "
-                             "pidfs_ino=?7, log_path=?8 "
+                             "pidfs_ino=?7, log_path=?8, cgroup=?9 "
                              "WHERE id=?2 AND job_id=?1 AND ended_at IS NULL"));
     st.Bind(1, job_id)
         .Bind(2, run_id)
@@ -452,7 +508,8 @@ Status SqliteStore::RecordSpawned(int64_t job_id, int64_t run_id, const ProcessI
         .Bind(5, id.pid)
         .Bind(6, static_cast<int64_t>(id.start_time))
         .Bind(7, static_cast<int64_t>(id.pidfs_ino))
-        .Bind(8, log_path);
+        .Bind(8, log_path)
+        .Bind(9, NullIfEmpty(cgroup));
     ORCH_RETURN_IF_ERROR(st.Run());
     if (db_->Changes() == 0) {
       return GuardMissed("run " + std::to_string(run_id) + " of job " + std::to_string(job_id) +
@@ -486,14 +543,18 @@ Result<FinishResult> SqliteStore::FinishRun(const RunEnd& end) {
   {
     ORCH_ASSIGN_OR_RETURN(
         Stmt st, db_->Cached("UPDATE runs SET ended_at=?3, outcome=?4, reason=?5, exit_code=?6, "
-                             "signal=?7 WHERE id=?2 AND job_id=?1 AND ended_at IS NULL"));
+                             "signal=?7, cpu_usec=?8, mem_peak_bytes=?9, oom_kills=?10 "
+                             "WHERE id=?2 AND job_id=?1 AND ended_at IS NULL"));
     st.Bind(1, end.job_id)
         .Bind(2, end.run_id)
         .Bind(3, end.now_ms)
         .Bind(4, outcome)
         .Bind(5, NullIfEmpty(end.reason))
         .Bind(6, end.exit_code)
-        .Bind(7, end.signal);
+        .Bind(7, end.signal)
+        .Bind(8, end.cpu_usec)
+        .Bind(9, end.mem_peak_bytes)
+        .Bind(10, end.oom_kills);
     ORCH_RETURN_IF_ERROR(st.Run());
     if (db_->Changes() == 0) {
       return GuardMissed("run " + std::to_string(end.run_id) + " is already closed");

@@ -30,7 +30,7 @@ struct SqliteOpenOptions {
 class SqliteStore : public JobStore {
  public:
   // The schema version this binary writes (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   static constexpr int kSafetyNetCheckpointPages = 20000;
 
   // Opens (creating if `options` say so: mode 0640, parent directories
@@ -45,7 +45,8 @@ class SqliteStore : public JobStore {
   Result<SubmitResult> Submit(const JobSpec& spec, int64_t now_ms) override;
   Result<std::optional<Claimed>> ClaimNext(const ClaimRequest& req) override;
   Status RecordSpawned(int64_t job_id, int64_t run_id, const ProcessIdentity& id,
-                       const std::string& log_path) override;
+                       const std::string& log_path,
+                       const std::string& cgroup = "") override;
   Result<FinishResult> FinishRun(const RunEnd& end) override;
   Result<CancelResult> Cancel(int64_t job_id, int64_t now_ms) override;
   Result<Job> Retry(int64_t job_id, int64_t now_ms) override;

@@ -38,6 +38,8 @@ struct Metrics {
   uint64_t reaper_errors_total = 0;
   uint64_t reaped_total = 0;        // runs closed by the reaper or recovery (lost, orphans)
   uint64_t timeouts_total = 0;
+  uint64_t stalled_total = 0;     // runs stopped for no progress (SPEC §12)
+  uint64_t oom_kills_total = 0;   // runs failed by the OOM killer
   uint64_t orphans_total = 0;
   uint64_t impossible_queued_total = 0;
   uint64_t guard_missed_total = 0;

@@ -43,6 +43,10 @@ struct SpawnRequest {
   // sees EOF on its gate and exits without running the job, so a run whose
   // pid was never recorded can never have run.
   bool hold_until_released = false;
+  // The run's cgroup (an O_DIRECTORY fd the caller owns), -1 = none. The
+  // child is created in it (clone3 CLONE_INTO_CGROUP); where the kernel or a
+  // seccomp profile refuses that, it is moved there before its exec.
+  int cgroup_fd = -1;
   // Called with the child's pid as soon as it exists, on the calling thread
   // (the caller's SIGCHLD handling must know it before anything can reap it).
   std::function<void(pid_t)> on_created;
@@ -62,6 +66,7 @@ struct SpawnedProcess {
   ProcessIdentity identity;  // boot id, pidns, pid, start time, pidfs inode
   bool used_clone3 = true;   // false when clone3 was refused and fork+pidfd_open was used
   bool used_exec_helper = false;  // made with vfork semantics, through the exec helper
+  bool cgroup_at_clone = false;   // created inside SpawnRequest::cgroup_fd
   std::unique_ptr<HeldExec, HeldExecDeleter> held;  // set while held before exec
 };
 

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -45,7 +47,7 @@ int64_t BackoffMs(int64_t attempt, double base_s, double max_s, double unit_rand
 }
 
 RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int64_t>& transient,
-                    int64_t timeout_s) {
+                    int64_t limit_s) {
   RunEnd end;
   end.exit_code = exit.ShellCode();
   if (!exit.exited) end.signal = exit.signal;
@@ -55,7 +57,13 @@ RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int
     case StopCause::kTimeout:
       end.outcome = RunOutcome::kTimeout;
       end.reason = "timeout";
-      end.error = "timed out after " + std::to_string(timeout_s) + "s (" + how + ")";
+      end.error = "timed out after " + std::to_string(limit_s) + "s (" + how + ")";
+      return end;
+    case StopCause::kStalled:
+      end.outcome = RunOutcome::kStalled;
+      end.reason = "no_progress";
+      end.error = "no progress (no CPU time, no log output) for " + std::to_string(limit_s) +
+                  "s (" + how + ")";
       return end;
     case StopCause::kCancel:
       end.outcome = RunOutcome::kCancelled;
@@ -116,7 +124,59 @@ struct Supervisor::Running {
   // Held before exec until its identity is committed (OnRecorded).
   bool held = false;
   bool released = false;
+  // Its processes: a process group or its cgroup (SPEC §12).
+  std::unique_ptr<RunScope> scope = ProcessGroupScope();
+  RunLeader leader() const { return RunLeader{pid, &pidfd, child}; }
+  // Progress (stall detection): the last CPU time and log size seen, and
+  // when either last grew.
+  std::optional<int64_t> job_stall_timeout_s;
+  int64_t last_progress_mono_ms = 0;
+  int64_t last_cpu_usec = -1;
+  int64_t last_log_bytes = -1;
+  CgroupUsage usage;
+  // The leader has exited and its end is decided; the rest of the run is
+  // being waited for (its cgroup emptying), then the end is committed.
+  bool draining = false;
+  RunEnd end;
+  int64_t detected_ns = 0;
+  int64_t drain_started_mono_ms = 0;
+  UvHandle<uv_fs_event_t> events;  // cgroup.events while draining
+  UvHandle<uv_timer_t> remove_timer;
+  int remove_tries = 0;
 };
+
+namespace {
+
+// The leader's CPU time from /proc (process groups have no total).
+std::optional<int64_t> LeaderCpuUsec(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return std::nullopt;
+  char buf[1024];
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  // Fields after the command's closing parenthesis: state is field 3;
+  // utime and stime are 14 and 15.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return std::nullopt;
+  unsigned long long utime = 0, stime = 0;
+  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                  &stime) != 2) {
+    return std::nullopt;
+  }
+  static const long ticks = sysconf(_SC_CLK_TCK);
+  return static_cast<int64_t>((utime + stime) * 1000000ULL / static_cast<unsigned long long>(ticks));
+}
+
+int64_t FileSize(const UniqueFd& fd) {
+  struct stat st {};
+  if (!fd.valid() || fstat(fd.get(), &st) != 0) return 0;
+  return static_cast<int64_t>(st.st_size);
+}
+
+}  // namespace
 
 std::string Supervisor::NewIncarnation() { return NewIncarnationText(); }
 
@@ -324,6 +384,7 @@ void Supervisor::Recover() {
                        if (!r.ok()) return fail(r);
                      }
                      if (shared_) KillRescuedOrphans();
+                     AdoptLeftoverCgroups();
                      recovering_ = false;
                      recovered_ = true;
                      log::Info("recovery done", {{"incarnation", incarnation_},
@@ -363,6 +424,27 @@ void Supervisor::KillRescuedOrphans() {
       });
 }
 
+// Run cgroups under our root that no run of ours holds now: of runs the
+// store has closed (while this daemon was down, or by a rescue), of runs
+// that never spawned, or of another database's runs. Whatever is in them is
+// killed and they are removed.
+void Supervisor::AdoptLeftoverCgroups() {
+  auto ids = containment_->tree().ListRuns();
+  if (!ids.ok()) {
+    log::Warn("cannot list leftover run cgroups", {{"error", ids.status().ToString()}});
+    return;
+  }
+  for (int64_t id : *ids) {
+    if (Tracked(id) || strays_.count(id) != 0) continue;
+    if (auto left = containment_->Leftover(id); left.ok()) {
+      log::Info("leftover run cgroup: killing what is in it and removing it",
+                {{"run_id", id}, {"cgroup", (*left)->cgroup()}});
+      strays_[id] = std::move(left).value();
+    }
+  }
+  SweepStrays();
+}
+
 // A running row that no pidfd of ours watches: decide by identity alone.
 Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
   int64_t now = clock_->NowMs();
@@ -386,6 +468,11 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
     end.outcome = RunOutcome::kInterrupted;
     end.reason = "never_spawned";
     end.error = "run was claimed but never spawned";
+    // A child held before exec may still sit in its cgroup: it never ran
+    // the job, and it goes with the cgroup.
+    if (auto left = containment_->Leftover(e.run.id); left.ok()) {
+      strays_[e.run.id] = std::move(left).value();
+    }
     ++metrics_->reaped_total;
     log::Warn("requeueing a run that never spawned", {{"job_id", e.job.id}, {"run_id", e.run.id}});
     Finish(end);
@@ -401,6 +488,11 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
     ++metrics_->reaped_total;
     log::Warn("run lost", {{"job_id", e.job.id}, {"run_id", e.run.id}, {"pid", e.run.identity.pid},
                            {"reason", end.reason}, {"startup", startup}});
+    // Its leader is gone, but what it left in its cgroup is not the next
+    // attempt's to meet.
+    if (auto scope = containment_->ForRecorded(e.run); !scope->cgroup().empty()) {
+      strays_[e.run.id] = std::move(scope);
+    }
     Finish(end);
     return Status::Ok();
   }
@@ -415,9 +507,12 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
   r->pid = static_cast<pid_t>(e.run.identity.pid);
   r->pidfd = std::move(v->pidfd);
   r->child = false;
+  r->scope = containment_->ForRecorded(e.run);
+  r->job_stall_timeout_s = e.job.stall_timeout_s;
   // Elapsed time so far can only come from the stored wall time; from here
   // on it is measured on the monotonic clock.
   r->started_mono_ms = clock_->MonotonicMs() - std::max<int64_t>(now - e.run.started_at, 0);
+  r->last_progress_mono_ms = clock_->MonotonicMs();
   r->timeout_s = e.job.timeout_s;
   if (!e.run.log_path.empty()) {
     auto out = log_dir_->OpenForAppend(e.job.id, e.run.id, LogStream::kStdout);
@@ -437,7 +532,7 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
               {{"job_id", r->job_id}, {"run_id", r->run_id}, {"pid", r->pid}});
     r->killing_orphan = true;
     r->kill_sent = true;
-    SignalGroup(*r, SIGKILL);
+    SignalRun(*r, SIGKILL);
   }
   Watch(std::move(r));
   return Status::Ok();
@@ -664,6 +759,7 @@ struct Supervisor::Launched {
   Claimed claimed;
   Result<RunLogFiles> logs = Status(Code::kInternal, "not launched");
   SpawnOutcome spawned;
+  std::unique_ptr<RunScope> scope;  // set when its processes may exist
   bool held_back = false;  // not tried: a launch before it met a host fault
 };
 
@@ -689,17 +785,29 @@ void Supervisor::Launch(Claimed c) {
   launched->claimed = std::move(c);
   LogDir* log_dir = log_dir_.get();
   auto work = [launched, req = std::move(req), log_dir, fault = launch_fault_,
-               hook = launch_hook_, pids = launching_pids_]() mutable {
+               hook = launch_hook_, pids = launching_pids_,
+               containment = containment_]() mutable {
     if (hook) hook();
     if (fault->load()) {
       launched->held_back = true;
       return;
     }
     const Claimed& claimed = launched->claimed;
-    launched->logs = log_dir->CreateRunLogs(claimed.job.id, claimed.run.id);
-    if (!launched->logs.ok()) {
+    auto scope = containment->Prepare(claimed.run.id, LimitsOf(claimed.job));
+    if (!scope.ok()) {
+      // A limit the kernel refuses is the job's fault; anything else the host's.
+      bool job_fault = scope.status().code() == Code::kInvalidArgument;
+      launched->spawned.failure = {0, 126, !job_fault, "cgroup: " + scope.status().message()};
+    } else {
+      launched->scope = std::move(scope).value();
+      launched->logs = log_dir->CreateRunLogs(claimed.job.id, claimed.run.id);
+    }
+    if (!launched->scope) {
+      // The cgroup failed: nothing more to do.
+    } else if (!launched->logs.ok()) {
       launched->spawned.failure = {0, 126, true, launched->logs.status().message()};
     } else {
+      req.cgroup_fd = launched->scope->cgroup_fd();
       req.stdout_fd = launched->logs->out.get();
       req.stderr_fd = launched->logs->err.get();
       pid_t created = 0;
@@ -716,6 +824,10 @@ void Supervisor::Launch(Claimed c) {
       std::lock_guard lock(pids->mu);
       --pids->creating;
       if (!launched->spawned.ok && created != 0) pids->pids.erase(created);  // reaped already
+    }
+    if (!launched->spawned.ok && launched->scope) {
+      (void)launched->scope->Remove();  // its only process (if any) is reaped
+      launched->scope.reset();
     }
     if (!launched->spawned.ok && launched->spawned.failure.host_fault) fault->store(true);
   };
@@ -766,6 +878,8 @@ void Supervisor::OnLaunched(Launched l) {
     r->err_fd = std::move(l.logs->err);
     r->exec = std::move(l.spawned.process.held);
     r->held = true;
+    r->scope = std::move(l.scope);
+    r->job_stall_timeout_s = c.job.stall_timeout_s;
     // Watched from its creation: a held child that dies before its record
     // commits is reaped through its pidfd like any other.
     run_by_pid_[r->pid] = r->run_id;
@@ -779,9 +893,10 @@ void Supervisor::OnLaunched(Launched l) {
     int64_t job_id = c.job.id, run_id = c.run.id;
     ProcessIdentity identity = l.spawned.process.identity;
     std::string log_path = l.logs->out_path;
+    std::string cgroup = run->scope->cgroup();
     store_->Write(
-        [job_id, run_id, identity, log_path](JobStore& store) {
-          return store.RecordSpawned(job_id, run_id, identity, log_path);
+        [job_id, run_id, identity, log_path, cgroup](JobStore& store) {
+          return store.RecordSpawned(job_id, run_id, identity, log_path, cgroup);
         },
         [this, run_id](Status stamped) { OnRecorded(run_id, stamped); });
     // Cancelled or stopped while it was being made: recorded, never released.
@@ -813,6 +928,7 @@ void Supervisor::OnRecorded(int64_t run_id, const Status& stamped) {
     r.released = true;
     // timeout_s counts from here: waiting for the store is not the job's time.
     r.started_mono_ms = clock_->MonotonicMs();
+    r.last_progress_mono_ms = r.started_mono_ms;
     log::Debug("job started", {{"job_id", r.job_id}, {"run_id", run_id}, {"pid", r.pid},
                                {"attempt", r.attempt}});
     return;
@@ -889,24 +1005,17 @@ void Supervisor::Watch(std::unique_ptr<Running> r) {
   running_[raw->run_id] = std::move(r);
 }
 
-void Supervisor::SignalGroup(Running& r, int sig) {
-  if (r.child) {
-    // Unreaped child: its pid and process group cannot be reused yet.
-    if (kill(-r.pid, sig) != 0 && errno == ESRCH) (void)r.pidfd.SendSignal(sig);
-    return;
-  }
-  if (!r.pidfd.Exited()) {
-    // Verified, still-alive leader of its own session: the group is its.
-    (void)kill(-r.pid, sig);
-  }
-  (void)r.pidfd.SendSignal(sig);
+void Supervisor::SignalRun(Running& r, int sig) {
+  // A draining run's leader is reaped: only its cgroup is left to reach.
+  if (r.draining) return r.scope->KillRest(r.leader());
+  r.scope->Signal(r.leader(), sig);
 }
 
 void Supervisor::RequestStop(Running& r, StopCause cause) {
   if (r.stop != StopCause::kNone && r.stop != StopCause::kUnrecorded) return;
   r.stop = cause;
   r.term_sent_mono_ms = clock_->MonotonicMs();
-  SignalGroup(r, SIGTERM);
+  SignalRun(r, SIGTERM);
 }
 
 void Supervisor::CapLogs(Running& r, bool final) {
@@ -922,7 +1031,7 @@ void Supervisor::CapLogs(Running& r, bool final) {
 
 void Supervisor::OnProcessExit(int64_t run_id) {
   auto it = running_.find(run_id);
-  if (it == running_.end()) return;
+  if (it == running_.end() || it->second->draining) return;
   Running& r = *it->second;
   int64_t detected_ns = MonotonicNs();
 
@@ -933,9 +1042,9 @@ void Supervisor::OnProcessExit(int64_t run_id) {
     if (exited.ok() && !*exited) return;  // spurious wake-up
     Status reap_error = exited.status();
     if (reap_error.ok()) {
-      // Confirmed exited: stragglers of the group go before the leader is
-      // reaped, while the zombie still reserves the group id.
-      (void)kill(-r.pid, SIGKILL);
+      // Confirmed exited: stragglers go before the leader is reaped, while
+      // the zombie still reserves the group id.
+      r.scope->KillRest(r.leader());
       auto reaped = ReapPidfd(r.pidfd.get());
       if (reaped.ok() && reaped->has_value()) {
         exit = **reaped;
@@ -981,8 +1090,7 @@ void Supervisor::OnProcessExit(int64_t run_id) {
       r.poll.Close();
       return;
     } else if (info) {
-      end = DecideRunEnd(*info, r.stop, config_.supervisor.transient_exit_codes,
-                         r.timeout_s.value_or(0));
+      end = DecideRunEnd(*info, r.stop, config_.supervisor.transient_exit_codes, StopLimitS(r));
     } else {
       end.outcome = RunOutcome::kLost;
       end.reason = "adopted_exit_unknown";
@@ -994,8 +1102,7 @@ void Supervisor::OnProcessExit(int64_t run_id) {
     end = SpawnFailed(r.job_id, r.run_id, *failure);
   } else {
     if (r.released) host_fault_.consecutive = 0;  // it exec'd
-    end = DecideRunEnd(exit, r.stop, config_.supervisor.transient_exit_codes,
-                       r.timeout_s.value_or(0));
+    end = DecideRunEnd(exit, r.stop, config_.supervisor.transient_exit_codes, StopLimitS(r));
   }
   int64_t now = clock_->NowMs();
   end.job_id = r.job_id;
@@ -1006,13 +1113,95 @@ void Supervisor::OnProcessExit(int64_t run_id) {
                                            config_.supervisor.backoff_max_s, UnitRandom());
   }
   if (end.outcome == RunOutcome::kTimeout) ++metrics_->timeouts_total;
-
-  CapLogs(r, /*final=*/true);
+  if (end.outcome == RunOutcome::kStalled) ++metrics_->stalled_total;
 
   metrics_->run_duration_seconds.Observe(
       static_cast<double>(clock_->MonotonicMs() - r.started_mono_ms) / 1000.0);
   log::Debug("job exited", {{"job_id", r.job_id}, {"run_id", r.run_id}, {"pid", r.pid},
                             {"outcome", RunOutcomeName(end.outcome)}, {"reason", end.reason}});
+  r.end = std::move(end);
+  r.detected_ns = detected_ns;
+  r.draining = true;
+  r.poll.Close();
+  Drain(run_id);
+}
+
+int64_t Supervisor::DrainLimitMs() const {
+  return std::max<int64_t>(config_.supervisor.kill_grace_s, 5) * 1000;
+}
+
+void Supervisor::Drain(int64_t run_id) {
+  auto it = running_.find(run_id);
+  if (it == running_.end() || !it->second->draining) return;
+  Running& r = *it->second;
+  auto populated = r.scope->Populated();
+  if (populated.ok() && *populated) {
+    int64_t mono = clock_->MonotonicMs();
+    if (r.drain_started_mono_ms == 0) {
+      // What the job left behind (a daemonized child, `setsid cmd &`) dies
+      // with it; the cgroup says when the last one is gone.
+      r.drain_started_mono_ms = mono;
+      r.scope->KillRest(r.leader());
+      int rc = r.events.Init(uv_fs_event_init, loop_, &r);
+      if (rc == 0) {
+        rc = uv_fs_event_start(
+            r.events.get(),
+            [](uv_fs_event_t* h, const char*, int, int) {
+              if (h->data == nullptr) return;
+              auto* run = static_cast<Running*>(h->data);
+              run->sup->Drain(run->run_id);
+            },
+            r.scope->events_path().c_str(), 0);
+      }
+      if (rc != 0) {
+        log::Warn("cannot watch a run's cgroup; the reaper tick looks instead",
+                  {{"run_id", run_id}, {"error", uv_strerror(rc)}});
+      }
+      // Emptied between the read and the watch: no event would come.
+      populated = r.scope->Populated();
+      if (!populated.ok() || !*populated) return CompleteRun(run_id);
+    }
+    if (mono - r.drain_started_mono_ms < DrainLimitMs()) return;
+    log::Error("processes of a run survive SIGKILL; its end is recorded without waiting for "
+               "them, and the reaper keeps killing its cgroup",
+               {{"job_id", r.job_id}, {"run_id", run_id}, {"cgroup", r.scope->cgroup()}});
+  } else if (!populated.ok() && !r.scope->cgroup().empty()) {
+    log::Warn("cannot read a run's cgroup; recording its end",
+              {{"run_id", run_id}, {"error", populated.status().ToString()}});
+  }
+  CompleteRun(run_id);
+}
+
+void Supervisor::CompleteRun(int64_t run_id) {
+  auto it = running_.find(run_id);
+  if (it == running_.end()) return;
+  Running& r = *it->second;
+  r.events.Close();
+  if (!r.scope->cgroup().empty()) {
+    if (r.remove_tries == 0) Measure(r);
+    Status removed = r.scope->Remove();
+    if (removed.code() == Code::kUnavailable && ++r.remove_tries < 50) {
+      // The kernel lets go of an emptied cgroup a moment later.
+      if (!r.remove_timer) r.remove_timer.Init(uv_timer_init, loop_, &r);
+      uv_timer_start(
+          r.remove_timer.get(),
+          [](uv_timer_t* h) {
+            if (h->data == nullptr) return;
+            auto* run = static_cast<Running*>(h->data);
+            run->sup->CompleteRun(run->run_id);
+          },
+          20, 0);
+      return;
+    }
+    if (!removed.ok()) {
+      log::Warn("run cgroup not removed; the reaper tries again",
+                {{"run_id", run_id}, {"error", removed.ToString()}});
+      strays_[run_id] = std::move(r.scope);
+    }
+  }
+  CapLogs(r, /*final=*/true);
+  RunEnd end = std::move(r.end);
+  int64_t detected_ns = r.detected_ns;
   running_.erase(it);
   Finish(end, detected_ns);
   // The slot is free now: the claim is committed after this end (writes
@@ -1022,6 +1211,47 @@ void Supervisor::OnProcessExit(int64_t run_id) {
     MaybeFinishShutdown();
   } else {
     ClaimPass();
+  }
+}
+
+void Supervisor::Measure(Running& r) {
+  CgroupUsage usage = r.scope->Usage();
+  r.end.cpu_usec = usage.cpu_usec;
+  r.end.mem_peak_bytes = usage.mem_peak_bytes;
+  r.end.oom_kills = usage.oom_kills;
+  if (usage.oom_kills.value_or(0) > 0 && r.stop == StopCause::kNone &&
+      (r.end.outcome == RunOutcome::kFailed || r.end.outcome == RunOutcome::kTransient)) {
+    // The kernel, not the job, ended it: a memory_max too small for it.
+    r.end.outcome = RunOutcome::kFailed;
+    r.end.error = "killed by the OOM killer (" + std::to_string(*usage.oom_kills) +
+                  " OOM kill(s) in its cgroup; " + r.end.reason + ")";
+    r.end.reason = "oom_kill";
+    ++metrics_->oom_kills_total;
+  }
+}
+
+void Supervisor::SweepStrays() {
+  for (auto it = strays_.begin(); it != strays_.end();) {
+    RunScope& scope = *it->second;
+    auto populated = scope.Populated();
+    if (populated.ok() && *populated) {
+      scope.KillRest(RunLeader{});
+      ++it;
+      continue;
+    }
+    Status removed = scope.Remove();
+    if (removed.code() == Code::kUnavailable) {
+      ++it;
+      continue;
+    }
+    if (!removed.ok()) {
+      log::Warn("cannot remove a leftover run cgroup", {{"run_id", it->first},
+                                                        {"error", removed.ToString()}});
+    } else {
+      log::Info("removed a leftover run cgroup",
+                {{"run_id", it->first}, {"cgroup", scope.cgroup()}});
+    }
+    it = strays_.erase(it);
   }
 }
 
@@ -1088,28 +1318,86 @@ void Supervisor::Tick() {
 
   if (recovered_ && sweep_parts_ == 0) Sweep();
 
-  std::vector<int64_t> exited;
+  std::vector<int64_t> exited, draining;
   int64_t mono = clock_->MonotonicMs();
   for (auto& [run_id, r] : running_) {
-    if (r->exit_seen_mono_ms != 0) exited.push_back(run_id);
+    if (r->draining) {
+      draining.push_back(run_id);
+    } else if (r->exit_seen_mono_ms != 0) {
+      exited.push_back(run_id);
+    }
   }
   for (int64_t run_id : exited) OnProcessExit(run_id);
+  // Behind the cgroup.events watch.
+  for (int64_t run_id : draining) Drain(run_id);
+  SweepStrays();
 
   for (auto& [run_id, r] : running_) {
+    if (r->draining) continue;
     if (r->timeout_s && r->stop == StopCause::kNone && !r->killing_orphan && !r->held &&
         mono - r->started_mono_ms >= *r->timeout_s * 1000) {
       log::Warn("run timed out", {{"job_id", r->job_id}, {"run_id", run_id}, {"pid", r->pid}});
       RequestStop(*r, StopCause::kTimeout);
     }
+    SampleProgress(*r, mono);
+    int64_t stall_s = StallTimeoutS(*r);
+    if (stall_s > 0 && r->stop == StopCause::kNone && !r->killing_orphan && !r->held &&
+        mono - r->last_progress_mono_ms >= stall_s * 1000) {
+      log::Warn("run stalled: no CPU time and no log output; stopping it",
+                {{"job_id", r->job_id}, {"run_id", run_id}, {"pid", r->pid},
+                 {"stall_timeout_s", stall_s}});
+      RequestStop(*r, StopCause::kStalled);
+    }
     int64_t grace_ms = (stopping_ ? config_.supervisor.shutdown_grace_s
                                   : config_.supervisor.kill_grace_s) * 1000;
     if (r->stop != StopCause::kNone && !r->kill_sent && mono - r->term_sent_mono_ms >= grace_ms) {
       r->kill_sent = true;
-      SignalGroup(*r, SIGKILL);
+      SignalRun(*r, SIGKILL);
     }
     CapLogs(*r, /*final=*/false);
   }
   if (claim_retry_) Kick();
+}
+
+int64_t Supervisor::StallTimeoutS(const Running& r) const {
+  return r.job_stall_timeout_s.value_or(config_.supervisor.stall_timeout_s);
+}
+
+int64_t Supervisor::StopLimitS(const Running& r) const {
+  return r.stop == StopCause::kStalled ? StallTimeoutS(r) : r.timeout_s.value_or(0);
+}
+
+void Supervisor::SampleProgress(Running& r, int64_t mono) {
+  if (r.held) return;
+  std::optional<int64_t> cpu;
+  if (!r.scope->cgroup().empty()) {
+    r.usage = r.scope->Usage();
+    cpu = r.usage.cpu_usec;
+  } else if (!r.pidfd.Exited()) {
+    cpu = LeaderCpuUsec(r.pid);
+    r.usage.cpu_usec = cpu;
+  }
+  int64_t bytes = FileSize(r.out_fd) + FileSize(r.err_fd) + r.cut_out + r.cut_err;
+  int64_t cpu_now = cpu.value_or(r.last_cpu_usec);
+  if (cpu_now != r.last_cpu_usec || bytes != r.last_log_bytes) {
+    if (r.last_log_bytes >= 0 || r.last_cpu_usec >= 0) r.last_progress_mono_ms = mono;
+    r.last_cpu_usec = cpu_now;
+    r.last_log_bytes = bytes;
+  }
+}
+
+std::optional<RunLiveStats> Supervisor::LiveStats(int64_t run_id) const {
+  auto it = running_.find(run_id);
+  if (it == running_.end()) return std::nullopt;
+  const Running& r = *it->second;
+  RunLiveStats s;
+  if (r.usage.cpu_usec) s.cpu_s = static_cast<double>(*r.usage.cpu_usec) / 1e6;
+  s.mem_bytes = r.usage.mem_bytes;
+  if (!r.held && r.last_progress_mono_ms != 0) {
+    s.idle_s = static_cast<double>(std::max<int64_t>(
+                   clock_->MonotonicMs() - r.last_progress_mono_ms, 0)) / 1000.0;
+  }
+  return s;
 }
 
 void Supervisor::Sweep() {
@@ -1274,7 +1562,7 @@ void Supervisor::Shutdown(std::function<void()> done) {
           if (!r->kill_sent) {
             r->kill_sent = true;
             log::Warn("grace over; killing job", {{"job_id", r->job_id}, {"pid", r->pid}});
-            self->SignalGroup(*r, SIGKILL);
+            self->SignalRun(*r, SIGKILL);
           }
         }
       },
@@ -1299,6 +1587,7 @@ void Supervisor::MaybeFinishShutdown() {
     log::Error("stopping with run ends the store refused; recovery at the next start closes them",
                {{"runs", pending_finishes_.size()}});
   }
+  SweepStrays();
   tick_timer_.Close();
   shutdown_timer_.Close();
   lease_timer_.Close();
@@ -1352,7 +1641,7 @@ void Supervisor::KillLeaseLostRuns() {
   for (auto& [run_id, r] : running_) {
     if (r->stop == StopCause::kLeaseLost && !r->kill_sent) {
       r->kill_sent = true;
-      SignalGroup(*r, SIGKILL);
+      SignalRun(*r, SIGKILL);
     }
   }
 }

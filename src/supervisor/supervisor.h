@@ -35,6 +35,7 @@
 #include "config/config.h"
 #include "store/job_store.h"
 #include "store/store_executor.h"
+#include "supervisor/containment.h"
 #include "supervisor/log_dir.h"
 #include "supervisor/metrics.h"
 #include "supervisor/pidfd.h"
@@ -47,7 +48,7 @@ namespace orch {
 int64_t BackoffMs(int64_t attempt, double base_s, double max_s, double unit_random);
 
 // Why the supervisor itself stopped a run, if it did.
-enum class StopCause { kNone, kTimeout, kCancel, kShutdown, kUnrecorded, kLeaseLost };
+enum class StopCause { kNone, kTimeout, kCancel, kShutdown, kUnrecorded, kLeaseLost, kStalled };
 
 // Spawn failures that were the host's fault (SpawnFailure::host_fault): they
 // do not spend the job's attempt, and claiming waits a growing delay.
@@ -59,8 +60,16 @@ struct HostFaultState {
 };
 
 // How a reaped child's exit maps to a run outcome (pure; see SPEC §4).
+// `limit_s` is the timeout or the stall timeout the stop was for.
 RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int64_t>& transient,
-                    int64_t timeout_s);
+                    int64_t limit_s);
+
+// What a running run of this daemon is doing now (GET /queue).
+struct RunLiveStats {
+  std::optional<double> cpu_s;         // CPU time of the whole run (its cgroup) or its leader
+  std::optional<int64_t> mem_bytes;    // memory.current (mode full)
+  double idle_s = 0;                   // since it last used CPU or wrote a log byte
+};
 
 class Supervisor {
  public:
@@ -136,6 +145,12 @@ class Supervisor {
   // the runs of its own node.
   bool Mine(const std::string& run_node_id) const { return !shared_ || run_node_id == node_id_; }
 
+  // Where runs live (SPEC §12); process groups until the daemon sets the
+  // mode it found. Call before Start().
+  void SetContainment(std::shared_ptr<const Containment> c) { containment_ = std::move(c); }
+  const Containment& containment() const { return *containment_; }
+  std::optional<RunLiveStats> LiveStats(int64_t run_id) const;
+
   // Runs on the launcher thread before each launch (tests hold it there).
   void SetLaunchHookForTest(std::function<void()> hook) { launch_hook_ = std::move(hook); }
 
@@ -159,6 +174,20 @@ class Supervisor {
   // Counts a host fault and starts the claim backoff; returns its delay (ms).
   int64_t NoteHostFault(const std::string& error);
   void OnProcessExit(int64_t run_id);
+  // After the leader's exit: waits for the rest of the run to be gone
+  // (its cgroup empty), then CompleteRun.
+  void Drain(int64_t run_id);
+  // Measures, removes the cgroup (retried while the kernel holds it), then
+  // hands the end to the store and frees the slot.
+  void CompleteRun(int64_t run_id);
+  void Measure(Running& r);  // the cgroup's accounting onto the run's end
+  int64_t DrainLimitMs() const;
+  int64_t StopLimitS(const Running& r) const;
+  // Cgroups of runs no Running holds: killed and removed on each tick.
+  void SweepStrays();
+  void AdoptLeftoverCgroups();
+  void SampleProgress(Running& r, int64_t mono);
+  int64_t StallTimeoutS(const Running& r) const;
   // Truncates the run's logs to max_log_bytes; `final` adds the cut note.
   void CapLogs(Running& r, bool final);
   // Hands a run's end to the store; a refused one is retried on the tick.
@@ -179,7 +208,7 @@ class Supervisor {
   std::unordered_set<int64_t> TrackedRunIds() const;
   Status Reconcile(const RunningEntry& entry, bool startup);
   void KillRescuedOrphans();
-  void SignalGroup(Running& r, int sig);
+  void SignalRun(Running& r, int sig);
   void RequestStop(Running& r, StopCause cause);
   void OnSigchld();
   // Wakes a claim at the earliest not_before later than `after_ms` (now
@@ -234,6 +263,11 @@ class Supervisor {
   int64_t host_backoff_until_mono_ = 0;
   std::optional<rlimit> job_nofile_;
   std::unique_ptr<LogDir> log_dir_;
+  std::shared_ptr<const Containment> containment_ =
+      std::make_shared<Containment>(CgroupTree::None("not set up"));
+  // Cgroups left behind (a run closed while its processes were not ours to
+  // wait for, or that outlived the wait): killed and removed from the tick.
+  std::map<int64_t, std::unique_ptr<RunScope>> strays_;
   // Unstamped runs of this incarnation that no launch tracks: first seen at
   // (monotonic ms), for reaper.spawn_grace_s.
   std::unordered_map<int64_t, int64_t> unstamped_seen_;

@@ -97,6 +97,9 @@ Daemon::Daemon(const TempDir& dir, std::string extra_toml, std::vector<std::stri
       {"store", {{"path", "\"q.db\""}}},
       {"reaper", {{"interval_ms", "100"}}},
       {"log", {{"level", "\"debug\""}}}};
+  // Each daemon its own tree of run cgroups: they lock it.
+  cgroup_root_ = TestCgroupRoot(dir);
+  if (!cgroup_root_.empty()) sections.push_back({"cgroup", {{"root", "\"" + cgroup_root_ + "\""}}});
   std::string section;
   size_t pos = 0;
   while (pos < extra_toml.size()) {
@@ -133,6 +136,8 @@ Daemon::Daemon(const TempDir& dir, std::string extra_toml, std::vector<std::stri
 Daemon::~Daemon() {
   // A graceful stop ends the jobs too (Kill9 would leave them as orphans).
   if (pid_ > 0) Stop(SIGTERM, std::chrono::seconds(30));
+  // What a daemon killed with -9 left running dies with its cgroups.
+  DestroyCgroupTree(cgroup_root_);
 }
 
 void Daemon::SetEnv(std::vector<std::string> env) { env_ = std::move(env); }

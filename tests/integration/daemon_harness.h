@@ -80,9 +80,11 @@ class Daemon {
   const std::string& config_path() const { return config_path_; }
   const std::string& address() const { return address_; }
   std::string db_path() const { return dir_.File("q.db"); }
+  const std::string& cgroup_root() const { return cgroup_root_; }
 
  private:
   const TempDir& dir_;
+  std::string cgroup_root_;  // this daemon's cgroup.root ("" without cgroup v2)
   std::string binary_ = OrchestratorBinary();
   std::string config_path_, log_path_;
   std::string token_file_;  // "" = <dir>/var/token

@@ -51,8 +51,15 @@ TEST(SqliteStore, VersionOneFileIsMigratedKeepingItsRows) {
   }
   {
     RawDb raw(cfg.path);
-    ASSERT_EQ(SQLITE_OK, raw.Exec("ALTER TABLE runs DROP COLUMN node_id; DROP TABLE nodes; "
-                                  "PRAGMA user_version=1"))
+    // Back to the v1 columns (the v1 CHECK on runs.outcome is rebuilt by v3).
+    ASSERT_EQ(SQLITE_OK,
+              raw.Exec("ALTER TABLE runs DROP COLUMN node_id; DROP TABLE nodes; "
+                       "ALTER TABLE runs DROP COLUMN cgroup; ALTER TABLE runs DROP COLUMN cpu_usec; "
+                       "ALTER TABLE runs DROP COLUMN mem_peak_bytes; "
+                       "ALTER TABLE runs DROP COLUMN oom_kills; "
+                       "ALTER TABLE jobs DROP COLUMN memory_max; ALTER TABLE jobs DROP COLUMN cpu_max; "
+                       "ALTER TABLE jobs DROP COLUMN pids_max; "
+                       "ALTER TABLE jobs DROP COLUMN stall_timeout_s; PRAGMA user_version=1"))
         << raw.last_error();
   }
   auto store = MustOpen(cfg);
@@ -63,7 +70,22 @@ TEST(SqliteStore, VersionOneFileIsMigratedKeepingItsRows) {
   auto run = store->GetRun(run_id);
   ASSERT_TRUE(run.ok() && run->has_value());
   EXPECT_EQ("", (*run)->node_id);
+  EXPECT_EQ("", (*run)->cgroup);
   EXPECT_EQ(JobStatus::kRunning, store->GetJob(id)->status);
+  // v3's outcome and accounting columns take a run's end.
+  RunEnd end;
+  end.job_id = id;
+  end.run_id = run_id;
+  end.outcome = RunOutcome::kStalled;
+  end.reason = "no_progress";
+  end.now_ms = 3000;
+  end.retry_not_before = 3000;
+  end.cpu_usec = 1234;
+  auto finished = store->FinishRun(end);
+  ASSERT_TRUE(finished.ok()) << finished.status().ToString();
+  EXPECT_EQ(JobStatus::kQueued, finished->job_status);
+  EXPECT_EQ("stalled", store->GetRun(run_id).value()->outcome.value_or(""));
+  EXPECT_EQ(1234, store->GetRun(run_id).value()->cpu_usec.value_or(0));
 }
 
 TEST(SqliteStore, NewerSchemaIsRefusedWithClearMessage) {
@@ -78,7 +100,7 @@ TEST(SqliteStore, NewerSchemaIsRefusedWithClearMessage) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(Code::kCorrupt, r.status().code());
   EXPECT_NE(std::string::npos, r.status().message().find(
-                                   "schema version 99 is newer than this binary supports (2)"))
+                                   "schema version 99 is newer than this binary supports (3)"))
       << r.status().message();
 }
 

@@ -82,10 +82,10 @@ class FaultyStore : public JobStore {
     std::lock_guard lock(mu_);
     after_claim_ = std::move(hook);
   }
-  Status RecordSpawned(int64_t j, int64_t r, const ProcessIdentity& id,
-                       const std::string& p) override {
+  Status RecordSpawned(int64_t j, int64_t r, const ProcessIdentity& id, const std::string& p,
+                       const std::string& cg = "") override {
     if (auto f = Fault("RecordSpawned")) return *f;
-    return real_->RecordSpawned(j, r, id, p);
+    return real_->RecordSpawned(j, r, id, p, cg);
   }
   Result<FinishResult> FinishRun(const RunEnd& e) override {
     if (auto f = Fault("FinishRun")) return *f;

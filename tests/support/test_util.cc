@@ -1,5 +1,7 @@
 #include "support/test_util.h"
 
+#include "supervisor/cgroup.h"
+
 #include <sys/mount.h>
 
 #include <fcntl.h>
@@ -96,6 +98,32 @@ Tmpfs::~Tmpfs() {
 
 bool Tmpfs::Remount(const std::string& options, unsigned long flags) {
   return mount("tmpfs", path_.c_str(), "tmpfs", MS_REMOUNT | flags, options.c_str()) == 0;
+}
+
+std::string Cgroup2Mount() {
+  return FindCgroup2Mount(ReadFile("/proc/self/mountinfo")).value_or("");
+}
+
+std::string TestCgroupRoot(const TempDir& dir) {
+  std::string mount = Cgroup2Mount();
+  if (mount.empty()) return "";
+  return mount + "/orch-test/" + std::filesystem::path(dir.path()).filename().string();
+}
+
+void DestroyCgroupTree(const std::string& root) {
+  if (root.empty() || !std::filesystem::exists(root)) return;
+  // cgroup.kill reaches every descendant; the directories go once empty.
+  std::ofstream(root + "/cgroup.kill") << "1";
+  WaitFor([&] {
+    std::string events = ReadFile(root + "/cgroup.events");
+    return events.find("populated 0") != std::string::npos;
+  });
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
+    if (e.is_directory()) rmdir(e.path().c_str());
+  }
+  rmdir(root.c_str());
+  rmdir(std::filesystem::path(root).parent_path().c_str());  // when no other test uses it
 }
 
 }  // namespace orch::test

@@ -55,6 +55,14 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::vector<std::string>& extra_env = {});
 
+// Where cgroup v2 is mounted here ("" = nowhere), and a cgroup directory
+// for one test's daemon under it ("" without cgroup v2): each daemon needs
+// its own cgroup.root. DestroyCgroupTree kills whatever is left in such a
+// tree and removes it.
+std::string Cgroup2Mount();
+std::string TestCgroupRoot(const TempDir& dir);
+void DestroyCgroupTree(const std::string& root);
+
 // Path of the built binary.
 inline std::string OrchestratorBinary() { return ORCH_BINARY; }
 inline std::string SourceDir() { return ORCH_SOURCE_DIR; }

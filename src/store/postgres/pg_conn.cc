@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <regex>
@@ -75,6 +76,22 @@ std::string PgResult::Text(int row, int col) const {
 std::optional<int64_t> PgResult::OptInt(int row, int col) const {
   if (IsNull(row, col)) return std::nullopt;
   return Int(row, col);
+}
+
+PgParams& PgParams::Add(const std::optional<double>& v) {
+  if (!v) {
+    values_.push_back(std::nullopt);
+  } else {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", *v);
+    values_.push_back(std::string(buf));
+  }
+  return *this;
+}
+
+std::optional<double> PgResult::OptDouble(int row, int col) const {
+  if (IsNull(row, col)) return std::nullopt;
+  return std::strtod(PQgetvalue(res_.get(), row, col), nullptr);
 }
 
 std::optional<std::string> PgResult::OptText(int row, int col) const {

@@ -37,6 +37,7 @@ class PgParams {
     return *this;
   }
   PgParams& Add(const std::optional<std::string>& v) { values_.push_back(v); return *this; }
+  PgParams& Add(const std::optional<double>& v);
   const std::vector<std::optional<std::string>>& values() const { return values_; }
 
  private:
@@ -55,6 +56,7 @@ class PgResult {
   bool Bool(int row, int col) const { return Text(row, col) == "t"; }
   std::optional<int64_t> OptInt(int row, int col) const;
   std::optional<std::string> OptText(int row, int col) const;
+  std::optional<double> OptDouble(int row, int col) const;
   PGresult* raw() const { return res_.get(); }
 
  private:

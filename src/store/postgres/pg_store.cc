@@ -143,6 +143,14 @@ CREATE TABLE nodes (
   version      TEXT   NOT NULL DEFAULT ''
 );
 )sql",
+    // v2 (SPEC §12): per-job cgroup limits and stall timeout; the run's
+    // cgroup and what it measured.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN memory_max BIGINT, ADD COLUMN cpu_max DOUBLE PRECISION,
+  ADD COLUMN pids_max BIGINT, ADD COLUMN stall_timeout_s BIGINT;
+ALTER TABLE runs ADD COLUMN cgroup TEXT, ADD COLUMN cpu_usec BIGINT,
+  ADD COLUMN mem_peak_bytes BIGINT, ADD COLUMN oom_kills BIGINT;
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == PgStore::kSchemaVersion);
@@ -155,12 +163,12 @@ constexpr const char* kMigrationLockSql = "SELECT pg_advisory_xact_lock(72616368
   "j.id, j.name, j.argv, j.env, j.cwd, j.status, j.priority, j.serial_key, j.attempts, "      \
   "j.max_attempts, j.timeout_s, j.not_before, j.idempotency_key, j.created_at, j.updated_at, " \
   "j.started_at, j.finished_at, j.run_id, j.pid, j.exit_code, j.signal, j.outcome, j.error, " \
-  "j.cancel_requested"
-constexpr int kJobColCount = 24;
+  "j.cancel_requested, j.memory_max, j.cpu_max, j.pids_max, j.stall_timeout_s"
+constexpr int kJobColCount = 28;
 #define ORCH_PG_RUN_COLS                                                                     \
   "r.id, r.job_id, r.attempt, r.incarnation, r.boot_id, r.pidns_ino, r.pid, r.start_time, " \
   "r.pidfs_ino, r.started_at, r.ended_at, r.outcome, r.reason, r.exit_code, r.signal, "     \
-  "r.log_path, r.node_id"
+  "r.log_path, r.node_id, r.cgroup, r.cpu_usec, r.mem_peak_bytes, r.oom_kills"
 
 constexpr const char* kClaimSql =
     "SELECT j.id, j.attempts FROM jobs j "
@@ -208,6 +216,10 @@ Job ReadJob(const PgResult& r, int row, int o) {
   j.outcome = r.OptText(row, o + 21);
   j.error = r.OptText(row, o + 22);
   j.cancel_requested = r.Int(row, o + 23) != 0;
+  j.memory_max = r.OptInt(row, o + 24);
+  j.cpu_max = r.OptDouble(row, o + 25);
+  j.pids_max = r.OptInt(row, o + 26);
+  j.stall_timeout_s = r.OptInt(row, o + 27);
   return j;
 }
 
@@ -230,6 +242,10 @@ Run ReadRun(const PgResult& r, int row, int o) {
   run.signal = r.OptInt(row, o + 14);
   run.log_path = r.Text(row, o + 15);
   run.node_id = r.Text(row, o + 16);
+  run.cgroup = r.Text(row, o + 17);
+  run.cpu_usec = r.OptInt(row, o + 18);
+  run.mem_peak_bytes = r.OptInt(row, o + 19);
+  run.oom_kills = r.OptInt(row, o + 20);
   return run;
 }
 
@@ -328,8 +344,9 @@ Result<SubmitResult> PgStore::Submit(const JobSpec& spec, int64_t now_ms) {
       PgResult ins,
       conn_->Query("INSERT INTO jobs(name, argv, env, cwd, status, priority, serial_key, "
                    "attempts, max_attempts, timeout_s, not_before, idempotency_key, created_at, "
-                   "updated_at) VALUES ($1, $2, $3, $4, 'queued', $5, $6, 0, $7, $8, $9, $10, "
-                   "$11, $11) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                   "updated_at, memory_max, cpu_max, pids_max, stall_timeout_s) VALUES ($1, $2, "
+                   "$3, $4, 'queued', $5, $6, 0, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15) "
+                   "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
                    PgParams()
                        .Add(spec.name)
                        .Add(ArgvToJson(spec.argv))
@@ -341,7 +358,11 @@ Result<SubmitResult> PgStore::Submit(const JobSpec& spec, int64_t now_ms) {
                        .Add(spec.timeout_s)
                        .Add(not_before)
                        .Add(spec.idempotency_key)
-                       .Add(now_ms)));
+                       .Add(now_ms)
+                       .Add(spec.memory_max)
+                       .Add(spec.cpu_max)
+                       .Add(spec.pids_max)
+                       .Add(spec.stall_timeout_s)));
   if (ins.rows() == 0) {
     ORCH_ASSIGN_OR_RETURN(
         PgResult r, conn_->Query("SELECT " ORCH_PG_JOB_COLS
@@ -438,14 +459,14 @@ Result<std::optional<Claimed>> PgStore::ClaimNext(const ClaimRequest& req) {
 }
 
 Status PgStore::RecordSpawned(int64_t job_id, int64_t run_id, const ProcessIdentity& id,
-                              const std::string& log_path) {
+                              const std::string& log_path, const std::string& cgroup) {
   PgTransaction txn(conn_.get());
   ORCH_RETURN_IF_ERROR(txn.Begin());
   ORCH_ASSIGN_OR_RETURN(
       // Fenced by the node's lease too: a node out of lease (not yet
       // rescued) must not start the process, which it would release next.
       PgResult r, conn_->Query("UPDATE runs SET boot_id = $3, pidns_ino = $4, pid = $5, "
-                               "start_time = $6, pidfs_ino = $7, log_path = $8 "
+                               "start_time = $6, pidfs_ino = $7, log_path = $8, cgroup = $9 "
                                "WHERE id = $2 AND job_id = $1 AND ended_at IS NULL AND NOT EXISTS "
                                "(SELECT 1 FROM nodes n WHERE n.node_id = runs.node_id AND "
                                "(n.incarnation <> runs.incarnation OR n.lease_until < "
@@ -458,7 +479,8 @@ Status PgStore::RecordSpawned(int64_t job_id, int64_t run_id, const ProcessIdent
                                    .Add(id.pid)
                                    .Add(static_cast<int64_t>(id.start_time))
                                    .Add(static_cast<int64_t>(id.pidfs_ino))
-                                   .Add(log_path)));
+                                   .Add(log_path)
+                                   .Add(NullIfEmpty(cgroup))));
   if (r.affected() == 0) {
     return GuardMissed("run " + std::to_string(run_id) + " of job " + std::to_string(job_id) +
                        " is not open, or its node's lease is over");
@@ -490,7 +512,8 @@ Result<FinishResult> PgStore::FinishRun(const RunEnd& end) {
   const char* outcome = RunOutcomeName(end.outcome);
   ORCH_ASSIGN_OR_RETURN(
       PgResult r, conn_->Query("UPDATE runs SET ended_at = $3, outcome = $4, reason = $5, "
-                               "exit_code = $6, signal = $7 "
+                               "exit_code = $6, signal = $7, cpu_usec = $8, mem_peak_bytes = $9, "
+                               "oom_kills = $10 "
                                "WHERE id = $2 AND job_id = $1 AND ended_at IS NULL",
                                PgParams()
                                    .Add(end.job_id)
@@ -499,7 +522,10 @@ Result<FinishResult> PgStore::FinishRun(const RunEnd& end) {
                                    .Add(outcome)
                                    .Add(NullIfEmpty(end.reason))
                                    .Add(end.exit_code)
-                                   .Add(end.signal)));
+                                   .Add(end.signal)
+                                   .Add(end.cpu_usec)
+                                   .Add(end.mem_peak_bytes)
+                                   .Add(end.oom_kills)));
   if (r.affected() == 0) return GuardMissed("run " + std::to_string(end.run_id) + " is already closed");
   Result<PgResult> moved = Status::Ok();
   if (t.to == JobStatus::kQueued) {

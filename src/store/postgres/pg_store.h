@@ -22,7 +22,7 @@ struct PgOpenOptions {
 
 class PgStore : public JobStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
   // Announced on commit whenever the queue may hold something claimable.
   static constexpr const char* kQueueChannel = "orchestrator_queue";
 
@@ -37,7 +37,8 @@ class PgStore : public JobStore {
   Result<SubmitResult> Submit(const JobSpec& spec, int64_t now_ms) override;
   Result<std::optional<Claimed>> ClaimNext(const ClaimRequest& req) override;
   Status RecordSpawned(int64_t job_id, int64_t run_id, const ProcessIdentity& id,
-                       const std::string& log_path) override;
+                       const std::string& log_path,
+                       const std::string& cgroup = "") override;
   Result<FinishResult> FinishRun(const RunEnd& end) override;
   Result<CancelResult> Cancel(int64_t job_id, int64_t now_ms) override;
   Result<Job> Retry(int64_t job_id, int64_t now_ms) override;

@@ -1,0 +1,84 @@
+#include "supervisor/containment.h"
+
+#include <signal.h>
+
+namespace orch {
+namespace {
+
+class GroupScope final : public RunScope {
+ public:
+  void Signal(const RunLeader& l, int sig) override {
+    if (l.pid <= 0 || l.pidfd == nullptr) return;  // kill(-0) would be the daemon's own group
+    if (l.child) {
+      // Unreaped child: its pid and process group cannot be reused yet.
+      if (kill(-l.pid, sig) != 0 && errno == ESRCH) (void)l.pidfd->SendSignal(sig);
+      return;
+    }
+    // Verified, still-alive leader of its own session: the group is its.
+    if (!l.pidfd->Exited()) (void)kill(-l.pid, sig);
+    (void)l.pidfd->SendSignal(sig);
+  }
+  void KillRest(const RunLeader& l) override {
+    // An adopted leader's group id is free again once it has exited.
+    if (l.child && l.pid > 0) (void)kill(-l.pid, SIGKILL);
+  }
+  Result<bool> Populated() const override { return false; }
+  std::string events_path() const override { return ""; }
+  CgroupUsage Usage() const override { return {}; }
+  int cgroup_fd() const override { return -1; }
+  std::string cgroup() const override { return ""; }
+  Status Remove() override { return Status::Ok(); }
+};
+
+class CgroupScope final : public RunScope {
+ public:
+  explicit CgroupScope(RunCgroup cg) : cg_(std::move(cg)) {}
+  void Signal(const RunLeader& l, int sig) override {
+    Status s = sig == SIGKILL ? KillCgroup(cg_.fd()) : SignalCgroup(cg_.fd(), sig);
+    // The leader at least, whatever the cgroup's files said.
+    if (!s.ok() && l.pidfd != nullptr) (void)l.pidfd->SendSignal(sig);
+  }
+  void KillRest(const RunLeader&) override { (void)KillCgroup(cg_.fd()); }
+  Result<bool> Populated() const override { return CgroupPopulated(cg_.fd()); }
+  std::string events_path() const override { return cg_.events_path(); }
+  CgroupUsage Usage() const override { return ReadCgroupUsage(cg_.fd()); }
+  int cgroup_fd() const override { return cg_.fd(); }
+  std::string cgroup() const override { return cg_.path(); }
+  Status Remove() override { return cg_.Remove(); }
+
+ private:
+  RunCgroup cg_;
+};
+
+}  // namespace
+
+std::unique_ptr<RunScope> ProcessGroupScope() { return std::make_unique<GroupScope>(); }
+
+Result<std::unique_ptr<RunScope>> Containment::Prepare(int64_t run_id,
+                                                       const CgroupLimits& limits) const {
+  if (tree_.mode() == CgroupMode::kNone) return ProcessGroupScope();
+  ORCH_ASSIGN_OR_RETURN(RunCgroup cg, RunCgroup::Create(tree_, run_id, limits));
+  return std::unique_ptr<RunScope>(std::make_unique<CgroupScope>(std::move(cg)));
+}
+
+std::unique_ptr<RunScope> Containment::ForRecorded(const Run& run) const {
+  if (!run.cgroup.empty()) {
+    if (auto cg = RunCgroup::Open(run.cgroup); cg.ok()) {
+      return std::make_unique<CgroupScope>(std::move(cg).value());
+    }
+  }
+  return ProcessGroupScope();
+}
+
+Result<std::unique_ptr<RunScope>> Containment::Leftover(int64_t run_id) const {
+  if (tree_.mode() == CgroupMode::kNone) return Status(Code::kNotFound, "no cgroups");
+  ORCH_ASSIGN_OR_RETURN(RunCgroup cg,
+                        RunCgroup::Open(tree_.root() + "/" + CgroupTree::RunName(run_id)));
+  return std::unique_ptr<RunScope>(std::make_unique<CgroupScope>(std::move(cg)));
+}
+
+CgroupLimits LimitsOf(const Job& job) {
+  return CgroupLimits{job.memory_max, job.cpu_max, job.pids_max};
+}
+
+}  // namespace orch
