@@ -1214,20 +1214,24 @@ void Supervisor::CompleteRun(int64_t run_id) {
   }
 }
 
-void Supervisor::Measure(Running& r) {
-  CgroupUsage usage = r.scope->Usage();
-  r.end.cpu_usec = usage.cpu_usec;
-  r.end.mem_peak_bytes = usage.mem_peak_bytes;
-  r.end.oom_kills = usage.oom_kills;
-  if (usage.oom_kills.value_or(0) > 0 && r.stop == StopCause::kNone &&
-      (r.end.outcome == RunOutcome::kFailed || r.end.outcome == RunOutcome::kTransient)) {
-    // The kernel, not the job, ended it: a memory_max too small for it.
-    r.end.outcome = RunOutcome::kFailed;
-    r.end.error = "killed by the OOM killer (" + std::to_string(*usage.oom_kills) +
-                  " OOM kill(s) in its cgroup; " + r.end.reason + ")";
-    r.end.reason = "oom_kill";
-    ++metrics_->oom_kills_total;
+bool ApplyCgroupUsage(RunEnd& end, const CgroupUsage& usage, StopCause stop) {
+  end.cpu_usec = usage.cpu_usec;
+  end.mem_peak_bytes = usage.mem_peak_bytes;
+  end.oom_kills = usage.oom_kills;
+  if (usage.oom_kills.value_or(0) == 0 || stop != StopCause::kNone ||
+      (end.outcome != RunOutcome::kFailed && end.outcome != RunOutcome::kTransient)) {
+    return false;
   }
+  // The kernel, not the job, ended it: a memory_max too small for it.
+  end.outcome = RunOutcome::kFailed;
+  end.error = "killed by the OOM killer (" + std::to_string(*usage.oom_kills) +
+              " OOM kill(s) in its cgroup; " + end.reason + ")";
+  end.reason = "oom_kill";
+  return true;
+}
+
+void Supervisor::Measure(Running& r) {
+  if (ApplyCgroupUsage(r.end, r.scope->Usage(), r.stop)) ++metrics_->oom_kills_total;
 }
 
 void Supervisor::SweepStrays() {

@@ -64,6 +64,11 @@ struct HostFaultState {
 RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int64_t>& transient,
                     int64_t limit_s);
 
+// Puts what the run's cgroup measured on its end. An end the job did not
+// choose (failed or transient, not stopped by us) with OOM kills in its
+// cgroup fails with reason oom_kill; returns true then.
+bool ApplyCgroupUsage(RunEnd& end, const CgroupUsage& usage, StopCause stop);
+
 // What a running run of this daemon is doing now (GET /queue).
 struct RunLiveStats {
   std::optional<double> cpu_s;         // CPU time of the whole run (its cgroup) or its leader

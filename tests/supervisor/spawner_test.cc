@@ -21,6 +21,7 @@
 
 #include "base/unique_fd.h"
 #include "supervisor/child_helpers.h"
+#include "supervisor/cgroup.h"
 #include "supervisor/child_report.h"
 #include "supervisor/identity.h"
 #include "supervisor/log_dir.h"
@@ -359,6 +360,40 @@ TEST_P(Spawner, HeldChildExecsOnlyWhenReleased) {
   EXPECT_EQ(0, info->ShellCode());
   EXPECT_EQ(std::nullopt, ExecFailureAfterExit(*out.process.held));
   EXPECT_EQ("yes\n", ReadFile(marker));
+}
+
+// SPEC §12: the child is in its run's cgroup before the job is exec'd —
+// from its creation where clone3 takes CLONE_INTO_CGROUP, else moved there
+// while it still waits on its gate (the fork fallback shows that path).
+TEST_P(Spawner, HeldChildIsInTheRunsCgroupBeforeItsExec) {
+  std::string root = test::TestCgroupRoot(dir_);
+  if (root.empty()) GTEST_SKIP() << "no cgroup2 filesystem mounted here";
+  struct Cleanup {
+    std::string root;
+    ~Cleanup() { test::DestroyCgroupTree(root); }
+  } cleanup{root};
+  auto tree = CgroupTree::SetUp({.mode = "auto", .root = root});
+  ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+  auto cg = RunCgroup::Create(*tree, 7, {});
+  ASSERT_TRUE(cg.ok()) << cg.status().ToString();
+
+  TestRequest req = RequestFor(dir_, {"/bin/sh", "-c", "cat /proc/self/cgroup"});
+  req.hold_until_released = true;
+  req.cgroup_fd = cg->fd();
+  SpawnOutcome out = Spawn(req);
+  ASSERT_TRUE(out.ok) << out.failure.message;
+  EXPECT_EQ(!fork_fallback(), out.process.cgroup_at_clone);
+  std::string relative = cg->path().substr(test::Cgroup2Mount().size());
+  EXPECT_TRUE(Contains(ReadFile("/proc/" + std::to_string(out.process.pid) + "/cgroup"),
+                       "0::" + relative + "\n"));
+  ASSERT_TRUE(ReleaseHeld(*out.process.held).ok());
+  auto info = WaitAndReap(out.process.pidfd);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(0, info->ShellCode());
+  // What the job itself saw.
+  EXPECT_TRUE(Contains(ReadFile(req.stdout_path), "0::" + relative + "\n")) << ReadFile(req.stdout_path);
+  EXPECT_TRUE(test::WaitFor([&] { auto p = CgroupPopulated(cg->fd()); return p.ok() && !*p; }));
+  EXPECT_TRUE(cg->Remove().ok());
 }
 
 // /proc/PID/cmdline is readable by every local user (unlike

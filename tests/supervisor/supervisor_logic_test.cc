@@ -58,5 +58,41 @@ TEST(DecideRunEnd, StopsCausedByTheSupervisorWinOverTheExitStatus) {
   EXPECT_EQ(RunOutcome::kInterrupted, DecideRunEnd({true, 127, 0}, StopCause::kUnrecorded, {}, 0).outcome);
 }
 
+TEST(DecideRunEnd, AStallIsRetriedLikeATimeoutWithReasonNoProgress) {
+  RunEnd end = DecideRunEnd({false, 0, 15}, StopCause::kStalled, {}, 120);
+  EXPECT_EQ(RunOutcome::kStalled, end.outcome);
+  EXPECT_EQ("no_progress", end.reason);
+  EXPECT_NE(std::string::npos, end.error.find("120s")) << end.error;
+}
+
+TEST(CgroupUsageOnTheEnd, AnOomKillFailsARunThatDiedOfIt) {
+  RunEnd end = DecideRunEnd({false, 0, 9}, StopCause::kNone, {75}, 0);
+  CgroupUsage usage{int64_t{5000}, int64_t{1} << 30, int64_t{1} << 29, int64_t{1}};
+  EXPECT_TRUE(ApplyCgroupUsage(end, usage, StopCause::kNone));
+  EXPECT_EQ(RunOutcome::kFailed, end.outcome);
+  EXPECT_EQ("oom_kill", end.reason);
+  EXPECT_NE(std::string::npos, end.error.find("signal 9")) << end.error;
+  EXPECT_EQ(5000, end.cpu_usec.value_or(0));
+  EXPECT_EQ(int64_t{1} << 30, end.mem_peak_bytes.value_or(0));
+  EXPECT_EQ(1, end.oom_kills.value_or(0));
+}
+
+TEST(CgroupUsageOnTheEnd, AnOomKillDoesNotOverrideSuccessOrOurOwnStop) {
+  CgroupUsage usage{int64_t{1}, int64_t{1}, std::nullopt, int64_t{2}};
+  // A child was OOM-killed but the job coped and exited 0.
+  RunEnd ok = DecideRunEnd({true, 0, 0}, StopCause::kNone, {75}, 0);
+  EXPECT_FALSE(ApplyCgroupUsage(ok, usage, StopCause::kNone));
+  EXPECT_EQ(RunOutcome::kSucceeded, ok.outcome);
+  EXPECT_EQ(2, ok.oom_kills.value_or(0));
+  RunEnd cancelled = DecideRunEnd({false, 0, 15}, StopCause::kCancel, {75}, 0);
+  EXPECT_FALSE(ApplyCgroupUsage(cancelled, usage, StopCause::kCancel));
+  EXPECT_EQ(RunOutcome::kCancelled, cancelled.outcome);
+  // No OOM kill: the outcome stands, only the accounting is added.
+  RunEnd failed = DecideRunEnd({true, 3, 0}, StopCause::kNone, {75}, 0);
+  EXPECT_FALSE(ApplyCgroupUsage(failed, {int64_t{7}, {}, {}, int64_t{0}}, StopCause::kNone));
+  EXPECT_EQ("exit 3", failed.reason);
+  EXPECT_EQ(7, failed.cpu_usec.value_or(0));
+}
+
 }  // namespace
 }  // namespace orch
