@@ -111,6 +111,44 @@ def pct(values, p):
 # ---------------------------------------------------------------- HTTP
 
 
+def cgroup2_mount():
+    """Where cgroup v2 is mounted, or "" (field 5 of /proc/self/mountinfo)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split(" ", 1)[0] == "cgroup2":
+                return left.split(" ")[4].replace("\\040", " ")
+    return ""
+
+
+def remove_cgroup_tree(root):
+    """Kills what is left under a daemon's cgroup root and removes it."""
+    if not root or not os.path.isdir(root):
+        return
+    try:
+        with open(os.path.join(root, "cgroup.kill"), "w") as f:
+            f.write("1")
+    except OSError:
+        pass
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        with open(os.path.join(root, "cgroup.events")) as f:
+            if "populated 0" in f.read():
+                break
+        time.sleep(0.02)
+    for name in os.listdir(root):
+        if os.path.isdir(os.path.join(root, name)):
+            try:
+                os.rmdir(os.path.join(root, name))
+            except OSError:
+                pass
+    for d in (root, os.path.dirname(root)):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
 class Conn:
     """One keep-alive HTTP/1.1 connection. Responses must carry Content-Length."""
 
@@ -275,6 +313,10 @@ level = "warn"
 {extra}
 """)
         self.known_jobs = {}  # pid -> start_time of job processes seen running
+        # Each daemon its own tree of run cgroups (the daemon locks its root).
+        mount = cgroup2_mount()
+        self.cgroup_root = (os.path.join(mount, "orch-bench", os.path.basename(self.dir))
+                            if mount else "")
 
     @property
     def pid(self):
@@ -282,9 +324,13 @@ level = "warn"
 
     def start(self, timeout=30):
         self.log = open(os.path.join(self.dir, "daemon.log"), "ab")
+        env = dict(os.environ)
+        if self.cgroup_root:
+            env["ORCH_CGROUP_ROOT"] = self.cgroup_root
         self.proc = subprocess.Popen(self.wrapper + [self.binary or orch_bin(), "serve",
                                                      "--config", self.cfg],
-                                     stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
+                                     stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
+                                     env=env)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -375,6 +421,7 @@ level = "warn"
                     pass
         self.proc = None
         self.log.close()
+        remove_cgroup_tree(self.cgroup_root)
 
     def __enter__(self):
         return self.start()

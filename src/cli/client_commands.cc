@@ -311,6 +311,17 @@ ClientCommands::ClientCommands(CLI::App* app) {
       ->check(Positive());
   submit_->add_option("--max-attempts", s.max_attempts, "attempts before it counts as failed")
       ->check(Positive());
+  submit_->add_option("--memory-max", s.memory_max,
+                      "memory limit of the run's cgroup, bytes (cgroup mode full)")
+      ->check(Positive());
+  submit_->add_option("--cpu-max", s.cpu_max, "CPU limit of the run's cgroup, cores (mode full)")
+      ->check(CLI::PositiveNumber);
+  submit_->add_option("--pids-max", s.pids_max, "process limit of the run's cgroup (mode full)")
+      ->check(Positive());
+  submit_->add_option("--stall-timeout", s.stall_timeout_s,
+                      "seconds without CPU time or output before the run counts as stalled "
+                      "(0 = never; default: the daemon's)")
+      ->check(CLI::NonNegativeNumber);
   submit_->add_option("--idempotency-key", s.idempotency_key,
                       "a repeated submit with the same key returns the first job");
   submit_->add_option("--env", s.env, "environment entry for the job (repeatable)")
@@ -419,6 +430,10 @@ int ClientCommands::Submit(ApiClient& api, std::ostream& out, std::ostream& err)
   if (!s.serial_key.empty()) body["serial_key"] = s.serial_key;
   if (submit_->count("--timeout") > 0) body["timeout_s"] = s.timeout_s;
   if (submit_->count("--max-attempts") > 0) body["max_attempts"] = s.max_attempts;
+  if (submit_->count("--memory-max") > 0) body["memory_max"] = s.memory_max;
+  if (submit_->count("--cpu-max") > 0) body["cpu_max"] = s.cpu_max;
+  if (submit_->count("--pids-max") > 0) body["pids_max"] = s.pids_max;
+  if (submit_->count("--stall-timeout") > 0) body["stall_timeout_s"] = s.stall_timeout_s;
   if (!s.idempotency_key.empty()) body["idempotency_key"] = s.idempotency_key;
 
   auto r = api.Send("POST", "/jobs", body.dump());

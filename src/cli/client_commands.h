@@ -100,6 +100,8 @@ class ClientCommands {
     std::string name, serial_key, idempotency_key, cwd;
     std::vector<std::string> env;
     int64_t priority = 0, timeout_s = 0, max_attempts = 0;
+    int64_t memory_max = 0, pids_max = 0, stall_timeout_s = 0;
+    double cpu_max = 0;
   } submit_args_;
   struct JobsArgs {
     std::string status;

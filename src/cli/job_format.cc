@@ -193,15 +193,16 @@ std::string RenderQueue(const json& q, TimePoint now, bool color) {
   if (running.empty()) {
     out << "  none\n";
   } else {
-    Table t({"JOB", "RUN", "NODE", "PID", "SERIAL KEY", "STARTED", "RUNTIME"});
-    t.AlignRight(0);
-    t.AlignRight(1);
-    t.AlignRight(3);
-    t.AlignRight(6);
+    Table t({"JOB", "RUN", "NODE", "PID", "SERIAL KEY", "STARTED", "RUNTIME", "CPU", "MEM",
+             "IDLE"});
+    for (int col : {0, 1, 3, 6, 7, 8, 9}) t.AlignRight(col);
     for (const auto& r : running) {
       t.AddRow({Text(r, "id"), Text(r, "run_id"), Text(r, "node_id"), Text(r, "pid"),
                 Text(r, "serial_key"), Ago(r, "started_at", now),
-                Has(r, "runtime_s") ? FormatDuration(Num(r, "runtime_s")) : "-"});
+                Has(r, "runtime_s") ? FormatDuration(Num(r, "runtime_s")) : "-",
+                Has(r, "cpu_s") ? FormatDuration(Num(r, "cpu_s")) : "-",
+                Has(r, "mem_bytes") ? FormatBytes(Num(r, "mem_bytes")) : "-",
+                Has(r, "idle_s") ? FormatDuration(Num(r, "idle_s")) : "-"});
     }
     out << t.Render(color);
   }
@@ -223,6 +224,12 @@ std::string RenderQueue(const json& q, TimePoint now, bool color) {
     if (!nodes.empty()) out << t.Render(color);
   }
 
+  if (q.contains("cgroup") && q["cgroup"].is_object()) {
+    const json& c = q["cgroup"];
+    out << "\ncgroups:    mode " << Text(c, "mode")
+        << (Has(c, "root") ? ", runs under " + Text(c, "root") : std::string()) << " ("
+        << Text(c, "why") << ")\n";
+  }
   if (q.contains("reaper") && q["reaper"].is_object()) {
     const json& r = q["reaper"];
     out << "\nreaper:     every " << Text(r, "interval_ms") << "ms, last tick "
@@ -294,6 +301,12 @@ std::string RenderJob(const json& j, TimePoint now, bool color) {
   field("serial key", Text(j, "serial_key"));
   field("attempts", Text(j, "attempts") + " of " + Text(j, "max_attempts"));
   field("timeout", Has(j, "timeout_s") ? FormatDuration(Num(j, "timeout_s")) : "none");
+  if (Has(j, "stall_timeout_s")) field("stall timeout", FormatDuration(Num(j, "stall_timeout_s")));
+  std::string limits;
+  if (Has(j, "memory_max")) limits += "memory " + FormatBytes(Num(j, "memory_max"));
+  if (Has(j, "cpu_max")) limits += (limits.empty() ? "" : ", ") + Text(j, "cpu_max") + " cores";
+  if (Has(j, "pids_max")) limits += (limits.empty() ? "" : ", ") + Text(j, "pids_max") + " processes";
+  if (!limits.empty()) field("limits", limits);
   if (Has(j, "idempotency_key")) field("idempotency", Text(j, "idempotency_key"));
   field("created", When(j, "created_at", now));
   if (status == "queued") field("not before", When(j, "not_before", now));
@@ -311,12 +324,10 @@ std::string RenderJob(const json& j, TimePoint now, bool color) {
   const json runs = j.value("runs", json::array());
   if (!runs.empty()) {
     out << "\nruns:\n";
-    Table t({"RUN", "TRY", "PID", "STARTED", "DURATION", "OUTCOME", "RESULT", "REASON"});
-    t.AlignRight(0);
-    t.AlignRight(1);
-    t.AlignRight(2);
-    t.AlignRight(4);
-    t.SetMaxWidth(7, 60);
+    Table t({"RUN", "TRY", "PID", "STARTED", "DURATION", "CPU", "MEM PEAK", "OUTCOME", "RESULT",
+             "REASON"});
+    for (int col : {0, 1, 2, 4, 5, 6}) t.AlignRight(col);
+    t.SetMaxWidth(9, 60);
     for (const auto& r : runs) {
       std::string duration = "-";
       auto start = ParseRfc3339(Text(r, "started_at"));
@@ -327,9 +338,13 @@ std::string RenderJob(const json& j, TimePoint now, bool color) {
         if (!end) duration += "+";
       }
       std::string outcome = Has(r, "outcome") ? Text(r, "outcome") : "running";
+      std::string oom = Has(r, "oom_kills") && Num(r, "oom_kills") > 0
+                            ? " (" + Text(r, "oom_kills") + " OOM kills)"
+                            : "";
       t.AddRow({Text(r, "id"), Text(r, "attempt"), Text(r, "pid"), Ago(r, "started_at", now),
-                duration, Table::Cell(outcome, StatusColor(outcome)), ExitText(r),
-                Text(r, "reason")});
+                duration, Has(r, "cpu_usec") ? FormatDuration(Num(r, "cpu_usec") / 1e6) : "-",
+                Has(r, "mem_peak_bytes") ? FormatBytes(Num(r, "mem_peak_bytes")) + oom : "-",
+                Table::Cell(outcome, StatusColor(outcome)), ExitText(r), Text(r, "reason")});
     }
     out << t.Render(color);
   }

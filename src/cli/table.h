@@ -69,5 +69,7 @@ std::string RelativeTime(TimePoint when, TimePoint now);
 
 // A span of seconds for people: "850ms", "4.2s", "2m05s", "1h02m", "3d04h".
 std::string FormatDuration(double seconds);
+// 1536 → "1.5 KiB"; whole bytes below 1 KiB.
+std::string FormatBytes(double bytes);
 
 }  // namespace orch::cli

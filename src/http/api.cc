@@ -935,8 +935,8 @@ HttpResponse Api::MetricsBody(const Result<QueueCounts>& counts) {
   counter("orchestrator_jobs_submitted_total", "Jobs accepted by POST /jobs.", m.submitted_total);
   counter("orchestrator_jobs_claimed_total", "Runs started by claim.", m.claimed_total);
   family("orchestrator_runs_finished_total", "counter", "Runs closed, by outcome.");
-  for (const char* outcome : {"succeeded", "failed", "transient", "timeout", "cancelled", "lost",
-                              "interrupted", "spawn_failed"}) {
+  for (const char* outcome : {"succeeded", "failed", "transient", "timeout", "stalled",
+                              "cancelled", "lost", "interrupted", "spawn_failed"}) {
     auto it = m.finished_total.find(outcome);
     o << "orchestrator_runs_finished_total{outcome=\"" << outcome << "\"} "
       << (it == m.finished_total.end() ? 0 : it->second) << '\n';

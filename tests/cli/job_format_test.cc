@@ -96,6 +96,21 @@ TEST(RenderJob, ShowsFieldsAndRuns) {
   EXPECT_TRUE(Contains(out, "exit status 1")) << out;
 }
 
+TEST(RenderJob, ShowsLimitsAndWhatEachRunsCgroupMeasured) {
+  json j = SampleJob();
+  j["memory_max"] = 268435456;
+  j["cpu_max"] = 1.5;
+  j["stall_timeout_s"] = 120;
+  j["runs"][0]["cpu_usec"] = 2500000;
+  j["runs"][0]["mem_peak_bytes"] = 73400320;
+  j["runs"][0]["oom_kills"] = 1;
+  std::string out = RenderJob(j, Now(), false);
+  EXPECT_TRUE(Contains(out, "  limits         memory 256.0 MiB, 1.5 cores\n")) << out;
+  EXPECT_TRUE(Contains(out, "  stall timeout  2m00s\n")) << out;
+  EXPECT_TRUE(Contains(out, "2.5s")) << out;
+  EXPECT_TRUE(Contains(out, "70.0 MiB (1 OOM kills)")) << out;
+}
+
 TEST(RenderJob, QueuedJobSaysWhyItWaits) {
   json j = SampleJob();
   j["status"] = "queued";
@@ -117,7 +132,10 @@ TEST(RenderQueue, CountsLimitsRunningAndReaper) {
     "max_concurrency":4, "serial_gate_enabled":true, "paused":true,
     "oldest_queued_age_s":12.5,
     "running":[{"id":3,"run_id":9,"pid":4242,"serial_key":null,
-                "started_at":"2026-11-28T05:59:55.000Z","runtime_s":5.0}],
+                "started_at":"2026-11-28T05:59:55.000Z","runtime_s":5.0,
+                "cpu_s":0.75,"mem_bytes":null,"idle_s":3.25}],
+    "cgroup":{"mode":"tracking","root":"/sys/fs/cgroup/unified/runs",
+              "why":"cgroup2 at /sys/fs/cgroup/unified; controllers for runs: none"},
     "reaper":{"interval_ms":1000,"last_tick_at":"2026-11-28T05:59:59.000Z","ticks_total":100,
               "reaped_total":3,"lost_total":0,"timeouts_total":1,"orphans_total":0,
               "impossible_queued_total":0,"sanitize_enabled":true,"errors_total":0},
@@ -135,6 +153,10 @@ TEST(RenderQueue, CountsLimitsRunningAndReaper) {
   EXPECT_TRUE(Contains(out, "timeouts 1")) << out;
   EXPECT_TRUE(Contains(out, "last tick 1s ago")) << out;
   EXPECT_TRUE(Contains(out, "up 1h00m")) << out;
+  EXPECT_TRUE(Contains(out, "750ms")) << out;
+  EXPECT_TRUE(Contains(out, "3.2s")) << out;
+  EXPECT_TRUE(Contains(out, "cgroups:    mode tracking, runs under /sys/fs/cgroup/unified/runs"))
+      << out;
 }
 
 TEST(RenderQueue, NodesOfASharedQueueWithTheirLeases) {

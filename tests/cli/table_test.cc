@@ -132,6 +132,13 @@ TEST(RelativeTime, FutureTimesReadAsIn) {
   EXPECT_EQ("in 2m", RelativeTime(now + seconds(150), now));
 }
 
+TEST(FormatBytes, BinaryUnits) {
+  EXPECT_EQ("512 B", FormatBytes(512));
+  EXPECT_EQ("1.5 KiB", FormatBytes(1536));
+  EXPECT_EQ("256.0 MiB", FormatBytes(268435456));
+  EXPECT_EQ("2.0 GiB", FormatBytes(2147483648.0));
+}
+
 TEST(FormatDuration, ScalesUnits) {
   EXPECT_EQ("0ms", FormatDuration(0));
   EXPECT_EQ("850ms", FormatDuration(0.85));

@@ -189,7 +189,7 @@ TEST(Cgroups, ModeOffIsProcessGroupsAndRefusesLimits) {
 TEST(Cgroups, WithoutACgroup2MountTheModeIsNoneAndTheLogSaysWhy) {
   if (Cgroup2Mount().empty()) GTEST_SKIP() << "no cgroup2 filesystem mounted here";
   TempDir dir;
-  Daemon d(dir, "[cgroup]\nroot = \"\"\n");
+  Daemon d(dir, "", {"ORCH_CGROUP_ROOT="});  // the default root: own cgroup + /runs
   // A mount namespace of its own, where no cgroup2 is mounted.
   std::string unmount = "umount -l " + Cgroup2Mount() + " && exec \"$0\" \"$@\"";
   ASSERT_TRUE(d.Start({"unshare", "--mount", "--propagation", "private", "sh", "-c", unmount}))

@@ -164,6 +164,11 @@ bool Daemon::Start(const std::vector<std::string>& wrapper) {
       env_store.emplace_back(*e);
     }
   }
+  // Also for configs the harness did not write (UseBinary); an env_ entry wins.
+  bool root_given = std::any_of(env_.begin(), env_.end(), [](const std::string& e) {
+    return e.rfind("ORCH_CGROUP_ROOT=", 0) == 0;
+  });
+  if (!cgroup_root_.empty() && !root_given) env_store.push_back("ORCH_CGROUP_ROOT=" + cgroup_root_);
   for (const auto& e : env_) env_store.push_back(e);
   // Offsets into the log so that a restart waits for its own "listening" line.
   size_t log_offset = ReadFile(log_path_).size();

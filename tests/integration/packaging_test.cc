@@ -325,6 +325,10 @@ TEST(SystemdUnit, HasTheSettingsTheDaemonReliesOn) {
   EXPECT_EQ("30", value("WatchdogSec"));
   EXPECT_EQ("on-failure", value("Restart"));
   EXPECT_EQ("mixed", value("KillMode"));
+  // SPEC §12: the unit's cgroup is delegated and stays writable.
+  EXPECT_EQ("yes", value("Delegate"));
+  EXPECT_TRUE(Contains(value("ReadWritePaths"), "/sys/fs/cgroup"));
+  EXPECT_EQ("<missing>", value("ProtectControlGroups"));
   EXPECT_EQ("orchestrator", value("StateDirectory"));
   EXPECT_EQ("0750", value("StateDirectoryMode"));
   EXPECT_EQ("orchestrator", value("ConfigurationDirectory"));
