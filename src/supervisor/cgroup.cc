@@ -254,14 +254,16 @@ Result<CgroupTree> CgroupTree::SetUp(const CgroupSetupOptions& o) {
   if (!mount) return unusable("no cgroup2 filesystem is mounted");
 
   CgroupTree t;
+  std::string own_dir;  // the daemon's own cgroup, as a directory
+  if (auto self = ReadPath(o.self_cgroup_path); self.ok()) {
+    if (auto own = OwnCgroup2Path(*self)) own_dir = *mount + (*own == "/" ? "" : *own);
+  }
   if (explicit_root) {
     if (o.root[0] != '/') return unusable("not an absolute path");
     t.root_ = o.root;
   } else {
-    auto self = ReadPath(o.self_cgroup_path);
-    auto own = self.ok() ? OwnCgroup2Path(*self) : std::nullopt;
-    if (!own) return unusable("no unified (cgroup2) line in " + o.self_cgroup_path);
-    t.root_ = *mount + (*own == "/" ? "" : *own) + "/runs";
+    if (own_dir.empty()) return unusable("no unified (cgroup2) line in " + o.self_cgroup_path);
+    t.root_ = own_dir + "/runs";
   }
   while (t.root_.size() > 1 && t.root_.back() == '/') t.root_.pop_back();
   if (Status made = MkdirAll(t.root_); !made.ok()) return unusable(made.message());
@@ -296,7 +298,8 @@ Result<CgroupTree> CgroupTree::SetUp(const CgroupSetupOptions& o) {
   if (!enable.empty()) {
     int err = 0;
     Status given = WriteAt(parent_fd.get(), "cgroup.subtree_control", enable, &err);
-    if (err == EBUSY) {
+    // Only out of our own cgroup, never out of one that merely holds the root.
+    if (err == EBUSY && parent == own_dir) {
       std::string leaf = parent + "/supervisor";
       if (mkdir(leaf.c_str(), 0755) == 0 || errno == EEXIST) {
         UniqueFd leaf_fd(open(leaf.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -390,6 +393,11 @@ Result<RunCgroup> RunCgroup::Open(const std::string& path) {
   cg.fd_ = UniqueFd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
   if (!cg.fd_.valid()) return FromErrno("open " + path);
   return cg;
+}
+
+bool RunCgroup::OnCgroup2() const {
+  struct statfs fs{};
+  return fstatfs(fd_.get(), &fs) == 0 && fs.f_type == kCgroup2Magic;
 }
 
 Status RunCgroup::Remove() const {

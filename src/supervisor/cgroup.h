@@ -109,6 +109,7 @@ class RunCgroup {
 
   int fd() const { return fd_.get(); }
   const std::string& path() const { return path_; }
+  bool OnCgroup2() const;
   std::string events_path() const { return path_ + "/cgroup.events"; }
   // rmdir; kBusy-like kUnavailable while processes remain or the kernel has
   // not let go of it yet.

@@ -62,8 +62,12 @@ Result<std::unique_ptr<RunScope>> Containment::Prepare(int64_t run_id,
 }
 
 std::unique_ptr<RunScope> Containment::ForRecorded(const Run& run) const {
-  if (!run.cgroup.empty()) {
-    if (auto cg = RunCgroup::Open(run.cgroup); cg.ok()) {
+  // Only what can be this run's own cgroup: a wrong path in the store must
+  // not make cgroup.kill reach some other service's processes.
+  const std::string name = "/" + CgroupTree::RunName(run.id);
+  if (run.cgroup.size() > name.size() &&
+      run.cgroup.compare(run.cgroup.size() - name.size(), name.size(), name) == 0) {
+    if (auto cg = RunCgroup::Open(run.cgroup); cg.ok() && cg->OnCgroup2()) {
       return std::make_unique<CgroupScope>(std::move(cg).value());
     }
   }

@@ -794,16 +794,14 @@ void Supervisor::Launch(Claimed c) {
     }
     const Claimed& claimed = launched->claimed;
     auto scope = containment->Prepare(claimed.run.id, LimitsOf(claimed.job));
+    if (scope.ok()) {
+      launched->scope = std::move(scope).value();
+      launched->logs = log_dir->CreateRunLogs(claimed.job.id, claimed.run.id);
+    }
     if (!scope.ok()) {
       // A limit the kernel refuses is the job's fault; anything else the host's.
       bool job_fault = scope.status().code() == Code::kInvalidArgument;
       launched->spawned.failure = {0, 126, !job_fault, "cgroup: " + scope.status().message()};
-    } else {
-      launched->scope = std::move(scope).value();
-      launched->logs = log_dir->CreateRunLogs(claimed.job.id, claimed.run.id);
-    }
-    if (!launched->scope) {
-      // The cgroup failed: nothing more to do.
     } else if (!launched->logs.ok()) {
       launched->spawned.failure = {0, 126, true, launched->logs.status().message()};
     } else {
@@ -825,10 +823,6 @@ void Supervisor::Launch(Claimed c) {
       --pids->creating;
       if (!launched->spawned.ok && created != 0) pids->pids.erase(created);  // reaped already
     }
-    if (!launched->spawned.ok && launched->scope) {
-      (void)launched->scope->Remove();  // its only process (if any) is reaped
-      launched->scope.reset();
-    }
     if (!launched->spawned.ok && launched->spawned.failure.host_fault) fault->store(true);
   };
   auto done = [this, launched] { OnLaunched(std::move(*launched)); };
@@ -840,6 +834,11 @@ void Supervisor::Launch(Claimed c) {
 
 void Supervisor::OnLaunched(Launched l) {
   const Claimed& c = l.claimed;
+  if (l.scope && !l.spawned.ok) {
+    // Its only process (if one was made) is reaped: the cgroup goes, now or
+    // from the tick.
+    if (!l.scope->Remove().ok()) strays_[c.run.id] = std::move(l.scope);
+  }
   StopCause stop = StopCause::kNone;
   if (auto it = launching_.find(c.run.id); it != launching_.end()) {
     stop = it->second.stop;
@@ -1552,7 +1551,7 @@ void Supervisor::Shutdown(std::function<void()> done) {
   log::Info("stopping: terminating running jobs",
             {{"running", running_.size()}, {"grace_s", config_.supervisor.shutdown_grace_s}});
   for (auto& [run_id, r] : running_) {
-    if (r->killing_orphan) continue;
+    if (r->killing_orphan || r->draining) continue;
     r->stop = StopCause::kNone;
     RequestStop(*r, StopCause::kShutdown);
   }

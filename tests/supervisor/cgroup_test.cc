@@ -230,6 +230,29 @@ TEST_F(RealCgroup, SignalReachesEveryMemberAndNoOneElse) {
   EXPECT_TRUE(test::WaitFor([&] { return cg->Remove().ok(); }));
 }
 
+TEST_F(RealCgroup, ARecordedCgroupIsTrustedOnlyWhenItCanBeThatRunsOwn) {
+  auto tree = CgroupTree::SetUp({.mode = "auto", .root = root_});
+  ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+  auto cg = RunCgroup::Create(*tree, 5, {});
+  ASSERT_TRUE(cg.ok());
+  Containment containment(std::move(tree).value());
+  orch::Run run;
+  run.id = 5;
+  run.cgroup = cg->path();
+  EXPECT_EQ(cg->path(), containment.ForRecorded(run)->cgroup());
+  // A store row naming another cgroup (the daemon's root, a service's) or
+  // a plain directory is never taken for the run's: cgroup.kill there would
+  // reach processes that are not the run's.
+  for (const std::string& other : {root_, test::Cgroup2Mount(), dir_.path() + "/run-5"}) {
+    run.cgroup = other;
+    EXPECT_EQ("", containment.ForRecorded(run)->cgroup()) << other;
+  }
+  run.id = 6;
+  run.cgroup = cg->path();
+  EXPECT_EQ("", containment.ForRecorded(run)->cgroup());
+  EXPECT_TRUE(cg->Remove().ok());
+}
+
 TEST(ProcessGroupScope, NeverSignalsWithoutALeader) {
   // kill(-0, sig) would reach the caller's own group.
   auto scope = ProcessGroupScope();
