@@ -468,13 +468,19 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
     end.outcome = RunOutcome::kInterrupted;
     end.reason = "never_spawned";
     end.error = "run was claimed but never spawned";
-    // A child held before exec may still sit in its cgroup: it never ran
-    // the job, and it goes with the cgroup.
     if (auto left = containment_->Leftover(e.run.id); left.ok()) {
+      // Its process was made (it sits in the run's cgroup) but its pid was
+      // never recorded: held before exec, it never ran the job. It goes
+      // with the cgroup.
+      if (auto populated = (*left)->Populated(); populated.ok() && *populated) {
+        end.reason = "spawn_not_recorded";
+        end.error = "its process was created but never recorded; killed before it ran the job";
+      }
       strays_[e.run.id] = std::move(left).value();
     }
     ++metrics_->reaped_total;
-    log::Warn("requeueing a run that never spawned", {{"job_id", e.job.id}, {"run_id", e.run.id}});
+    log::Warn("requeueing a run whose process never ran the job",
+              {{"job_id", e.job.id}, {"run_id", e.run.id}, {"reason", end.reason}});
     Finish(end);
     return Status::Ok();
   }

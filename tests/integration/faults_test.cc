@@ -321,7 +321,9 @@ void KillPointRecovers(const std::string& point, size_t expected_runs_of_the_pro
   json j = d.Job(id);
   ASSERT_EQ(2u, j.at("runs").size()) << j.dump();
   EXPECT_EQ(first_outcome, j.at("runs").at(0).at("outcome")) << j.dump();
-  EXPECT_EQ(first_reason, j.at("runs").at(0).at("reason")) << j.dump();
+  // "a|b": either reason.
+  std::string reason = j.at("runs").at(0).at("reason");
+  EXPECT_NE(std::string::npos, ("|" + first_reason + "|").find("|" + reason + "|")) << j.dump();
   EXPECT_EQ(0, d.Stop());
   auto check = test::RunCommand({test::OrchestratorBinary(), "db", "check", "--config", d.config_path()});
   EXPECT_EQ(0, check.exit_code) << check.out << check.err;
@@ -331,7 +333,11 @@ TEST(KillPoint, AfterClaimRecovers) {
   KillPointRecovers("after_claim", 1, "interrupted", "never_spawned", 1);
 }
 TEST(KillPoint, AfterSpawnBeforeThePidIsStampedNeverRanTheJob) {
-  KillPointRecovers("after_spawn", 1, "interrupted", "never_spawned", 1);
+  // The held child leaves on its own once its gate closes with the daemon,
+  // nearly always before the restart looks; if it is still in its cgroup
+  // then, the reason is spawn_not_recorded (SupervisorLoop.RecoveryKills...
+  // covers that case deterministically). Either way the job ran once.
+  KillPointRecovers("after_spawn", 1, "interrupted", "never_spawned|spawn_not_recorded", 1);
 }
 TEST(KillPoint, AfterExitBeforeTheRunIsClosedRecovers) {
   KillPointRecovers("after_exit", 2, "lost", "pid_gone", 2);

@@ -180,9 +180,11 @@ TEST_F(RealCgroup, KillReachesAProcessThatLeftItsSessionAndListRunsFindsTheCgrou
   ASSERT_TRUE(cg.ok()) << cg.status().ToString();
   EXPECT_EQ(std::vector<int64_t>{42}, Or(tree->ListRuns(), std::vector<int64_t>{}));
   // A double-forked sleeper in its own session, moved into the cgroup.
+  std::string procs_path = cg->path() + "/cgroup.procs";
   pid_t child = fork();
   if (child == 0) {
-    WriteFile(cg->path() + "/cgroup.procs", "0");
+    int procs = open(procs_path.c_str(), O_WRONLY);
+    if (procs < 0 || write(procs, "0", 1) != 1) _exit(126);
     if (fork() == 0) {
       setsid();
       execl("/bin/sleep", "sleep", "300", nullptr);
@@ -209,10 +211,14 @@ TEST_F(RealCgroup, SignalReachesEveryMemberAndNoOneElse) {
   ASSERT_TRUE(tree.ok()) << tree.status().ToString();
   auto cg = RunCgroup::Create(*tree, 1, {});
   ASSERT_TRUE(cg.ok());
+  std::string procs_path = cg->path() + "/cgroup.procs";
   auto start = [&](bool inside) {
     pid_t pid = fork();
     if (pid == 0) {
-      if (inside) WriteFile(cg->path() + "/cgroup.procs", "0");
+      if (inside) {
+        int procs = open(procs_path.c_str(), O_WRONLY);
+        if (procs < 0 || write(procs, "0", 1) != 1) _exit(126);
+      }
       execl("/bin/sleep", "sleep", "300", nullptr);
       _exit(127);
     }

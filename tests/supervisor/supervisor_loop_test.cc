@@ -1,9 +1,11 @@
 // The Supervisor on a real libuv loop with real children, an injected clock
 // and a store that fails on demand: the behaviour that depends on time or on
 // a failing store, without sleeping for it.
+#include "supervisor/cgroup.h"
 #include "supervisor/supervisor.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -208,11 +210,12 @@ class SupervisorLoop : public ::testing::Test {
     exec_.reset();
   }
 
-  void StartSupervisor() {
+  void StartSupervisor(std::shared_ptr<const Containment> containment = nullptr) {
     exec_ = std::make_unique<StoreExecutor>(&loop_, store_.get(), reader_.get());
     ASSERT_TRUE(exec_->Start().ok());
     sup_ = std::make_unique<Supervisor>(&loop_, exec_.get(), config_, &metrics_, &clock_);
     ASSERT_TRUE(sup_->Init().ok());
+    if (containment) sup_->SetContainment(std::move(containment));
     sup_->Start();
     ASSERT_TRUE(RunUntil([&] { return sup_->recovered(); }));
   }
@@ -469,6 +472,63 @@ TEST_F(SupervisorLoop, ARunThatNeverSpawnedIsRequeuedWithoutSpendingTheAttempt) 
   ASSERT_EQ(2u, runs.size());
   EXPECT_EQ("interrupted", runs[0].outcome.value_or(""));
   EXPECT_EQ("never_spawned", runs[0].reason.value_or(""));
+}
+
+// A leftover of a crash in cgroup mode: a run whose process was made (in its
+// cgroup) but never recorded, and the cgroup of a run the store does not
+// hold open. Recovery kills both trees and removes the cgroups; the first
+// run is not "never spawned", and costs no attempt.
+TEST_F(SupervisorLoop, RecoveryKillsAndRemovesLeftoverRunCgroups) {
+  std::string root = test::TestCgroupRoot(dir_);
+  if (root.empty()) GTEST_SKIP() << "no cgroup2 filesystem mounted here";
+  struct Cleanup {
+    std::string root;
+    ~Cleanup() { test::DestroyCgroupTree(root); }
+  } cleanup{root};
+  auto tree = CgroupTree::SetUp({.mode = "auto", .root = root});
+  ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+  int64_t id = Submit({"/bin/true"}, 1);
+  ClaimRequest req;
+  req.incarnation = "a-dead-daemon";
+  req.now_ms = clock_.NowMs();
+  auto claimed = db_->ClaimNext(req);
+  ASSERT_TRUE(claimed.ok() && claimed->has_value());
+  int64_t run_id = (*claimed)->run.id;
+  // A sleeper in run-<run_id> (the unrecorded process) and one in run-999.
+  std::vector<Pidfd> sleepers;
+  for (int64_t cg_id : {run_id, int64_t{999}}) {
+    auto cg = RunCgroup::Create(*tree, cg_id, {});
+    ASSERT_TRUE(cg.ok()) << cg.status().ToString();
+    std::string procs_path = cg->path() + "/cgroup.procs";
+    pid_t pid = fork();
+    if (pid == 0) {
+      // Async-signal-safe only: a child of a threaded process.
+      int procs = open(procs_path.c_str(), O_WRONLY);
+      if (procs < 0 || write(procs, "0", 1) != 1) _exit(126);
+      execl("/bin/sleep", "sleep", "300", nullptr);
+      _exit(127);
+    }
+    auto fd = Pidfd::Open(pid);
+    ASSERT_TRUE(fd.ok());
+    sleepers.push_back(std::move(fd).value());
+    ASSERT_TRUE(test::WaitFor([&] {
+      auto p = CgroupPopulated(cg->fd());
+      return p.ok() && *p;
+    }));
+  }
+  auto containment = std::make_shared<const Containment>(std::move(tree).value());
+  StartSupervisor(containment);
+  for (const Pidfd& s : sleepers) EXPECT_TRUE(RunUntil([&] { return s.Exited(); }));
+  ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kSucceeded; }));
+  auto runs = RunsOf(id);
+  ASSERT_EQ(2u, runs.size());
+  EXPECT_EQ("interrupted", runs[0].outcome.value_or(""));
+  EXPECT_EQ("spawn_not_recorded", runs[0].reason.value_or(""));
+  EXPECT_EQ(root + "/run-" + std::to_string(runs[1].id), runs[1].cgroup);
+  EXPECT_TRUE(RunUntil([&] {
+    auto left = containment->tree().ListRuns();
+    return left.ok() && left->empty();
+  })) << "every run cgroup removed";
 }
 
 // An adopted orphan whose exit status nobody can read (its parent never
