@@ -42,8 +42,9 @@ def timed(cmd, env=None, shell=False):
     return time.monotonic() - t0
 
 
-def orchestrator(n, conc, argv, binary=None, log_dir=None):
-    d = ob.Daemon(f"spawn-c{conc}", max_concurrency=conc, binary=binary, log_dir=log_dir)
+def orchestrator(n, conc, argv, binary=None, log_dir=None, cgroup_mode="auto"):
+    d = ob.Daemon(f"spawn-c{conc}-{cgroup_mode}", max_concurrency=conc, binary=binary,
+                  log_dir=log_dir, extra=f'[cgroup]\nmode = "{cgroup_mode}"')
     d.start()
     try:
         assert d.post("/queue/pause") == 200
@@ -70,6 +71,9 @@ def main():
     ap.add_argument("--jobs", type=int, default=10000)
     ap.add_argument("--conc", default="1,2,8")
     ap.add_argument("--skip", default="", help="comma list of: xargs,tsp,parallel")
+    ap.add_argument("--cgroup-modes", default="auto",
+                    help="comma list of cgroup.mode values to run the orchestrator with "
+                         "(auto: a cgroup per run where possible; off: process groups)")
     a = ap.parse_args()
     n = a.jobs
     skip = set(filter(None, a.skip.split(",")))
@@ -84,12 +88,13 @@ def main():
         rows.append((f"raw posix_spawn+wait, {k} in flight", raw_rates[k], ""))
         print(f"raw inflight={k}: {raw_rates[k]:.0f}/s", flush=True)
 
-    for c in [int(x) for x in a.conc.split(",")]:
-        r = orchestrator(n, c, ["/bin/true"])
-        note = (f"submit {r['submit_rate']:.0f}/s; daemon cpu {r['cpu_ms_per_job']:.3f} ms/job; "
-                f"rss {r['rss_kib']} KiB")
-        rows.append((f"orchestrator max_concurrency={c}", r["rate"], note))
-        print(f"orchestrator c={c}: {r['rate']:.0f}/s ({note})", flush=True)
+    for mode in a.cgroup_modes.split(","):
+        for c in [int(x) for x in a.conc.split(",")]:
+            r = orchestrator(n, c, ["/bin/true"], cgroup_mode=mode)
+            note = (f"submit {r['submit_rate']:.0f}/s; daemon cpu {r['cpu_ms_per_job']:.3f} "
+                    f"ms/job; rss {r['rss_kib']} KiB")
+            rows.append((f"orchestrator max_concurrency={c}, cgroup.mode={mode}", r["rate"], note))
+            print(f"orchestrator c={c} cgroup.mode={mode}: {r['rate']:.0f}/s ({note})", flush=True)
 
     if "xargs" not in skip:
         s = timed(f"seq {n} | xargs -P2 -n1 /bin/true", shell=True)

@@ -161,9 +161,10 @@ std::optional<std::string> OwnCgroup2Path(std::string_view text) {
   return std::nullopt;
 }
 
-CgroupUsage ReadCgroupUsage(int dirfd) {
+CgroupUsage ReadCgroupUsage(int dirfd, bool memory) {
   CgroupUsage u;
   if (auto stat = ReadAt(dirfd, "cpu.stat"); stat.ok()) u.cpu_usec = KeyedValue(*stat, "usage_usec");
+  if (!memory) return u;
   u.mem_peak_bytes = SingleValue(dirfd, "memory.peak");
   u.mem_bytes = SingleValue(dirfd, "memory.current");
   if (auto events = ReadAt(dirfd, "memory.events"); events.ok()) {

@@ -32,22 +32,27 @@ class GroupScope final : public RunScope {
 
 class CgroupScope final : public RunScope {
  public:
-  explicit CgroupScope(RunCgroup cg) : cg_(std::move(cg)) {}
+  CgroupScope(RunCgroup cg, bool memory) : cg_(std::move(cg)), memory_(memory) {}
   void Signal(const RunLeader& l, int sig) override {
     Status s = sig == SIGKILL ? KillCgroup(cg_.fd()) : SignalCgroup(cg_.fd(), sig);
     // The leader at least, whatever the cgroup's files said.
     if (!s.ok() && l.pidfd != nullptr) (void)l.pidfd->SendSignal(sig);
   }
-  void KillRest(const RunLeader&) override { (void)KillCgroup(cg_.fd()); }
+  void KillRest(const RunLeader&) override {
+    // An exited leader no longer counts as a member: usually nothing is left.
+    auto populated = CgroupPopulated(cg_.fd());
+    if (!populated.ok() || *populated) (void)KillCgroup(cg_.fd());
+  }
   Result<bool> Populated() const override { return CgroupPopulated(cg_.fd()); }
   std::string events_path() const override { return cg_.events_path(); }
-  CgroupUsage Usage() const override { return ReadCgroupUsage(cg_.fd()); }
+  CgroupUsage Usage() const override { return ReadCgroupUsage(cg_.fd(), memory_); }
   int cgroup_fd() const override { return cg_.fd(); }
   std::string cgroup() const override { return cg_.path(); }
   Status Remove() override { return cg_.Remove(); }
 
  private:
   RunCgroup cg_;
+  bool memory_;  // the memory controller is on: its files are there
 };
 
 }  // namespace
@@ -58,7 +63,8 @@ Result<std::unique_ptr<RunScope>> Containment::Prepare(int64_t run_id,
                                                        const CgroupLimits& limits) const {
   if (tree_.mode() == CgroupMode::kNone) return ProcessGroupScope();
   ORCH_ASSIGN_OR_RETURN(RunCgroup cg, RunCgroup::Create(tree_, run_id, limits));
-  return std::unique_ptr<RunScope>(std::make_unique<CgroupScope>(std::move(cg)));
+  return std::unique_ptr<RunScope>(
+      std::make_unique<CgroupScope>(std::move(cg), tree_.has_controller("memory")));
 }
 
 std::unique_ptr<RunScope> Containment::ForRecorded(const Run& run) const {
@@ -68,7 +74,8 @@ std::unique_ptr<RunScope> Containment::ForRecorded(const Run& run) const {
   if (run.cgroup.size() > name.size() &&
       run.cgroup.compare(run.cgroup.size() - name.size(), name.size(), name) == 0) {
     if (auto cg = RunCgroup::Open(run.cgroup); cg.ok() && cg->OnCgroup2()) {
-      return std::make_unique<CgroupScope>(std::move(cg).value());
+      // Recorded under another configuration maybe: its files say.
+      return std::make_unique<CgroupScope>(std::move(cg).value(), true);
     }
   }
   return ProcessGroupScope();
@@ -78,7 +85,7 @@ Result<std::unique_ptr<RunScope>> Containment::Leftover(int64_t run_id) const {
   if (tree_.mode() == CgroupMode::kNone) return Status(Code::kNotFound, "no cgroups");
   ORCH_ASSIGN_OR_RETURN(RunCgroup cg,
                         RunCgroup::Open(tree_.root() + "/" + CgroupTree::RunName(run_id)));
-  return std::unique_ptr<RunScope>(std::make_unique<CgroupScope>(std::move(cg)));
+  return std::unique_ptr<RunScope>(std::make_unique<CgroupScope>(std::move(cg), true));
 }
 
 CgroupLimits LimitsOf(const Job& job) {
