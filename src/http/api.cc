@@ -624,11 +624,7 @@ void Api::Submit(const HttpRequest& req, const Reply& reply) {
   const CgroupTree& cgroups = supervisor_->containment().tree();
   CgroupLimits limits{spec->memory_max, spec->cpu_max, spec->pids_max};
   if (std::string field = cgroups.UnsupportedLimit(limits); !field.empty()) {
-    std::string controller = field == "memory_max" ? "memory" : field == "cpu_max" ? "cpu" : "pids";
-    return reply(Error(400, "invalid_request",
-                       field + ": needs the " + controller +
-                           " cgroup controller, and this daemon's cgroup mode is " +
-                           CgroupModeName(cgroups.mode()) + " (" + cgroups.why() + ")"));
+    return reply(Error(400, "invalid_request", LimitRefusal(cgroups, field)));
   }
   int64_t now = clock_->NowMs();
   // Answered once the commit that holds the job is done (group commit).

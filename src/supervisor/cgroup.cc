@@ -124,7 +124,7 @@ const char* CgroupModeName(CgroupMode mode) {
   return "none";
 }
 
-std::optional<std::string> FindCgroup2Mount(std::string_view mountinfo) {
+std::optional<Cgroup2Mount> FindCgroup2Mount(std::string_view mountinfo) {
   size_t pos = 0;
   while (pos < mountinfo.size()) {
     size_t end = mountinfo.find('\n', pos);
@@ -144,7 +144,17 @@ std::optional<std::string> FindCgroup2Mount(std::string_view mountinfo) {
       fields.push_back(line.substr(p, sp - p));
       p = sp + 1;
     }
-    if (fields.size() == 5) return Unescape(fields[4]);
+    if (fields.size() == 5) return Cgroup2Mount{Unescape(fields[4]), Unescape(fields[3])};
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> Cgroup2Mount::DirOf(const std::string& cgroup) const {
+  if (root == "/") return point + (cgroup == "/" ? "" : cgroup);
+  if (cgroup == root) return point;
+  if (cgroup.size() > root.size() && cgroup.compare(0, root.size(), root) == 0 &&
+      cgroup[root.size()] == '/') {
+    return point + cgroup.substr(root.size());
   }
   return std::nullopt;
 }
@@ -204,21 +214,43 @@ Result<std::vector<pid_t>> CgroupProcs(int dirfd) {
   return pids;
 }
 
+Status SignalCgroup(int dirfd, int sig);
+
 Status KillCgroup(int dirfd) {
   Status killed = WriteAt(dirfd, "cgroup.kill", "1");
   if (killed.ok() || killed.code() != Code::kNotFound) return killed;
   // Before 5.14: frozen members cannot fork or exit while each is killed.
   ORCH_RETURN_IF_ERROR(WriteAt(dirfd, "cgroup.freeze", "1"));
-  auto pids = CgroupProcs(dirfd);
-  if (pids.ok()) {
-    for (pid_t pid : *pids) (void)kill(pid, SIGKILL);
-  }
+  Status each = SignalCgroup(dirfd, SIGKILL);
   Status thawed = WriteAt(dirfd, "cgroup.freeze", "0");
-  if (!pids.ok()) return pids.status();
-  return thawed;
+  return each.ok() ? thawed : each;
 }
 
-Status SignalCgroup(int dirfd, int sig) {
+namespace {
+
+// The directories directly below `dirfd` (nested cgroups).
+std::vector<std::string> Children(int dirfd) {
+  std::vector<std::string> names;
+  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return names;
+  DIR* dir = fdopendir(fd);
+  if (dir == nullptr) {
+    close(fd);
+    return names;
+  }
+  while (dirent* e = readdir(dir)) {
+    if (e->d_type == DT_DIR && std::strcmp(e->d_name, ".") != 0 &&
+        std::strcmp(e->d_name, "..") != 0) {
+      names.emplace_back(e->d_name);
+    }
+  }
+  closedir(dir);
+  return names;
+}
+
+constexpr int kMaxNesting = 32;
+
+Status SignalTree(int dirfd, int sig, int depth) {
   ORCH_ASSIGN_OR_RETURN(std::vector<pid_t> before, CgroupProcs(dirfd));
   std::vector<std::pair<pid_t, Pidfd>> opened;
   for (pid_t pid : before) {
@@ -231,8 +263,27 @@ Status SignalCgroup(int dirfd, int sig) {
   for (auto& [pid, fd] : opened) {
     if (members.count(pid) != 0) (void)fd.SendSignal(sig);
   }
+  if (depth >= kMaxNesting) return Status::Ok();
+  for (const std::string& child : Children(dirfd)) {
+    UniqueFd fd(openat(dirfd, child.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+    if (fd.valid()) (void)SignalTree(fd.get(), sig, depth + 1);
+  }
   return Status::Ok();
 }
+
+// rmdir of what is below `dirfd`, deepest first.
+void RemoveChildren(int dirfd, int depth) {
+  if (depth >= kMaxNesting) return;
+  for (const std::string& child : Children(dirfd)) {
+    UniqueFd fd(openat(dirfd, child.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+    if (fd.valid()) RemoveChildren(fd.get(), depth + 1);
+    (void)unlinkat(dirfd, child.c_str(), AT_REMOVEDIR);
+  }
+}
+
+}  // namespace
+
+Status SignalCgroup(int dirfd, int sig) { return SignalTree(dirfd, sig, 0); }
 
 CgroupTree CgroupTree::None(std::string why) {
   CgroupTree t;
@@ -256,14 +307,18 @@ Result<CgroupTree> CgroupTree::SetUp(const CgroupSetupOptions& o) {
 
   CgroupTree t;
   std::string own_dir;  // the daemon's own cgroup, as a directory
-  if (auto self = ReadPath(o.self_cgroup_path); self.ok()) {
-    if (auto own = OwnCgroup2Path(*self)) own_dir = *mount + (*own == "/" ? "" : *own);
-  }
+  std::optional<std::string> own;
+  if (auto self = ReadPath(o.self_cgroup_path); self.ok()) own = OwnCgroup2Path(*self);
+  if (own) own_dir = mount->DirOf(*own).value_or("");
   if (explicit_root) {
     if (o.root[0] != '/') return unusable("not an absolute path");
     t.root_ = o.root;
+  } else if (!own) {
+    return unusable("no unified (cgroup2) line in " + o.self_cgroup_path);
+  } else if (own_dir.empty()) {
+    return unusable("the daemon's cgroup " + *own + " is outside the cgroup2 mount at " +
+                    mount->point + " (which shows " + mount->root + ")");
   } else {
-    if (own_dir.empty()) return unusable("no unified (cgroup2) line in " + o.self_cgroup_path);
     t.root_ = own_dir + "/runs";
   }
   while (t.root_.size() > 1 && t.root_.back() == '/') t.root_.pop_back();
@@ -324,7 +379,7 @@ Result<CgroupTree> CgroupTree::SetUp(const CgroupSetupOptions& o) {
                                                                     : CgroupMode::kTracking;
   std::string list;
   for (const auto& c : t.controllers_) list += (list.empty() ? "" : ",") + c;
-  t.why_ = "cgroup2 at " + *mount + "; controllers for runs: " + (list.empty() ? "none" : list) +
+  t.why_ = "cgroup2 at " + mount->point + "; controllers for runs: " + (list.empty() ? "none" : list) +
            note;
   return t;
 }
@@ -367,20 +422,17 @@ Result<RunCgroup> RunCgroup::Create(const CgroupTree& tree, int64_t run_id,
   std::string name = CgroupTree::RunName(run_id);
   RunCgroup cg;
   cg.path_ = tree.root() + "/" + name;
-  bool existed = false;
   if (mkdirat(tree.root_fd(), name.c_str(), 0755) != 0) {
-    if (errno != EEXIST) return FromErrno("mkdir " + cg.path_);
-    existed = true;
+    // Never reused: a leftover of that name is the stray sweep's to remove.
+    if (errno == EEXIST) {
+      return Status(Code::kConflict, cg.path_ + " exists already (left over from an earlier run "
+                                                "of this id; removed by the reaper when empty)");
+    }
+    return FromErrno("mkdir " + cg.path_);
   }
   cg.fd_ = UniqueFd(openat(tree.root_fd(), name.c_str(),
                            O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
   if (!cg.fd_.valid()) return FromErrno("open " + cg.path_);
-  if (existed) {
-    auto populated = CgroupPopulated(cg.fd_.get());
-    if (!populated.ok() || *populated) {
-      return Status(Code::kConflict, cg.path_ + " is left over from another run and not empty");
-    }
-  }
   if (Status s = WriteCgroupLimits(cg.fd_.get(), limits); !s.ok()) {
     (void)cg.Remove();
     return s;
@@ -402,6 +454,15 @@ bool RunCgroup::OnCgroup2() const {
 }
 
 Status RunCgroup::Remove() const {
+  struct stat mine {}, there {};
+  if (fstat(fd_.get(), &mine) != 0) return FromErrno("fstat " + path_);
+  if (lstat(path_.c_str(), &there) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return FromErrno("stat " + path_);
+  }
+  // Another cgroup now has the name: this one is gone already.
+  if (mine.st_ino != there.st_ino || mine.st_dev != there.st_dev) return Status::Ok();
+  RemoveChildren(fd_.get(), 0);
   if (rmdir(path_.c_str()) == 0 || errno == ENOENT) return Status::Ok();
   if (errno == EBUSY) return Status(Code::kUnavailable, "rmdir " + path_ + ": still populated");
   return FromErrno("rmdir " + path_);

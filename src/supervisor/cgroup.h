@@ -22,9 +22,17 @@ namespace orch {
 enum class CgroupMode { kNone, kTracking, kFull };
 const char* CgroupModeName(CgroupMode mode);
 
-// The mount point of the first cgroup2 filesystem in /proc/self/mountinfo
-// text (mount points there escape spaces as \040).
-std::optional<std::string> FindCgroup2Mount(std::string_view mountinfo);
+// The first cgroup2 filesystem in /proc/self/mountinfo text: where it is
+// mounted, and which of its directories is mounted there ("/" unless a
+// subtree was bind-mounted). Mountinfo escapes spaces as \040.
+struct Cgroup2Mount {
+  std::string point;
+  std::string root = "/";
+  // The directory of `cgroup` (a path as /proc/self/cgroup gives it), or
+  // nullopt when it lies outside what is mounted.
+  std::optional<std::string> DirOf(const std::string& cgroup) const;
+};
+std::optional<Cgroup2Mount> FindCgroup2Mount(std::string_view mountinfo);
 // The unified hierarchy's path ("0::/a/b" → "/a/b") in /proc/self/cgroup text.
 std::optional<std::string> OwnCgroup2Path(std::string_view proc_self_cgroup);
 
@@ -55,9 +63,9 @@ Result<std::vector<pid_t>> CgroupProcs(int dirfd);
 // SIGKILL to every process in the cgroup and its descendants: cgroup.kill,
 // or where the kernel lacks it (before 5.14) freeze, kill each, thaw.
 Status KillCgroup(int dirfd);
-// `sig` to each process of the cgroup, through a pidfd opened while it was
-// listed as a member and confirmed a member after, so a pid reused by a
-// process elsewhere is never signalled.
+// `sig` to each process of the cgroup and its descendants, through a pidfd
+// opened while it was listed as a member and confirmed a member after, so a
+// pid reused by a process elsewhere is never signalled.
 Status SignalCgroup(int dirfd, int sig);
 
 // The daemon's tree of run cgroups: `root` (a directory on cgroup2, locked
@@ -113,8 +121,10 @@ class RunCgroup {
   const std::string& path() const { return path_; }
   bool OnCgroup2() const;
   std::string events_path() const { return path_ + "/cgroup.events"; }
-  // rmdir; kBusy-like kUnavailable while processes remain or the kernel has
-  // not let go of it yet.
+  // rmdir of the cgroup and of any it holds (a job may make its own below
+  // it), deepest first; kUnavailable while processes remain or the kernel
+  // has not let go of it yet. Only while the directory at path() is still
+  // the one this object opened.
   Status Remove() const;
 
  private:

@@ -5,23 +5,30 @@
 namespace orch {
 namespace {
 
+// The leader and its process group: all a run is in mode none, and the part
+// of it a cgroup may not hold (a root job can move itself out).
+void SignalLeaderGroup(const RunLeader& l, int sig) {
+  if (l.pid <= 0 || l.pidfd == nullptr) return;  // kill(-0) would be the daemon's own group
+  if (l.child) {
+    // Unreaped child: its pid and process group cannot be reused yet.
+    if (kill(-l.pid, sig) != 0 && errno == ESRCH) (void)l.pidfd->SendSignal(sig);
+    return;
+  }
+  // Verified, still-alive leader of its own session: the group is its.
+  if (!l.pidfd->Exited()) (void)kill(-l.pid, sig);
+  (void)l.pidfd->SendSignal(sig);
+}
+
+// An exited leader's group id is free again once it is reaped; before, the
+// zombie still holds it (our child only).
+void KillLeaderGroupRest(const RunLeader& l) {
+  if (l.child && l.pid > 0) (void)kill(-l.pid, SIGKILL);
+}
+
 class GroupScope final : public RunScope {
  public:
-  void Signal(const RunLeader& l, int sig) override {
-    if (l.pid <= 0 || l.pidfd == nullptr) return;  // kill(-0) would be the daemon's own group
-    if (l.child) {
-      // Unreaped child: its pid and process group cannot be reused yet.
-      if (kill(-l.pid, sig) != 0 && errno == ESRCH) (void)l.pidfd->SendSignal(sig);
-      return;
-    }
-    // Verified, still-alive leader of its own session: the group is its.
-    if (!l.pidfd->Exited()) (void)kill(-l.pid, sig);
-    (void)l.pidfd->SendSignal(sig);
-  }
-  void KillRest(const RunLeader& l) override {
-    // An adopted leader's group id is free again once it has exited.
-    if (l.child && l.pid > 0) (void)kill(-l.pid, SIGKILL);
-  }
+  void Signal(const RunLeader& l, int sig) override { SignalLeaderGroup(l, sig); }
+  void KillRest(const RunLeader& l) override { KillLeaderGroupRest(l); }
   Result<bool> Populated() const override { return false; }
   std::string events_path() const override { return ""; }
   CgroupUsage Usage() const override { return {}; }
@@ -34,14 +41,16 @@ class CgroupScope final : public RunScope {
  public:
   CgroupScope(RunCgroup cg, bool memory) : cg_(std::move(cg)), memory_(memory) {}
   void Signal(const RunLeader& l, int sig) override {
-    Status s = sig == SIGKILL ? KillCgroup(cg_.fd()) : SignalCgroup(cg_.fd(), sig);
-    // The leader at least, whatever the cgroup's files said.
-    if (!s.ok() && l.pidfd != nullptr) (void)l.pidfd->SendSignal(sig);
+    (void)(sig == SIGKILL ? KillCgroup(cg_.fd()) : SignalCgroup(cg_.fd(), sig));
+    // And the leader with its group, whatever the cgroup's files said: a
+    // root job can move itself out of its cgroup.
+    SignalLeaderGroup(l, sig);
   }
-  void KillRest(const RunLeader&) override {
+  void KillRest(const RunLeader& l) override {
     // An exited leader no longer counts as a member: usually nothing is left.
     auto populated = CgroupPopulated(cg_.fd());
     if (!populated.ok() || *populated) (void)KillCgroup(cg_.fd());
+    KillLeaderGroupRest(l);
   }
   Result<bool> Populated() const override { return CgroupPopulated(cg_.fd()); }
   std::string events_path() const override { return cg_.events_path(); }
@@ -61,6 +70,11 @@ std::unique_ptr<RunScope> ProcessGroupScope() { return std::make_unique<GroupSco
 
 Result<std::unique_ptr<RunScope>> Containment::Prepare(int64_t run_id,
                                                        const CgroupLimits& limits) const {
+  // Checked at submit, and again here: the job may come from another node,
+  // an older daemon, or a retry after a restart in another mode.
+  if (std::string field = tree_.UnsupportedLimit(limits); !field.empty()) {
+    return Status(Code::kInvalidArgument, LimitRefusal(tree_, field));
+  }
   if (tree_.mode() == CgroupMode::kNone) return ProcessGroupScope();
   ORCH_ASSIGN_OR_RETURN(RunCgroup cg, RunCgroup::Create(tree_, run_id, limits));
   return std::unique_ptr<RunScope>(
@@ -68,11 +82,10 @@ Result<std::unique_ptr<RunScope>> Containment::Prepare(int64_t run_id,
 }
 
 std::unique_ptr<RunScope> Containment::ForRecorded(const Run& run) const {
-  // Only what can be this run's own cgroup: a wrong path in the store must
-  // not make cgroup.kill reach some other service's processes.
-  const std::string name = "/" + CgroupTree::RunName(run.id);
-  if (run.cgroup.size() > name.size() &&
-      run.cgroup.compare(run.cgroup.size() - name.size(), name.size(), name) == 0) {
+  // Only this run's own cgroup under our locked root: a wrong path in the
+  // store must not make cgroup.kill reach some other service's processes.
+  if (tree_.mode() != CgroupMode::kNone &&
+      run.cgroup == tree_.root() + "/" + CgroupTree::RunName(run.id)) {
     if (auto cg = RunCgroup::Open(run.cgroup); cg.ok() && cg->OnCgroup2()) {
       // Recorded under another configuration maybe: its files say.
       return std::make_unique<CgroupScope>(std::move(cg).value(), true);
@@ -86,6 +99,12 @@ Result<std::unique_ptr<RunScope>> Containment::Leftover(int64_t run_id) const {
   ORCH_ASSIGN_OR_RETURN(RunCgroup cg,
                         RunCgroup::Open(tree_.root() + "/" + CgroupTree::RunName(run_id)));
   return std::unique_ptr<RunScope>(std::make_unique<CgroupScope>(std::move(cg), true));
+}
+
+std::string LimitRefusal(const CgroupTree& tree, const std::string& field) {
+  std::string controller = field == "memory_max" ? "memory" : field == "cpu_max" ? "cpu" : "pids";
+  return field + ": needs the " + controller + " cgroup controller, and this daemon's cgroup mode is " +
+         CgroupModeName(tree.mode()) + " (" + tree.why() + ")";
 }
 
 CgroupLimits LimitsOf(const Job& job) {

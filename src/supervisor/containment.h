@@ -67,5 +67,8 @@ std::unique_ptr<RunScope> ProcessGroupScope();
 
 // The job's limits as the cgroup takes them.
 CgroupLimits LimitsOf(const Job& job);
+// "memory_max: needs the memory cgroup controller, and this daemon's cgroup
+// mode is tracking (…)": why `field` cannot be applied here.
+std::string LimitRefusal(const CgroupTree& tree, const std::string& field);
 
 }  // namespace orch

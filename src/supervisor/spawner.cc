@@ -69,7 +69,7 @@ constexpr uint64_t kCloneIntoCgroup = 0x200000000ULL;
 // -errno, as the raw syscall does.
 extern "C" long orch_clone3_vm(void* args, size_t size, int (*fn)(void*), void* arg);
 asm(R"(
-  .text
+  .pushsection .text
   .p2align 4
   .globl orch_clone3_vm
   .hidden orch_clone3_vm
@@ -91,6 +91,7 @@ orch_clone3_vm:
   syscall
   hlt
   .size orch_clone3_vm, .-orch_clone3_vm
+  .popsection
 )");
 #endif
 

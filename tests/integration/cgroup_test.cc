@@ -232,15 +232,54 @@ TEST(Cgroups, AStalledRunIsStoppedAndRetriedAndBusyOrTalkativeOnesAreNot) {
   EXPECT_NE(std::string::npos, d.Get("/metrics").body.find("orchestrator_stalled_total 2"));
 }
 
-TEST(Cgroups, ASleepingJobWithoutAStallTimeoutIsLeftAlone) {
+TEST(Cgroups, AJobThatTurnsStallDetectionOffIsLeftAloneUnderADaemonDefault) {
+  TempDir dir;
+  Daemon d(dir, "[supervisor]\nmax_concurrency = 2\nstall_timeout_s = 1\nkill_grace_s = 1\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t off = d.Submit(ShJob("sleep 3600", {{"stall_timeout_s", 0}}));
+  int64_t by_default = d.Submit(ShJob("sleep 3600"));
+  // The daemon's default stops the one that does not say...
+  ASSERT_TRUE(d.WaitStatus(by_default, "failed", seconds(20))) << d.Log();
+  EXPECT_EQ("stalled", d.Job(by_default)["runs"][0]["outcome"]);
+  // ...while the other, as idle as long and longer, runs on.
+  EXPECT_EQ("running", d.Job(off)["status"]);
+  EXPECT_EQ(1u, d.Job(off)["runs"].size());
+}
+
+// A root job may move its own process out of its cgroup (systemd-run
+// --scope does): its leader is still stopped, through its pidfd and group.
+TEST(Cgroups, ALeaderThatLeftItsCgroupIsStillStoppedAndTheDaemonStillStops) {
+  TempDir dir;
+  Daemon d(dir, "[supervisor]\nmax_concurrency = 2\nkill_grace_s = 1\nshutdown_grace_s = 2\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  REQUIRE_CGROUPS(d);
+  // Into the daemon's root of run cgroups: still under the test's tree.
+  std::string leave = "echo $$ > " + d.cgroup_root() + "/cgroup.procs && exec sleep 300";
+  int64_t timed = d.Submit(ShJob(leave, {{"timeout_s", 1}}));
+  int64_t left = d.Submit(ShJob(leave));
+  ASSERT_TRUE(d.WaitStatus(timed, "failed", seconds(20))) << d.Log();
+  EXPECT_EQ("timeout", d.Job(timed)["runs"][0]["outcome"]);
+  ASSERT_TRUE(d.WaitStatus(left, "running"));
+  EXPECT_EQ(0, d.Stop(SIGTERM, seconds(20))) << d.Log();
+}
+
+// A job that makes cgroups of its own below its run's (a container tool,
+// cgexec): what runs there dies with the run, and every cgroup goes.
+TEST(Cgroups, CgroupsAJobMakesBelowItsOwnGoWithIt) {
   TempDir dir;
   Daemon d(dir);
   ASSERT_TRUE(d.Start()) << d.Log();
-  int64_t id = d.Submit(ShJob("sleep 3600"));
+  REQUIRE_CGROUPS(d);
+  std::string mine = "cg=" + Cgroup2Mount() + "$(sed -n 's/^0:://p' /proc/self/cgroup); " +
+                     "mkdir $cg/inner && (echo $$ > $cg/inner/cgroup.procs; " + Escape(dir) +
+                     "); " + Wait(dir) + "exit 0";
+  int64_t id = d.Submit(ShJob(mine));
   ASSERT_TRUE(d.WaitStatus(id, "running"));
-  std::this_thread::sleep_for(seconds(3));  // three reaper ticks' worth of idleness
-  EXPECT_EQ("running", d.Job(id)["status"]);
-  EXPECT_EQ(std::string::npos, d.Log().find("run stalled"));
+  Pidfd escaped = WatchEscaped(dir);
+  WriteFile(dir.File("go"), "");
+  ASSERT_TRUE(d.WaitStatus(id, "succeeded")) << d.Log();
+  EXPECT_TRUE(Dead(escaped));
+  EXPECT_TRUE(WaitFor([&] { return RunCgroups(d) == 0; })) << d.Log();
 }
 
 // kill -9 of the daemon while a job with an escaped child runs, then a

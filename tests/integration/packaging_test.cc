@@ -327,7 +327,8 @@ TEST(SystemdUnit, HasTheSettingsTheDaemonReliesOn) {
   EXPECT_EQ("mixed", value("KillMode"));
   // SPEC §12: the unit's cgroup is delegated and stays writable.
   EXPECT_EQ("yes", value("Delegate"));
-  EXPECT_TRUE(Contains(value("ReadWritePaths"), "/sys/fs/cgroup"));
+  EXPECT_TRUE(Contains(ReadFile(PackagingFile("systemd/orchestrator.service")),
+                       "ReadWritePaths=-/sys/fs/cgroup/unified/system.slice/orchestrator.service"));
   EXPECT_EQ("<missing>", value("ProtectControlGroups"));
   EXPECT_EQ("orchestrator", value("StateDirectory"));
   EXPECT_EQ("0750", value("StateDirectoryMode"));

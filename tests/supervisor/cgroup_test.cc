@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <thread>
 
 #include "supervisor/containment.h"
@@ -33,13 +34,32 @@ TEST(CgroupParse, FindsTheCgroup2MountOfAHybridHost) {
       "33 25 0:28 / /sys/fs/cgroup ro shared:9 - tmpfs tmpfs ro,mode=755\n"
       "34 33 0:29 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw\n"
       "35 33 0:30 / /sys/fs/cgroup/pids rw shared:11 - cgroup cgroup rw,pids\n";
-  EXPECT_EQ("/sys/fs/cgroup/unified", FindCgroup2Mount(mountinfo).value_or("none"));
+  auto mount = FindCgroup2Mount(mountinfo);
+  ASSERT_TRUE(mount);
+  EXPECT_EQ("/sys/fs/cgroup/unified", mount->point);
+  EXPECT_EQ("/sys/fs/cgroup/unified/a/b", mount->DirOf("/a/b").value_or(""));
+  EXPECT_EQ("/sys/fs/cgroup/unified", mount->DirOf("/").value_or(""));
+}
+
+TEST(CgroupParse, ABindMountedSubtreeMapsTheDaemonsCgroupIntoIt) {
+  // A container without its own cgroup namespace, given its own subtree.
+  const char* mountinfo =
+      "50 40 0:29 /docker/abc /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
+  auto mount = FindCgroup2Mount(mountinfo);
+  ASSERT_TRUE(mount);
+  EXPECT_EQ("/docker/abc", mount->root);
+  EXPECT_EQ("/sys/fs/cgroup/init", mount->DirOf("/docker/abc/init").value_or(""));
+  EXPECT_EQ("/sys/fs/cgroup", mount->DirOf("/docker/abc").value_or(""));
+  EXPECT_FALSE(mount->DirOf("/docker/abcd"));
+  EXPECT_FALSE(mount->DirOf("/system.slice"));
 }
 
 TEST(CgroupParse, UnescapesTheMountPointAndSkipsOptionalFields) {
   const char* mountinfo =
       "40 1 0:40 / /mnt/my\\040cgroups rw shared:1 master:2 - cgroup2 none rw,nsdelegate\n";
-  EXPECT_EQ("/mnt/my cgroups", FindCgroup2Mount(mountinfo).value_or("none"));
+  auto mount = FindCgroup2Mount(mountinfo);
+  ASSERT_TRUE(mount);
+  EXPECT_EQ("/mnt/my cgroups", mount->point);
 }
 
 TEST(CgroupParse, NoCgroup2MountIsNone) {
@@ -204,6 +224,26 @@ TEST_F(RealCgroup, KillReachesAProcessThatLeftItsSessionAndListRunsFindsTheCgrou
   EXPECT_TRUE(test::WaitFor([&] { return !Or(CgroupPopulated(cg->fd()), true); }));
   EXPECT_TRUE(cg->Remove().ok());
   EXPECT_TRUE(Or(tree->ListRuns(), std::vector<int64_t>{1}).empty());
+}
+
+TEST_F(RealCgroup, ARunCgroupIsNeverReusedAndRemovalTakesWhatTheJobMadeBelowIt) {
+  auto tree = CgroupTree::SetUp({.mode = "auto", .root = root_});
+  ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+  auto cg = RunCgroup::Create(*tree, 3, {});
+  ASSERT_TRUE(cg.ok());
+  auto again = RunCgroup::Create(*tree, 3, {});
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(Code::kConflict, again.status().code());
+  ASSERT_EQ(0, mkdir((cg->path() + "/inner").c_str(), 0755));
+  ASSERT_EQ(0, mkdir((cg->path() + "/inner/deeper").c_str(), 0755));
+  EXPECT_TRUE(cg->Remove().ok());
+  EXPECT_FALSE(std::filesystem::exists(cg->path()));
+  // A new cgroup under the old name is not the old object's to remove.
+  auto replaced = RunCgroup::Create(*tree, 3, {});
+  ASSERT_TRUE(replaced.ok());
+  EXPECT_TRUE(cg->Remove().ok());
+  EXPECT_TRUE(std::filesystem::exists(replaced->path()));
+  EXPECT_TRUE(replaced->Remove().ok());
 }
 
 TEST_F(RealCgroup, SignalReachesEveryMemberAndNoOneElse) {

@@ -531,6 +531,27 @@ TEST_F(SupervisorLoop, RecoveryKillsAndRemovesLeftoverRunCgroups) {
   })) << "every run cgroup removed";
 }
 
+// A limit this daemon cannot apply (the job came from a node in another
+// mode, or before a restart in mode off) fails the run, naming the field
+// and the mode: never a run without its limit, never a retry loop.
+TEST_F(SupervisorLoop, ALimitTheModeCannotApplyFailsTheRunAtLaunch) {
+  StartSupervisor();  // process groups: mode none
+  JobSpec spec;
+  spec.argv = {"/bin/true"};
+  spec.memory_max = int64_t{1} << 30;
+  auto submitted = db_->Submit(spec, clock_.NowMs());
+  ASSERT_TRUE(submitted.ok());
+  sup_->Kick();
+  int64_t id = submitted->job.id;
+  ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kFailed; }));
+  auto runs = RunsOf(id);
+  ASSERT_EQ(1u, runs.size());
+  EXPECT_EQ("spawn_failed", runs[0].outcome.value_or(""));
+  EXPECT_NE(std::string::npos, runs[0].reason.value_or("").find("memory_max")) << *runs[0].reason;
+  EXPECT_NE(std::string::npos, runs[0].reason.value_or("").find("mode is none")) << *runs[0].reason;
+  EXPECT_EQ(0, sup_->host_fault().consecutive) << "the job's fault, not the host's";
+}
+
 // An adopted orphan whose exit status nobody can read (its parent never
 // reaps it, so the kernel has no exit info for us) ends lost after a wait.
 TEST_F(SupervisorLoop, AnAdoptedOrphanWhoseStatusCannotBeReadEndsLost) {

@@ -101,7 +101,8 @@ bool Tmpfs::Remount(const std::string& options, unsigned long flags) {
 }
 
 std::string Cgroup2Mount() {
-  return FindCgroup2Mount(ReadFile("/proc/self/mountinfo")).value_or("");
+  auto mount = FindCgroup2Mount(ReadFile("/proc/self/mountinfo"));
+  return mount ? mount->point : "";
 }
 
 std::string TestCgroupRoot(const TempDir& dir) {
