@@ -366,12 +366,9 @@ TEST_P(Spawner, HeldChildExecsOnlyWhenReleased) {
 // from its creation where clone3 takes CLONE_INTO_CGROUP, else moved there
 // while it still waits on its gate (the fork fallback shows that path).
 TEST_P(Spawner, HeldChildIsInTheRunsCgroupBeforeItsExec) {
-  std::string root = test::TestCgroupRoot(dir_);
+  test::TestCgroupTree cgroups(dir_);
+  const std::string& root = cgroups.root;
   if (root.empty()) GTEST_SKIP() << "no cgroup2 filesystem mounted here";
-  struct Cleanup {
-    std::string root;
-    ~Cleanup() { test::DestroyCgroupTree(root); }
-  } cleanup{root};
   auto tree = CgroupTree::SetUp({.mode = "auto", .root = root});
   ASSERT_TRUE(tree.ok()) << tree.status().ToString();
   auto cg = RunCgroup::Create(*tree, 7, {});

@@ -247,6 +247,16 @@ class SupervisorLoop : public ::testing::Test {
     return RunUntil([&] { return metrics_.reaper_ticks_total >= target; });
   }
   JobStatus StatusOf(int64_t id) { return db_->GetJob(id)->status; }
+  // Claims the next job as an earlier daemon that died before it spawned
+  // anything; the run's id, or -1.
+  int64_t ClaimAsADeadDaemon() {
+    ClaimRequest req;
+    req.incarnation = "a-dead-daemon";
+    req.now_ms = clock_.NowMs();
+    auto claimed = db_->ClaimNext(req);
+    EXPECT_TRUE(claimed.ok() && claimed->has_value());
+    return claimed.ok() && claimed->has_value() ? (*claimed)->run.id : -1;
+  }
   std::vector<orch::Run> RunsOf(int64_t id) { return *db_->GetRuns(id); }
 
   TempDir dir_;
@@ -461,11 +471,7 @@ TEST_F(SupervisorLoop, AStopDuringAHostFaultBackoffDoesNotWaitForIt) {
 
 TEST_F(SupervisorLoop, ARunThatNeverSpawnedIsRequeuedWithoutSpendingTheAttempt) {
   int64_t id = Submit({"/bin/true"}, 1);
-  ClaimRequest req;
-  req.incarnation = "a-dead-daemon";
-  req.now_ms = clock_.NowMs();
-  auto claimed = db_->ClaimNext(req);
-  ASSERT_TRUE(claimed.ok() && claimed->has_value());
+  ASSERT_GT(ClaimAsADeadDaemon(), 0);
   StartSupervisor();
   ASSERT_TRUE(RunUntil([&] { return StatusOf(id) == JobStatus::kSucceeded; }));
   auto runs = RunsOf(id);
@@ -479,21 +485,14 @@ TEST_F(SupervisorLoop, ARunThatNeverSpawnedIsRequeuedWithoutSpendingTheAttempt) 
 // hold open. Recovery kills both trees and removes the cgroups; the first
 // run is not "never spawned", and costs no attempt.
 TEST_F(SupervisorLoop, RecoveryKillsAndRemovesLeftoverRunCgroups) {
-  std::string root = test::TestCgroupRoot(dir_);
+  test::TestCgroupTree cgroups(dir_);
+  const std::string& root = cgroups.root;
   if (root.empty()) GTEST_SKIP() << "no cgroup2 filesystem mounted here";
-  struct Cleanup {
-    std::string root;
-    ~Cleanup() { test::DestroyCgroupTree(root); }
-  } cleanup{root};
   auto tree = CgroupTree::SetUp({.mode = "auto", .root = root});
   ASSERT_TRUE(tree.ok()) << tree.status().ToString();
   int64_t id = Submit({"/bin/true"}, 1);
-  ClaimRequest req;
-  req.incarnation = "a-dead-daemon";
-  req.now_ms = clock_.NowMs();
-  auto claimed = db_->ClaimNext(req);
-  ASSERT_TRUE(claimed.ok() && claimed->has_value());
-  int64_t run_id = (*claimed)->run.id;
+  int64_t run_id = ClaimAsADeadDaemon();
+  ASSERT_GT(run_id, 0);
   // A sleeper in run-<run_id> (the unrecorded process) and one in run-999.
   std::vector<Pidfd> sleepers;
   for (int64_t cg_id : {run_id, int64_t{999}}) {
@@ -557,11 +556,8 @@ TEST_F(SupervisorLoop, ALimitTheModeCannotApplyFailsTheRunAtLaunch) {
 TEST_F(SupervisorLoop, AnAdoptedOrphanWhoseStatusCannotBeReadEndsLost) {
   config_.supervisor.orphan_policy = "adopt";
   int64_t id = Submit({"/bin/true"}, 2);
-  ClaimRequest req;
-  req.incarnation = "a-dead-daemon";
-  req.now_ms = clock_.NowMs();
-  auto claimed = db_->ClaimNext(req);
-  ASSERT_TRUE(claimed.ok() && claimed->has_value());
+  int64_t run_id = ClaimAsADeadDaemon();
+  ASSERT_GT(run_id, 0);
 
   // The orphan is a grandchild: its parent (a child of ours) never reaps it.
   struct KillOnExit {
@@ -596,7 +592,7 @@ TEST_F(SupervisorLoop, AnAdoptedOrphanWhoseStatusCannotBeReadEndsLost) {
   ASSERT_TRUE(pidfd.ok());
   auto identity = IdentityOf(orphan, pidfd->get());
   ASSERT_TRUE(identity.ok());
-  ASSERT_TRUE(db_->RecordSpawned(id, (*claimed)->run.id, *identity, "").ok());
+  ASSERT_TRUE(db_->RecordSpawned(id, run_id, *identity, "").ok());
 
   StartSupervisor();
   EXPECT_EQ(1u, sup_->running_count()) << "adopted during recovery";

@@ -62,6 +62,14 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
 std::string Cgroup2Mount();
 std::string TestCgroupRoot(const TempDir& dir);
 void DestroyCgroupTree(const std::string& root);
+// TestCgroupRoot(dir), destroyed with the guard.
+struct TestCgroupTree {
+  explicit TestCgroupTree(const TempDir& dir) : root(TestCgroupRoot(dir)) {}
+  ~TestCgroupTree() { DestroyCgroupTree(root); }
+  TestCgroupTree(const TestCgroupTree&) = delete;
+  TestCgroupTree& operator=(const TestCgroupTree&) = delete;
+  std::string root;  // "" without cgroup v2
+};
 
 // Path of the built binary.
 inline std::string OrchestratorBinary() { return ORCH_BINARY; }
