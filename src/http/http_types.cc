@@ -101,6 +101,8 @@ HttpResponse HttpErrorResponse(int status, std::string_view code, std::string_vi
   return r;
 }
 
+const char* const kDefaultCsp = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
 bool HttpStatusHasNoBody(int status) { return status < 200 || status == 204 || status == 304; }
 
 void FormatHttpResponseHead(const HttpResponse& response, int64_t content_length, bool close,
@@ -129,6 +131,14 @@ void FormatHttpResponseHead(const HttpResponse& response, int64_t content_length
     out->append(value);
     out->append("\r\n");
   }
+  // On every answer, so that no response (an error, a log served as text)
+  // can be run as a page: SPEC §13. A response may bring its own policy.
+  bool own_policy = false;
+  for (const auto& [name, value] : response.headers) {
+    if (EqualsIgnoreCase(name, "content-security-policy")) own_policy = true;
+  }
+  if (!own_policy) out->append("Content-Security-Policy: ").append(kDefaultCsp).append("\r\n");
+  out->append("X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n");
   if (!HttpStatusHasNoBody(status)) {
     out->append("Content-Length: ");
     out->append(std::to_string(content_length));

@@ -71,6 +71,10 @@ void FormatHttpResponseHead(const HttpResponse& response, int64_t content_length
                             bool keep_alive_1_0, std::string* out);
 
 // True when a response with this status never carries a body (1xx, 204, 304).
+// The Content-Security-Policy of every response that does not set its own:
+// nothing may load, run or frame it.
+extern const char* const kDefaultCsp;
+
 bool HttpStatusHasNoBody(int status);
 
 }  // namespace orch

@@ -315,8 +315,20 @@ TEST(HttpTypes, ResponseHeadDropsFramingAndInjectedHeaders) {
   FormatHttpResponseHead(r, 5, true, false, &head);
   EXPECT_EQ(
       "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nX-Ok: 1\r\n"
-      "Content-Length: 5\r\nConnection: close\r\n\r\n",
+      "Content-Security-Policy: " + std::string(kDefaultCsp) +
+          "\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n"
+          "Content-Length: 5\r\nConnection: close\r\n\r\n",
       head);
+}
+
+TEST(HttpTypes, AResponseMayBringItsOwnContentSecurityPolicy) {
+  HttpResponse r;
+  r.headers = {{"Content-Security-Policy", "default-src 'self'"}};
+  std::string head;
+  FormatHttpResponseHead(r, 0, false, false, &head);
+  EXPECT_NE(std::string::npos, head.find("Content-Security-Policy: default-src 'self'\r\n"));
+  EXPECT_EQ(std::string::npos, head.find(kDefaultCsp)) << head;
+  EXPECT_NE(std::string::npos, head.find("X-Content-Type-Options: nosniff\r\n"));
 }
 
 TEST(HttpTypes, ErrorResponseHasTheApiShape) {
