@@ -50,6 +50,23 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
+// One header line at a time ("Name: value\r\n"); names kept in lower case.
+size_t OnHeader(char* data, size_t size, size_t n, void* user) {
+  std::string_view line(data, size * n);
+  size_t colon = line.find(':');
+  if (colon != std::string_view::npos) {
+    std::string name(line.substr(0, colon));
+    for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) {
+      value.remove_suffix(1);
+    }
+    (*static_cast<std::map<std::string, std::string>*>(user))[name] = std::string(value);
+  }
+  return size * n;
+}
+
 }  // namespace
 
 Result<ServerAddress> ParseServerUrl(const std::string& text) {
@@ -221,6 +238,8 @@ Result<HttpResponse> ApiClient::Send(const std::string& method, const std::strin
   lib_->easy_setopt(c, CURLOPT_USERAGENT, user_agent.c_str());
   lib_->easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnBody);
   lib_->easy_setopt(c, CURLOPT_WRITEDATA, &resp.body);
+  lib_->easy_setopt(c, CURLOPT_HEADERFUNCTION, &OnHeader);
+  lib_->easy_setopt(c, CURLOPT_HEADERDATA, &resp.headers);
 
   CURLcode rc = lib_->easy_perform(c);
   lib_->slist_free_all(headers);

@@ -2,6 +2,7 @@
 // libcurl easy handle that sends requests to it over TCP or a unix socket.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "base/status.h"
@@ -36,6 +37,12 @@ struct HttpResponse {
   long status = 0;
   std::string content_type;
   std::string body;
+  std::map<std::string, std::string> headers;  // names in lower case
+  // A header's value, "" when absent.
+  std::string Header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? "" : it->second;
+  }
 };
 
 // Not thread-safe; keeps its connection open between requests.

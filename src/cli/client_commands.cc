@@ -540,40 +540,54 @@ int ClientCommands::Logs(ApiClient& api, std::ostream& out, std::ostream& err) {
     return kExitOk;
   }
 
-  // The API has no offset parameter: each poll reads the whole log and
-  // prints what lies past the bytes already printed. A log that got shorter
-  // belongs to a new run (retry): start over from its beginning.
-  json job;
-  if (int rc = Check(api.Send("GET", JobPath(job_id_)), true, err, &job); rc != kExitOk) {
-    return rc;
-  }
-  size_t printed = 0;
-  bool first = true;
+  // Each poll asks for what lies past the offset the last answer ended at
+  // (X-Log-Offset). A new run (retry) starts over from its beginning; the
+  // run's end (X-Log-Complete) ends the follow once its last bytes are out.
+  std::string run_id;
+  int64_t offset = -1;  // -1: not started (honours --tail on the first read)
   while (true) {
-    bool terminal = IsTerminal(job.value("status", std::string()));
-    auto r = api.Send("GET", path);
+    std::string query = path;
+    if (offset >= 0) {
+      query += "&offset=" + std::to_string(offset);
+    } else if (logs_args_.tail > 0) {
+      query += "&tail_bytes=" + std::to_string(logs_args_.tail);
+    }
+    auto r = api.Send("GET", query);
     if (!r.ok()) return Check(r, false, err, nullptr);
     if (r->status == 200) {
-      const std::string& log = r->body;
-      if (first && logs_args_.tail > 0 && log.size() > static_cast<size_t>(logs_args_.tail)) {
-        printed = log.size() - static_cast<size_t>(logs_args_.tail);
+      std::string run = r->Header("x-run-id");
+      if (offset >= 0 && run != run_id) {
+        // The newest run changed under us: its log starts at 0.
+        err << "orchestrator: run " << run << " started; its log follows\n";
+        r = api.Send("GET", path + "&offset=0");
+        if (!r.ok() || r->status != 200) return Check(r, false, err, nullptr);
+        run = r->Header("x-run-id");
       }
-      if (log.size() < printed) {
-        err << "orchestrator: the log started over (a new run)\n";
-        printed = 0;
+      if (r->Header("x-log-truncated") == "true") {
+        err << "orchestrator: the log was cut at max_log_bytes; going on from its end\n";
       }
-      out << log.substr(printed) << std::flush;
-      printed = log.size();
+      out << r->body << std::flush;
+      run_id = run;
+      offset = std::atoll(r->Header("x-log-offset").c_str());
+      if (r->Header("x-log-complete") == "true") {
+        // Its run has ended; a retry would come as a new run of a job that
+        // is not terminal yet.
+        json job;
+        if (int rc = Check(api.Send("GET", JobPath(job_id_)), true, err, &job); rc != kExitOk) {
+          return rc;
+        }
+        if (IsTerminal(job.value("status", std::string()))) return kExitOk;
+      }
     } else if (r->status != 404) {
       return Check(r, false, err, nullptr);  // 404: no run has written a log yet
+    } else {
+      json job;
+      if (int rc = Check(api.Send("GET", JobPath(job_id_)), true, err, &job); rc != kExitOk) {
+        return rc;
+      }
+      if (IsTerminal(job.value("status", std::string()))) return kExitOk;  // never ran
     }
-    first = false;
-    // Status was read before this log read, so a terminal job's log is complete.
-    if (terminal) return kExitOk;
     std::this_thread::sleep_for(kFollowInterval);
-    if (int rc = Check(api.Send("GET", JobPath(job_id_)), true, err, &job); rc != kExitOk) {
-      return rc;
-    }
   }
 }
 

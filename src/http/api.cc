@@ -296,7 +296,7 @@ void Api::Handle(const HttpRequest& req, HttpResponder respond) {
 
 std::string Api::RouteLabel(const HttpRequest& req) {
   const std::string& p = req.path;
-  if (p == "/healthz" || p == "/readyz" || p == "/metrics" || p == "/queue" ||
+  if (p == "/healthz" || p == "/readyz" || p == "/metrics" || p == "/queue" || p == "/stats" ||
       p == "/queue/pause" || p == "/queue/resume" || p == "/jobs") {
     return p;
   }
@@ -321,6 +321,7 @@ void Api::Route(const HttpRequest& req, const Reply& reply) {
   if (p == "/readyz") return get ? Readyz(reply) : reply(MethodNotAllowed("GET, HEAD"));
   if (p == "/metrics") return get ? MetricsText(reply) : reply(MethodNotAllowed("GET, HEAD"));
   if (p == "/queue") return get ? Queue(reply) : reply(MethodNotAllowed("GET, HEAD"));
+  if (p == "/stats") return get ? Stats(req, reply) : reply(MethodNotAllowed("GET, HEAD"));
   if (p == "/queue/pause" || p == "/queue/resume") {
     return m == "POST" ? SetPaused(p == "/queue/pause", reply) : reply(MethodNotAllowed("POST"));
   }
@@ -610,6 +611,42 @@ HttpResponse Api::QueueJson(const QueueSnapshot& snap) {
   return resp;
 }
 
+void Api::Stats(const HttpRequest& req, const Reply& reply) {
+  int64_t minutes = 60;
+  for (const auto& [k, v] : req.query) {
+    if (k != "minutes") return reply(Error(400, "invalid_request", k + ": unknown query parameter"));
+    if (!ParseId(v, &minutes) || minutes > 1440) {
+      return reply(Error(400, "invalid_request", "minutes: must be an integer from 1 to 1440"));
+    }
+  }
+  // Whole minutes, the current one included.
+  int64_t to = (clock_->NowMs() / 60000 + 1) * 60000;
+  int64_t from = to - minutes * 60000;
+  store_->Read([from, to](JobStore& store) { return store.Throughput(from, to); },
+               Guard(reply, [reply, from, to](Result<std::vector<MinuteStats>> rows) {
+                 if (!rows.ok()) return reply(StatusError(rows.status()));
+                 // Every minute of the window, the quiet ones as zeros.
+                 json list = json::array();
+                 auto row = rows->begin();
+                 for (int64_t m = from; m < to; m += 60000) {
+                   MinuteStats s;
+                   if (row != rows->end() && row->minute == m) s = *row++;
+                   list.push_back(
+                       {{"minute", FormatRfc3339(m)},
+                        {"started", s.started},
+                        {"finished", s.finished},
+                        {"succeeded", s.succeeded},
+                        {"wait_s_avg", s.wait_ms_avg ? json(*s.wait_ms_avg / 1000.0) : json(nullptr)},
+                        {"wait_s_max", s.wait_ms_max
+                                           ? json(static_cast<double>(*s.wait_ms_max) / 1000.0)
+                                           : json(nullptr)}});
+                 }
+                 reply(Json(200, {{"from", FormatRfc3339(from)},
+                                  {"to", FormatRfc3339(to)},
+                                  {"minutes", std::move(list)}}));
+               }));
+}
+
 void Api::SetPaused(bool paused, const Reply& reply) {
   supervisor_->SetPaused(paused, Guard(reply, [reply, paused](Status s) {
     if (!s.ok()) return reply(StatusError(s));
@@ -819,6 +856,7 @@ void Api::RetryJob(int64_t id, const Reply& reply) {
 void Api::Log(int64_t id, const HttpRequest& req, const Reply& reply) {
   std::string stream = "stdout";
   std::optional<int64_t> tail;
+  std::optional<int64_t> offset;
   for (const auto& [k, v] : req.query) {
     if (k == "stream") {
       if (v != "stdout" && v != "stderr") {
@@ -831,9 +869,18 @@ void Api::Log(int64_t id, const HttpRequest& req, const Reply& reply) {
         return reply(Error(400, "invalid_request", "tail_bytes: must be a non-negative integer"));
       }
       tail = n;
+    } else if (k == "offset") {
+      int64_t n = 0;
+      if (v != "0" && !ParseId(v, &n)) {
+        return reply(Error(400, "invalid_request", "offset: must be a non-negative integer"));
+      }
+      offset = n;
     } else {
       return reply(Error(400, "invalid_request", k + ": unknown query parameter"));
     }
+  }
+  if (tail && offset) {
+    return reply(Error(400, "invalid_request", "offset: cannot be combined with tail_bytes"));
   }
   store_->Read(
       [id](JobStore& store) -> Result<std::vector<Run>> {
@@ -841,14 +888,14 @@ void Api::Log(int64_t id, const HttpRequest& req, const Reply& reply) {
         if (!job.ok()) return job.status();
         return store.GetRuns(id);
       },
-      Guard(reply, [this, id, stream, tail, reply](Result<std::vector<Run>> runs) {
+      Guard(reply, [this, id, stream, tail, offset, reply](Result<std::vector<Run>> runs) {
         if (!runs.ok()) return reply(StatusError(runs.status()));
-        reply(LogFile(id, *runs, stream, tail));
+        reply(LogFile(id, *runs, stream, tail, offset));
       }));
 }
 
 HttpResponse Api::LogFile(int64_t id, const std::vector<Run>& runs, const std::string& stream,
-                          std::optional<int64_t> tail) {
+                          std::optional<int64_t> tail, std::optional<int64_t> from) {
   // The newest run that has a log.
   const Run* run = nullptr;
   for (const auto& r : runs) {
@@ -867,10 +914,16 @@ HttpResponse Api::LogFile(int64_t id, const std::vector<Run>& runs, const std::s
   // regular file (a job swapped in a link or a FIFO) is refused.
   auto opened = supervisor_->log_dir().OpenForRead(
       id, run->id, stream == "stderr" ? LogStream::kStderr : LogStream::kStdout);
+  // Read the run's state before the file's size: a run closed by then has
+  // written its last byte, so a follower may stop at this answer's end.
+  const char* complete = run->ended_at ? "true" : "false";
   if (!opened.ok()) {
     if (opened.status().code() == Code::kNotFound) {
       HttpResponse empty;
       empty.content_type = "text/plain; charset=utf-8";
+      empty.headers.emplace_back("X-Run-Id", std::to_string(run->id));
+      empty.headers.emplace_back("X-Log-Offset", "0");
+      empty.headers.emplace_back("X-Log-Complete", complete);
       return empty;
     }
     if (opened.status().code() == Code::kPermission) {
@@ -888,7 +941,16 @@ HttpResponse Api::LogFile(int64_t id, const std::vector<Run>& runs, const std::s
   HttpResponse resp;
   resp.status = 200;
   resp.content_type = "text/plain; charset=utf-8";
+  if (from) {
+    // Past the end: the log was cut back to max_log_bytes after the client
+    // read that far. It goes on from the end that is there now.
+    if (*from > size) resp.headers.emplace_back("X-Log-Truncated", "true");
+    offset = std::min(*from, size);
+  }
   resp.headers.emplace_back("X-Run-Id", std::to_string(run->id));
+  // Where the next ?offset= starts: this answer's end.
+  resp.headers.emplace_back("X-Log-Offset", std::to_string(size));
+  resp.headers.emplace_back("X-Log-Complete", complete);
   resp.file_fd = fd;
   resp.file_offset = offset;
   resp.file_length = size - offset;

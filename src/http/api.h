@@ -53,6 +53,10 @@ class Api {
   void Healthz(const Reply& reply);
   void Readyz(const Reply& reply);
   void Queue(const Reply& reply);
+  // GET /stats: runs started and finished per minute, and first attempts'
+  // wait from submit to claim, over the last `minutes` (the throughput
+  // chart of the status page).
+  void Stats(const HttpRequest& req, const Reply& reply);
   void SetPaused(bool paused, const Reply& reply);
   void Submit(const HttpRequest& req, const Reply& reply);
   void ListJobs(const HttpRequest& req, const Reply& reply);
@@ -70,7 +74,7 @@ class Api {
   HttpResponse JobWithRuns(const Job& job, const std::vector<Run>& runs,
                            const std::vector<RunningBrief>& running);
   HttpResponse LogFile(int64_t id, const std::vector<Run>& runs, const std::string& stream,
-                       std::optional<int64_t> tail);
+                       std::optional<int64_t> tail, std::optional<int64_t> from);
   HttpResponse MetricsBody(const Result<QueueCounts>& counts);
   bool Authorized(const HttpRequest& req) const;
   bool HostAllowed(const std::string& host) const;

@@ -1,5 +1,7 @@
 #include "store/job_store.h"
 
+#include <map>
+
 #include <utility>
 
 #include "store/postgres/pg_store.h"
@@ -23,6 +25,35 @@ Result<std::unique_ptr<JobStore>> OpenJobStore(const Config::Store& config,
   auto store = SqliteStore::Open(config, sqlite);
   if (!store.ok()) return store.status();
   return std::unique_ptr<JobStore>(std::move(store.value()));
+}
+
+const char* const kStartedPerMinuteSql =
+    "SELECT r.started_at / 60000 * 60000 AS m, COUNT(*), "
+    "AVG(CASE WHEN r.attempt = 1 THEN r.started_at - j.created_at END), "
+    "MAX(CASE WHEN r.attempt = 1 THEN r.started_at - j.created_at END) "
+    // CROSS JOIN: SQLite walks runs (by runs_started_at) and looks jobs up,
+    // never the other way round; PostgreSQL plans it as an inner join.
+    "FROM runs r CROSS JOIN jobs j "
+    "WHERE j.id = r.job_id AND r.started_at >= $1 AND r.started_at < $2 GROUP BY 1 ORDER BY 1";
+const char* const kEndedPerMinuteSql =
+    "SELECT ended_at / 60000 * 60000 AS m, COUNT(*), "
+    "SUM(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END) FROM runs "
+    "WHERE ended_at >= $1 AND ended_at < $2 GROUP BY 1 ORDER BY 1";
+
+std::vector<MinuteStats> MergeMinutes(std::vector<MinuteStats> started,
+                                      const std::vector<MinuteStats>& ended) {
+  std::map<int64_t, MinuteStats> by_minute;
+  for (auto& m : started) by_minute[m.minute] = std::move(m);
+  for (const auto& e : ended) {
+    MinuteStats& m = by_minute[e.minute];
+    m.minute = e.minute;
+    m.finished = e.finished;
+    m.succeeded = e.succeeded;
+  }
+  std::vector<MinuteStats> out;
+  out.reserve(by_minute.size());
+  for (auto& [minute, m] : by_minute) out.push_back(std::move(m));
+  return out;
 }
 
 const char* const kInvariantI1Sql =

@@ -90,6 +90,18 @@ struct RunningEntry {
   Run run;
 };
 
+// One minute of the throughput chart (GET /stats): runs claimed in it, runs
+// ended in it (and how many of those succeeded), and how long first
+// attempts had waited from submit to claim.
+struct MinuteStats {
+  int64_t minute = 0;  // ms since the epoch, a multiple of 60000
+  int64_t started = 0;
+  int64_t finished = 0;
+  int64_t succeeded = 0;
+  std::optional<double> wait_ms_avg;
+  std::optional<int64_t> wait_ms_max;
+};
+
 // What /queue and blocked_by show of a running job: no argv or env.
 struct RunningBrief {
   int64_t job_id = 0;
@@ -237,6 +249,9 @@ class JobStore {
 
   // Cheap with millions of rows (maintained counters, no scans).
   virtual Result<QueueCounts> Counts() = 0;
+  // The minutes in [from_ms, to_ms) that saw a run start or end, oldest
+  // first (index range scans on runs.started_at and runs.ended_at).
+  virtual Result<std::vector<MinuteStats>> Throughput(int64_t from_ms, int64_t to_ms) = 0;
   // Earliest not_before among queued jobs in the future of now_ms (claim timer).
   virtual Result<std::optional<int64_t>> NextNotBefore(int64_t now_ms) = 0;
 
@@ -297,6 +312,14 @@ struct JobStoreOpenOptions {
 extern const char* const kInvariantI1Sql;
 extern const char* const kInvariantI2Sql;
 extern const char* const kInvariantI4Sql;
+// Throughput: ($1 = from, $2 = to; both ms) rows of (minute, started,
+// wait avg, wait max) and of (minute, finished, succeeded). The same text
+// runs on both backends (SQLite numbers $N parameters in order).
+extern const char* const kStartedPerMinuteSql;
+extern const char* const kEndedPerMinuteSql;
+// Merges the two row sets into minutes, oldest first.
+std::vector<MinuteStats> MergeMinutes(std::vector<MinuteStats> started,
+                                      const std::vector<MinuteStats>& ended);
 // The row a Submit inserted, as a later read returns it (without reading it
 // back: the hot path of a submit).
 Job JobAsSubmitted(const JobSpec& spec, int64_t id, int64_t now_ms);

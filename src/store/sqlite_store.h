@@ -65,6 +65,7 @@ class SqliteStore : public JobStore {
   Result<std::vector<Run>> GetRuns(int64_t job_id) override;
   Result<std::optional<Run>> GetRun(int64_t run_id) override;
   Result<QueueCounts> Counts() override;
+  Result<std::vector<MinuteStats>> Throughput(int64_t from_ms, int64_t to_ms) override;
   Result<std::optional<int64_t>> NextNotBefore(int64_t now_ms) override;
   Result<NodeInfo> AcquireNode(const NodeClaim& claim) override;
   Result<LeaseRenewal> RenewLease(const NodeClaim& claim) override;

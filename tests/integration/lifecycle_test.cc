@@ -42,6 +42,106 @@ TEST(Lifecycle, ExitZeroSucceedsAndTheLogIsReadable) {
   EXPECT_EQ(0, d.Stop());
 }
 
+// A header's value in a raw response head ("" when absent); names match
+// case-insensitively.
+std::string HeaderOf(const std::string& head, std::string name) {
+  std::string lower = head;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  size_t at = lower.find("\n" + name + ":");
+  if (at == std::string::npos) return "";
+  size_t start = head.find_first_not_of(' ', at + name.size() + 2);
+  return head.substr(start, head.find_first_of("\r\n", start) - start);
+}
+
+// SPEC §13: a log tail follows with ?offset= and X-Log-Offset, and knows
+// from X-Log-Complete when the run's last byte is out.
+TEST(Lifecycle, ALogIsFollowedByOffsetUntilItsRunEnds) {
+  TempDir dir;
+  Daemon d(dir, kFastRetry);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t id = d.Submit({{"argv", {"sh", "-c", "for i in 1 2 3 4; do echo line$i; sleep 0.3; done"}}});
+  ASSERT_TRUE(d.WaitStatus(id, "running"));
+  const std::string log = "/jobs/" + std::to_string(id) + "/log";
+  std::string seen;
+  int64_t offset = 0;
+  int answers_while_running = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = d.Get(log + "?offset=" + std::to_string(offset));
+    EXPECT_EQ(200, r.status);
+    seen += r.body;
+    int64_t next = std::stoll(HeaderOf(r.headers, "X-Log-Offset"));
+    EXPECT_EQ(offset + static_cast<int64_t>(r.body.size()), next) << r.headers;
+    offset = next;
+    if (HeaderOf(r.headers, "X-Log-Complete") == "true") return true;
+    ++answers_while_running;
+    return false;
+  }, std::chrono::seconds(20)));
+  EXPECT_EQ("line1\nline2\nline3\nline4\n", seen);
+  EXPECT_GT(answers_while_running, 0) << "followed while it ran";
+  EXPECT_EQ("succeeded", d.Job(id)["status"]);
+
+  // Past the end (the log was cut after the client read that far): the
+  // answer says so and goes on from the end that is there.
+  auto past = d.Get(log + "?offset=100000");
+  EXPECT_EQ(200, past.status);
+  EXPECT_EQ("", past.body);
+  EXPECT_EQ("true", HeaderOf(past.headers, "X-Log-Truncated"));
+  EXPECT_EQ(std::to_string(seen.size()), HeaderOf(past.headers, "X-Log-Offset"));
+  EXPECT_EQ("line4\n", d.Get(log + "?offset=" + std::to_string(seen.size() - 6)).body);
+  EXPECT_EQ(400, d.Get(log + "?offset=1&tail_bytes=2").status);
+  EXPECT_EQ(400, d.Get(log + "?offset=-1").status);
+}
+
+// The throughput chart's data: every minute of the window, runs started and
+// finished in it.
+TEST(Lifecycle, StatsCountRunsPerMinuteOverTheWindow) {
+  TempDir dir;
+  Daemon d(dir, kFastRetry);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t ok = d.Submit({{"argv", {"true"}}});
+  int64_t bad = d.Submit({{"argv", {"false"}}, {"max_attempts", 1}});
+  ASSERT_TRUE(d.WaitStatus(ok, "succeeded"));
+  ASSERT_TRUE(d.WaitStatus(bad, "failed"));
+  auto r = d.Get("/stats?minutes=5");
+  ASSERT_EQ(200, r.status) << r.body;
+  json stats = r.Json();
+  ASSERT_EQ(5u, stats["minutes"].size()) << stats;
+  int64_t started = 0, finished = 0, succeeded = 0;
+  for (const auto& m : stats["minutes"]) {
+    started += m["started"].get<int64_t>();
+    finished += m["finished"].get<int64_t>();
+    succeeded += m["succeeded"].get<int64_t>();
+  }
+  EXPECT_EQ(2, started);
+  EXPECT_EQ(2, finished);
+  EXPECT_EQ(1, succeeded);
+  EXPECT_TRUE(stats["minutes"].back()["minute"].is_string());
+  EXPECT_EQ(60u, d.Get("/stats").Json()["minutes"].size()) << "an hour by default";
+  EXPECT_EQ(400, d.Get("/stats?minutes=0").status);
+  EXPECT_EQ(400, d.Get("/stats?minutes=1441").status);
+  EXPECT_EQ(400, d.Get("/stats?colour=red").status);
+}
+
+// Every answer forbids being run or framed as a page, and sniffing.
+TEST(Lifecycle, EveryResponseCarriesTheSecurityHeaders) {
+  TempDir dir;
+  Daemon d(dir, kFastRetry);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t id = d.Submit({{"argv", {"sh", "-c", "echo '<script>alert(1)</script>'"}}});
+  ASSERT_TRUE(d.WaitStatus(id, "succeeded"));
+  for (const std::string& path : {std::string("/healthz"), std::string("/queue"),
+                                  "/jobs/" + std::to_string(id) + "/log", std::string("/nope")}) {
+    auto r = d.Get(path);
+    EXPECT_EQ("default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+              HeaderOf(r.headers, "Content-Security-Policy")) << path;
+    EXPECT_EQ("nosniff", HeaderOf(r.headers, "X-Content-Type-Options")) << path;
+    EXPECT_EQ("no-referrer", HeaderOf(r.headers, "Referrer-Policy")) << path;
+  }
+  EXPECT_EQ("text/plain; charset=utf-8",
+            HeaderOf(d.Get("/jobs/" + std::to_string(id) + "/log").headers, "Content-Type"));
+}
+
 TEST(Lifecycle, ExitThreeFailsWithoutRetry) {
   TempDir dir;
   Daemon d(dir, kFastRetry);

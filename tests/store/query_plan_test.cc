@@ -42,5 +42,20 @@ TEST(SqliteStoreQueryPlan, SanitizeFindUsesThePartialIndex) {
   }
 }
 
+// GET /stats reads the last hour of runs, never the whole history.
+TEST(SqliteStoreQueryPlan, ThroughputReadsRunsByTimeIndexes) {
+  TempDir dir;
+  auto cfg = StoreConfigIn(dir);
+  auto store = MustOpen(cfg);
+  RawDb raw(cfg.path);
+  for (const auto& [name, sql] : SqliteStore::HotQueriesForTest()) {
+    if (name != "started_per_minute" && name != "ended_per_minute") continue;
+    std::string text;
+    for (const auto& line : raw.Texts("EXPLAIN QUERY PLAN " + sql, 3)) text += line + "\n";
+    const char* index = name == "started_per_minute" ? "runs_started_at" : "runs_ended_at";
+    EXPECT_NE(std::string::npos, text.find(index)) << name << ":\n" << text;
+  }
+}
+
 }  // namespace
 }  // namespace orch::test

@@ -38,6 +38,70 @@ TEST_P(StoreContract, SubmitStoresEverySpecFieldAndDefaultsNotBeforeToNow) {
             backend().Texts("SELECT argv FROM jobs"));
 }
 
+TEST_P(StoreContract, CgroupLimitsRoundTripAndARunKeepsItsCgroupAndAccounting) {
+  JobSpec s = Spec();
+  s.memory_max = int64_t{1} << 30;
+  s.cpu_max = 1.5;
+  s.pids_max = 64;
+  s.stall_timeout_s = 120;
+  int64_t id = MustSubmit(store(), s);
+  auto job = store()->GetJob(id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(std::optional<int64_t>(int64_t{1} << 30), job->memory_max);
+  EXPECT_EQ(std::optional<double>(1.5), job->cpu_max);
+  EXPECT_EQ(std::optional<int64_t>(64), job->pids_max);
+  EXPECT_EQ(std::optional<int64_t>(120), job->stall_timeout_s);
+  Claimed c = MustClaim(store(), Claim(2000));
+  EXPECT_EQ(std::optional<double>(1.5), c.job.cpu_max);
+  ProcessIdentity identity{"boot", 1, 4242, 99, 0};
+  ASSERT_TRUE(store()->RecordSpawned(id, c.run.id, identity, "/l.out", "/cg/run-1").ok());
+  RunEnd end = EndOf(c, RunOutcome::kStalled, 3000, 4000);
+  end.cpu_usec = 1234;
+  end.mem_peak_bytes = 5678;
+  end.oom_kills = 0;
+  auto finished = store()->FinishRun(end);
+  ASSERT_TRUE(finished.ok()) << finished.status().ToString();
+  EXPECT_EQ(JobStatus::kQueued, finished->job_status) << "stalled is retried like a timeout";
+  auto run = store()->GetRun(c.run.id);
+  ASSERT_TRUE(run.ok() && run->has_value());
+  EXPECT_EQ("/cg/run-1", (*run)->cgroup);
+  EXPECT_EQ("stalled", (*run)->outcome.value_or(""));
+  EXPECT_EQ(std::optional<int64_t>(1234), (*run)->cpu_usec);
+  EXPECT_EQ(std::optional<int64_t>(5678), (*run)->mem_peak_bytes);
+  EXPECT_EQ(std::optional<int64_t>(0), (*run)->oom_kills);
+}
+
+TEST_P(StoreContract, ThroughputCountsRunsPerMinuteWithFirstAttemptWaits) {
+  // Submitted in minute 1; claimed in minute 2 (waits 60 s and 90 s).
+  int64_t a = MustSubmit(store(), Spec({"a"}), 60000);
+  int64_t b = MustSubmit(store(), Spec({"b"}), 30000);
+  Claimed ca = MustClaim(store(), Claim(120000));
+  Claimed cb = MustClaim(store(), Claim(120000));
+  ASSERT_EQ(a, ca.job.id);
+  ASSERT_EQ(b, cb.job.id);
+  // Both end in minute 3: one succeeds, one fails for good.
+  ASSERT_TRUE(store()->FinishRun(EndOf(ca, RunOutcome::kSucceeded, 185000)).ok());
+  ASSERT_TRUE(store()->FinishRun(EndOf(cb, RunOutcome::kFailed, 190000)).ok());
+  auto rows = store()->Throughput(0, 300000);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(2u, rows->size());
+  const MinuteStats& started = (*rows)[0];
+  EXPECT_EQ(120000, started.minute);
+  EXPECT_EQ(2, started.started);
+  EXPECT_EQ(0, started.finished);
+  EXPECT_DOUBLE_EQ(75000.0, started.wait_ms_avg.value_or(0));
+  EXPECT_EQ(90000, started.wait_ms_max.value_or(0));
+  const MinuteStats& ended = (*rows)[1];
+  EXPECT_EQ(180000, ended.minute);
+  EXPECT_EQ(0, ended.started);
+  EXPECT_EQ(2, ended.finished);
+  EXPECT_EQ(1, ended.succeeded);
+  EXPECT_FALSE(ended.wait_ms_avg);
+  // The window's ends: [from, to).
+  EXPECT_EQ(1u, store()->Throughput(120000, 180000)->size());
+  EXPECT_TRUE(store()->Throughput(240000, 300000)->empty());
+}
+
 TEST_P(StoreContract, EmptyArgvIsRejected) {
   auto r = store()->Submit(Spec({}), 1);
   ASSERT_FALSE(r.ok());

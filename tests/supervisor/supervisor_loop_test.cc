@@ -119,6 +119,9 @@ class FaultyStore : public JobStore {
   Result<std::vector<Run>> GetRuns(int64_t j) override { return real_->GetRuns(j); }
   Result<std::optional<Run>> GetRun(int64_t r) override { return real_->GetRun(r); }
   Result<QueueCounts> Counts() override { return real_->Counts(); }
+  Result<std::vector<MinuteStats>> Throughput(int64_t from, int64_t to) override {
+    return real_->Throughput(from, to);
+  }
   Result<std::optional<int64_t>> NextNotBefore(int64_t now) override {
     return real_->NextNotBefore(now);
   }

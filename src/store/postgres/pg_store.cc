@@ -150,6 +150,9 @@ ALTER TABLE jobs ADD COLUMN memory_max BIGINT, ADD COLUMN cpu_max DOUBLE PRECISI
   ADD COLUMN pids_max BIGINT, ADD COLUMN stall_timeout_s BIGINT;
 ALTER TABLE runs ADD COLUMN cgroup TEXT, ADD COLUMN cpu_usec BIGINT,
   ADD COLUMN mem_peak_bytes BIGINT, ADD COLUMN oom_kills BIGINT;
+-- The throughput chart (GET /stats) reads the last hour of these.
+CREATE INDEX runs_started_at ON runs(started_at);
+CREATE INDEX runs_ended_at ON runs(ended_at) WHERE ended_at IS NOT NULL;
 )sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -786,6 +789,30 @@ Result<std::optional<Run>> PgStore::GetRun(int64_t run_id) {
   if (r.ok()) return std::optional<Run>(std::move(r.value()));
   if (r.status().code() == Code::kNotFound) return std::optional<Run>();
   return r.status();
+}
+
+Result<std::vector<MinuteStats>> PgStore::Throughput(int64_t from_ms, int64_t to_ms) {
+  ORCH_ASSIGN_OR_RETURN(PgResult s, conn_->Query(kStartedPerMinuteSql,
+                                                 PgParams().Add(from_ms).Add(to_ms)));
+  std::vector<MinuteStats> started, ended;
+  for (int i = 0; i < s.rows(); ++i) {
+    MinuteStats m;
+    m.minute = s.Int(i, 0);
+    m.started = s.Int(i, 1);
+    m.wait_ms_avg = s.OptDouble(i, 2);
+    m.wait_ms_max = s.OptInt(i, 3);
+    started.push_back(m);
+  }
+  ORCH_ASSIGN_OR_RETURN(PgResult e, conn_->Query(kEndedPerMinuteSql,
+                                                 PgParams().Add(from_ms).Add(to_ms)));
+  for (int i = 0; i < e.rows(); ++i) {
+    MinuteStats m;
+    m.minute = e.Int(i, 0);
+    m.finished = e.Int(i, 1);
+    m.succeeded = e.Int(i, 2);
+    ended.push_back(m);
+  }
+  return MergeMinutes(std::move(started), ended);
 }
 
 Result<QueueCounts> PgStore::Counts() {
