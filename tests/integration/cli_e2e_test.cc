@@ -158,6 +158,27 @@ TEST_F(CliE2e, LogsFollowPrintsEverythingUntilTheJobEnds) {
   EXPECT_EQ("two\n", err.out);
 }
 
+// A retry is a new run with a log of its own: the follow moves on to it and
+// ends with the job, printing each run's output once.
+TEST(CliLogs, FollowMovesOnToTheNextRunOfARetriedJob) {
+  TempDir dir;
+  // The retry waits about 2 s: the follow starts well inside that wait.
+  Daemon d(dir, "[supervisor]\nbackoff_base_s = 2\nbackoff_max_s = 2\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::string marker = dir.File("second");
+  int64_t id = d.Submit({{"argv", {"sh", "-c",
+                                   "if [ -e " + marker + " ]; then echo second; exit 0; fi; "
+                                   "touch " + marker + "; echo first; exit 75"}}});
+  ASSERT_GT(id, 0);
+  ASSERT_TRUE(WaitFor([&] { return d.Job(id)["runs"].size() == 1 && d.Job(id)["status"] == "queued"; }))
+      << "the first run ended";
+  auto r = test::RunCommand({test::OrchestratorBinary(), "logs", std::to_string(id), "--follow",
+                             "--server", d.url(), "--token-file", dir.File("var/token")});
+  EXPECT_EQ(0, r.exit_code) << r.err;
+  EXPECT_EQ("first\nsecond\n", r.out) << r.err;
+  EXPECT_EQ("succeeded", d.Job(id)["status"]);
+}
+
 // Regression for the security issue "control characters reach the journal and
 // the admin's terminal": a job name with a newline forged a whole log line,
 // and `show` printed names and argv raw, escape sequences included.
