@@ -214,8 +214,6 @@ Result<std::vector<pid_t>> CgroupProcs(int dirfd) {
   return pids;
 }
 
-Status SignalCgroup(int dirfd, int sig);
-
 Status KillCgroup(int dirfd) {
   Status killed = WriteAt(dirfd, "cgroup.kill", "1");
   if (killed.ok() || killed.code() != Code::kNotFound) return killed;
