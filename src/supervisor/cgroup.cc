@@ -248,7 +248,7 @@ std::vector<std::string> Children(int dirfd) {
 
 constexpr int kMaxNesting = 32;
 
-Status SignalTree(int dirfd, int sig, int depth) {
+Status SignalTree(int dirfd, int sig, int depth, std::set<pid_t>* signalled) {
   ORCH_ASSIGN_OR_RETURN(std::vector<pid_t> before, CgroupProcs(dirfd));
   std::vector<std::pair<pid_t, Pidfd>> opened;
   for (pid_t pid : before) {
@@ -259,12 +259,14 @@ Status SignalTree(int dirfd, int sig, int depth) {
   ORCH_ASSIGN_OR_RETURN(std::vector<pid_t> after, CgroupProcs(dirfd));
   std::set<pid_t> members(after.begin(), after.end());
   for (auto& [pid, fd] : opened) {
-    if (members.count(pid) != 0) (void)fd.SendSignal(sig);
+    if (members.count(pid) == 0) continue;
+    (void)fd.SendSignal(sig);
+    if (signalled != nullptr) signalled->insert(pid);
   }
   if (depth >= kMaxNesting) return Status::Ok();
   for (const std::string& child : Children(dirfd)) {
     UniqueFd fd(openat(dirfd, child.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
-    if (fd.valid()) (void)SignalTree(fd.get(), sig, depth + 1);
+    if (fd.valid()) (void)SignalTree(fd.get(), sig, depth + 1, signalled);
   }
   return Status::Ok();
 }
@@ -281,7 +283,9 @@ void RemoveChildren(int dirfd, int depth) {
 
 }  // namespace
 
-Status SignalCgroup(int dirfd, int sig) { return SignalTree(dirfd, sig, 0); }
+Status SignalCgroup(int dirfd, int sig, std::set<pid_t>* signalled) {
+  return SignalTree(dirfd, sig, 0, signalled);
+}
 
 CgroupTree CgroupTree::None(std::string why) {
   CgroupTree t;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,8 +66,9 @@ Result<std::vector<pid_t>> CgroupProcs(int dirfd);
 Status KillCgroup(int dirfd);
 // `sig` to each process of the cgroup and its descendants, through a pidfd
 // opened while it was listed as a member and confirmed a member after, so a
-// pid reused by a process elsewhere is never signalled.
-Status SignalCgroup(int dirfd, int sig);
+// pid reused by a process elsewhere is never signalled. The pids signalled
+// are added to `signalled` when given.
+Status SignalCgroup(int dirfd, int sig, std::set<pid_t>* signalled = nullptr);
 
 // The daemon's tree of run cgroups: `root` (a directory on cgroup2, locked
 // by this daemon), one child per run named run-<run id>.

@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include <set>
+
 namespace orch {
 namespace {
 
@@ -41,10 +43,22 @@ class CgroupScope final : public RunScope {
  public:
   CgroupScope(RunCgroup cg, bool memory) : cg_(std::move(cg)), memory_(memory) {}
   void Signal(const RunLeader& l, int sig) override {
-    (void)(sig == SIGKILL ? KillCgroup(cg_.fd()) : SignalCgroup(cg_.fd(), sig));
-    // And the leader with its group, whatever the cgroup's files said: a
-    // root job can move itself out of its cgroup.
-    SignalLeaderGroup(l, sig);
+    if (sig == SIGKILL) {
+      // And the leader with its group, whatever the cgroup's files said: a
+      // root job can move itself out of its cgroup. A second SIGKILL costs
+      // nothing.
+      (void)KillCgroup(cg_.fd());
+      SignalLeaderGroup(l, sig);
+      return;
+    }
+    // Any other signal reaches each process once: many programs take a
+    // second SIGTERM as "quit now, skip the clean-up". The leader gets it
+    // through its pidfd only when it is not in the cgroup any more.
+    std::set<pid_t> signalled;
+    Status s = SignalCgroup(cg_.fd(), sig, &signalled);
+    if (l.pidfd != nullptr && l.pid > 0 && (!s.ok() || signalled.count(l.pid) == 0)) {
+      (void)l.pidfd->SendSignal(sig);
+    }
   }
   void KillRest(const RunLeader& l) override {
     // An exited leader no longer counts as a member: usually nothing is left.

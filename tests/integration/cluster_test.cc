@@ -374,15 +374,20 @@ TEST(Cluster, APausedNodeStopsItsRunsWhenItWakesAndItsLateEndIsRefused) {
   auto woke = std::chrono::steady_clock::now();
   int64_t continued_ns = wall_ns();
   ASSERT_EQ(0, kill(frozen, SIGCONT));
-  ASSERT_TRUE(WaitFor([&] { return Written(d + "/term-sleeper"); }, seconds(10)))
-      << sleeper.daemon.Log();
+  // Read once, whole: the file is the job's to write.
+  std::string term_text;
+  ASSERT_TRUE(WaitFor([&] {
+    term_text = ReadFile(d + "/term-sleeper");
+    return !term_text.empty() && term_text.back() == '\n';
+  }, seconds(10))) << sleeper.daemon.Log();
   double stop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - woke).count();
   std::cout << "[ measure  ] SIGCONT -> its run got SIGTERM: " << stop_s << " s\n";
   EXPECT_LT(stop_s, 5.0) << "it must stop its runs at once when it wakes";
   // Two copies ran at once from the second one's start to the first one's
   // SIGTERM: only the pause may hold that overlap.
-  int64_t overlap_ns = std::stoll(ReadFile(d + "/term-sleeper")) -
-                       std::stoll(ReadFile(d + "/start-other"));
+  std::string start_text = ReadFile(d + "/start-other");
+  ASSERT_TRUE(Written(d + "/start-other")) << "[" << start_text << "]";
+  int64_t overlap_ns = std::stoll(term_text) - std::stoll(start_text);
   int64_t pause_ns = continued_ns - stopped_ns;
   std::cout << "[ measure  ] two copies overlapped " << overlap_ns / 1e6 << " ms; the pause was "
             << pause_ns / 1e6 << " ms\n";
