@@ -685,9 +685,20 @@ void Api::Submit(const HttpRequest& req, const Reply& reply) {
   }
 }
 
+// What GET /jobs reads from the store, in one read.
+struct ListView {
+  ListView() = default;
+  ListView(Status s) : error(std::move(s)) {}  // NOLINT: a failed read
+  const Status& status() const { return error; }
+  Status error;
+  JobPage page;
+  std::vector<RunningBrief> running;  // read when the page holds a queued job (blocked_by)
+};
+
 void Api::ListJobs(const HttpRequest& req, const Reply& reply) {
-  std::optional<JobStatus> status;
-  int64_t limit = kDefaultPageLimit, after = 0;
+  JobQuery q;
+  int64_t limit = kDefaultPageLimit;
+  std::optional<int64_t> after, before;
   for (const auto& [k, v] : req.query) {
     if (k == "status") {
       if (v.empty()) continue;
@@ -696,33 +707,62 @@ void Api::ListJobs(const HttpRequest& req, const Reply& reply) {
         return reply(Error(400, "invalid_request",
                            "status: must be one of queued, running, succeeded, failed, cancelled"));
       }
-      status = s;
+      q.status = s;
+    } else if (k == "name") {
+      q.name_contains = v;
+    } else if (k == "serial_key") {
+      if (!v.empty()) q.serial_key = v;
+    } else if (k == "order") {
+      if (v != "asc" && v != "desc") {
+        return reply(Error(400, "invalid_request", "order: must be asc or desc"));
+      }
+      q.newest_first = v == "desc";
     } else if (k == "limit") {
       if (!ParseId(v, &limit)) {
         return reply(Error(400, "invalid_request", "limit: must be a positive integer"));
       }
       limit = std::min(limit, kMaxPageLimit);
-    } else if (k == "after_id") {
-      if (v != "0" && !ParseId(v, &after)) {
-        return reply(Error(400, "invalid_request", "after_id: must be a non-negative integer"));
+    } else if (k == "after_id" || k == "before_id") {
+      int64_t id = 0;
+      if (v != "0" && !ParseId(v, &id)) {
+        return reply(Error(400, "invalid_request", k + ": must be a non-negative integer"));
       }
+      (k == "after_id" ? after : before) = id;
     } else {
       return reply(Error(400, "invalid_request", k + ": unknown query parameter"));
     }
   }
+  if ((q.newest_first && after) || (!q.newest_first && before)) {
+    return reply(Error(400, "invalid_request",
+                       q.newest_first ? "after_id: pages of order=desc continue with before_id"
+                                      : "before_id: only with order=desc"));
+  }
+  q.cursor = q.newest_first ? before.value_or(0) : after.value_or(0);
   store_->Read(
-      [status, after, limit](JobStore& store) {
-        return store.ListJobs(status, after, limit, static_cast<int64_t>(kMaxPageBytes));
+      [q, limit](JobStore& store) -> ListView {
+        ListView v;
+        auto page = store.ListJobs(q, limit, static_cast<int64_t>(kMaxPageBytes));
+        if (!page.ok()) return page.status();
+        v.page = std::move(page).value();
+        bool queued = std::any_of(v.page.jobs.begin(), v.page.jobs.end(),
+                                  [](const Job& j) { return j.status == JobStatus::kQueued; });
+        if (queued) {
+          auto running = store.ListRunningBrief();
+          if (!running.ok()) return running.status();
+          v.running = std::move(running).value();
+        }
+        return v;
       },
-      Guard(reply, [reply](Result<JobPage> page) {
-        if (!page.ok()) return reply(StatusError(page.status()));
+      Guard(reply, [this, reply, newest_first = q.newest_first](ListView view) {
+        if (!view.error.ok()) return reply(StatusError(view.error));
         // Capped in bytes as well as rows: a page of jobs with huge argv or
         // env must not become one huge response. At least one job always fits.
         json jobs = json::array();
         size_t bytes = 0;
-        std::optional<int64_t> next = page->next_after_id;
-        for (const auto& j : page->jobs) {
+        std::optional<int64_t> next = view.page.next_cursor;
+        for (const auto& j : view.page.jobs) {
           json item = JobJson(j);
+          if (j.status == JobStatus::kQueued) item["blocked_by"] = BlockedBy(j, nullptr, view.running);
           size_t size = item.dump().size();
           if (!jobs.empty() && bytes + size > kMaxPageBytes) {
             next = jobs.back().at("id").get<int64_t>();
@@ -731,7 +771,7 @@ void Api::ListJobs(const HttpRequest& req, const Reply& reply) {
           bytes += size;
           jobs.push_back(std::move(item));
         }
-        reply(Json(200, {{"jobs", jobs}, {"next_after_id", Opt(next)}}));
+        reply(Json(200, {{"jobs", jobs}, {newest_first ? "next_before_id" : "next_after_id", Opt(next)}}));
       }));
 }
 
@@ -777,58 +817,59 @@ HttpResponse Api::JobWithRuns(const Job& job, const std::vector<Run>& runs,
   body["runs"] = run_list;
   if (job.status != JobStatus::kQueued) return Json(200, body);
 
-  // Why it is not running yet, with proof.
-  int64_t now = clock_->NowMs();
-  const Config& cfg = supervisor_->config();
-  json blocked = nullptr;
   const Run* open_run = nullptr;
   for (const auto& r : runs) {
     if (!r.ended_at) open_run = &r;
   }
+  body["blocked_by"] = BlockedBy(job, open_run, running);
+  return Json(200, body);
+}
+
+json Api::BlockedBy(const Job& job, const Run* open_run,
+                    const std::vector<RunningBrief>& running) const {
+  int64_t now = clock_->NowMs();
+  const Config& cfg = supervisor_->config();
   HostFaultState host = supervisor_->host_fault();
-  if (supervisor_->paused()) {
-    blocked = {{"reason", "paused"}};
-  } else if (open_run != nullptr) {
+  if (supervisor_->paused()) return {{"reason", "paused"}};
+  if (open_run != nullptr) {
     // Not claimed until the I1 sweep has checked that run's process.
-    blocked = {{"reason", "open_run"},
-               {"run_id", open_run->id},
-               {"pid", open_run->identity.pid ? json(open_run->identity.pid) : json(nullptr)},
-               {"sanitize_enabled", cfg.reaper.sanitize_impossible_queued}};
-  } else if (job.not_before > now) {
-    blocked = {{"reason", "not_before"}, {"until", FormatRfc3339(job.not_before)}};
-  } else {
-    if (cfg.supervisor.serial_gate_enabled && job.serial_key) {
-      for (const auto& e : running) {
-        if (e.serial_key == job.serial_key) {
-          // Another node's process is not ours to look at: its liveness
-          // is that node's to say (null here).
-          bool mine = supervisor_->Mine(e.node_id);
-          blocked = {{"reason", "serial_key"},
-                     {"key", *job.serial_key},
-                     {"run_id", e.run_id},
-                     {"node_id", e.node_id},
-                     {"pid", e.pid ? json(e.pid) : json(nullptr)},
-                     {"alive", mine ? json(supervisor_->IsRunAlive(e.run_id)) : json(nullptr)}};
-          break;
-        }
+    return {{"reason", "open_run"},
+            {"run_id", open_run->id},
+            {"pid", open_run->identity.pid ? json(open_run->identity.pid) : json(nullptr)},
+            {"sanitize_enabled", cfg.reaper.sanitize_impossible_queued}};
+  }
+  if (job.not_before > now) {
+    return {{"reason", "not_before"}, {"until", FormatRfc3339(job.not_before)}};
+  }
+  if (cfg.supervisor.serial_gate_enabled && job.serial_key) {
+    for (const auto& e : running) {
+      if (e.serial_key == job.serial_key) {
+        // Another node's process is not ours to look at: its liveness
+        // is that node's to say (null here).
+        bool mine = supervisor_->Mine(e.node_id);
+        return {{"reason", "serial_key"},
+                {"key", *job.serial_key},
+                {"run_id", e.run_id},
+                {"node_id", e.node_id},
+                {"pid", e.pid ? json(e.pid) : json(nullptr)},
+                {"alive", mine ? json(supervisor_->IsRunAlive(e.run_id)) : json(nullptr)}};
       }
     }
-    // max_concurrency is this node's: its own runs hold the slots.
-    json held = json::array();
-    for (const auto& e : running) {
-      if (supervisor_->Mine(e.node_id)) held.push_back(e.run_id);
-    }
-    if (blocked.is_null() && static_cast<int64_t>(held.size()) >= cfg.supervisor.max_concurrency) {
-      blocked = {{"reason", "max_concurrency"}, {"held_by", held}};
-    }
-    if (blocked.is_null() && host.backoff_left_ms > 0) {
-      blocked = {{"reason", "host_fault"},
-                 {"until", FormatRfc3339(host.backoff_until_ms)},
-                 {"error", host.last_error}};
-    }
   }
-  body["blocked_by"] = blocked;
-  return Json(200, body);
+  // max_concurrency is this node's: its own runs hold the slots.
+  json held = json::array();
+  for (const auto& e : running) {
+    if (supervisor_->Mine(e.node_id)) held.push_back(e.run_id);
+  }
+  if (static_cast<int64_t>(held.size()) >= cfg.supervisor.max_concurrency) {
+    return {{"reason", "max_concurrency"}, {"held_by", held}};
+  }
+  if (host.backoff_left_ms > 0) {
+    return {{"reason", "host_fault"},
+            {"until", FormatRfc3339(host.backoff_until_ms)},
+            {"error", host.last_error}};
+  }
+  return nullptr;
 }
 
 void Api::CancelJob(int64_t id, const Reply& reply) {

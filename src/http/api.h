@@ -73,6 +73,10 @@ class Api {
   nlohmann::json ClusterJson(const std::vector<NodeInfo>& nodes) const;
   HttpResponse JobWithRuns(const Job& job, const std::vector<Run>& runs,
                            const std::vector<RunningBrief>& running);
+  // Why a queued job is not running yet, with proof; null when nothing
+  // holds it. `open_run`: its run still open (null when not read).
+  nlohmann::json BlockedBy(const Job& job, const Run* open_run,
+                           const std::vector<RunningBrief>& running) const;
   HttpResponse LogFile(int64_t id, const std::vector<Run>& runs, const std::string& stream,
                        std::optional<int64_t> tail, std::optional<int64_t> from);
   HttpResponse MetricsBody(const Result<QueueCounts>& counts);

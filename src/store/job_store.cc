@@ -109,10 +109,27 @@ bool AddToPage(JobPage& page, Job job, int64_t& bytes, int64_t max_bytes) {
   return bytes < max_bytes;
 }
 
+std::string ListJobsSql(const JobQuery& q, const char* cols, bool postgres) {
+  int n = 2;
+  auto param = [&](int i) { return (postgres ? "$" : "?") + std::to_string(i); };
+  std::string sql = std::string("SELECT ") + cols + " FROM jobs j";
+  // The status index keeps a filtered page from walking the other statuses.
+  if (q.status && !postgres) sql += " INDEXED BY jobs_status_id";
+  sql += " WHERE j.id " + std::string(q.newest_first ? "<" : ">") + " " + param(1);
+  if (q.status) sql += " AND j.status = " + param(++n);
+  if (!q.name_contains.empty()) {
+    sql += postgres ? " AND strpos(j.name, " + param(++n) + ") > 0"
+                    : " AND instr(j.name, " + param(++n) + ") > 0";
+  }
+  if (q.serial_key) sql += " AND j.serial_key = " + param(++n);
+  sql += q.newest_first ? " ORDER BY j.id DESC" : " ORDER BY j.id";
+  return sql + " LIMIT " + param(2);
+}
+
 void ClosePage(JobPage& page, int64_t limit, int64_t bytes, int64_t max_bytes) {
   if (!page.jobs.empty() &&
       (static_cast<int64_t>(page.jobs.size()) == limit || bytes >= max_bytes)) {
-    page.next_after_id = page.jobs.back().id;
+    page.next_cursor = page.jobs.back().id;
   }
 }
 

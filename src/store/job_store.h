@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -75,9 +76,24 @@ struct CancelResult {
   Job job;  // after the call
 };
 
+// Which jobs a ListJobs page holds. Every filter is exact but the name's,
+// which matches anywhere in the name (case-sensitive).
+struct JobQuery {
+  std::optional<JobStatus> status = {};
+  std::string name_contains = {};  // "" = any name
+  std::optional<std::string> serial_key = {};
+  bool newest_first = false;
+  // Oldest first: ids above it. Newest first: ids below it (0 = no bound).
+  int64_t cursor = 0;
+  // The value bound to the query's id bound.
+  int64_t IdBound() const {
+    return newest_first && cursor == 0 ? std::numeric_limits<int64_t>::max() : cursor;
+  }
+};
+
 struct JobPage {
   std::vector<Job> jobs;
-  std::optional<int64_t> next_after_id;
+  std::optional<int64_t> next_cursor;  // the last id when more may follow
 };
 
 struct QueueCounts {
@@ -238,11 +254,14 @@ class JobStore {
   // liveness pass need (cheap with many running jobs), by job id.
   virtual Result<std::vector<RunningBrief>> ListRunningBrief() = 0;
 
-  // Jobs with id > after_id (and `status`), by id: at most `limit`, and no
-  // more once their argv, env, name and cwd pass `max_bytes` (at least one).
-  // next_after_id is set when the page stopped at either bound.
-  virtual Result<JobPage> ListJobs(std::optional<JobStatus> status, int64_t after_id,
-                                   int64_t limit, int64_t max_bytes) = 0;
+  // The jobs `q` selects, by id in its order: at most `limit`, and no more
+  // once their argv, env, name and cwd pass `max_bytes` (at least one).
+  // next_cursor is set when the page stopped at either bound.
+  virtual Result<JobPage> ListJobs(const JobQuery& q, int64_t limit, int64_t max_bytes) = 0;
+  Result<JobPage> ListJobs(std::optional<JobStatus> status, int64_t after_id, int64_t limit,
+                           int64_t max_bytes) {
+    return ListJobs(JobQuery{.status = status, .cursor = after_id}, limit, max_bytes);
+  }
   virtual Result<Job> GetJob(int64_t job_id) = 0;  // kNotFound
   virtual Result<std::vector<Run>> GetRuns(int64_t job_id) = 0;
   virtual Result<std::optional<Run>> GetRun(int64_t run_id) = 0;
@@ -326,7 +345,12 @@ Job JobAsSubmitted(const JobSpec& spec, int64_t id, int64_t now_ms);
 // Adds a job to a ListJobs page; false once the page's byte budget is spent
 // (the job is in it: a page holds at least one).
 bool AddToPage(JobPage& page, Job job, int64_t& bytes, int64_t max_bytes);
-// Sets next_after_id when the page stopped at `limit` or at the budget.
+// The ListJobs query of `q` over the job columns `cols` of `jobs j`. Its
+// parameters, numbered in this order: IdBound(), the limit, then the
+// status name, the name and the serial key where `q` sets them. SQLite's
+// text (?N, instr, INDEXED BY) or PostgreSQL's ($N, strpos).
+std::string ListJobsSql(const JobQuery& q, const char* cols, bool postgres);
+// Sets next_cursor when the page stopped at `limit` or at the budget.
 void ClosePage(JobPage& page, int64_t limit, int64_t bytes, int64_t max_bytes);
 // Sets the count of one status (by its name; other names are ignored).
 void SetCount(QueueCounts& counts, const std::string& status, int64_t n);

@@ -213,11 +213,6 @@ constexpr const char* kQueuedWithOpenRunSql =
 constexpr const char* kOpenRunOfJobSql =
     "SELECT " ORCH_RUN_COLS " FROM runs r INDEXED BY runs_one_open_per_job "
     "WHERE r.job_id=? AND r.ended_at IS NULL";
-constexpr const char* kListByStatusSql =
-    "SELECT " ORCH_JOB_COLS " FROM jobs j INDEXED BY jobs_status_id "
-    "WHERE j.status=?3 AND j.id>?1 ORDER BY j.id LIMIT ?2";
-constexpr const char* kListAllSql =
-    "SELECT " ORCH_JOB_COLS " FROM jobs j WHERE j.id>?1 ORDER BY j.id LIMIT ?2";
 constexpr const char* kNextNotBeforeSql =
     "SELECT MIN(not_before) FROM jobs INDEXED BY jobs_queued_not_before "
     "WHERE status='queued' AND not_before > ?";
@@ -773,13 +768,15 @@ Result<std::vector<RunningBrief>> SqliteStore::ListRunningBrief() {
   return out;
 }
 
-Result<JobPage> SqliteStore::ListJobs(std::optional<JobStatus> status, int64_t after_id,
-                                      int64_t limit, int64_t max_bytes) {
+Result<JobPage> SqliteStore::ListJobs(const JobQuery& q, int64_t limit, int64_t max_bytes) {
   if (limit <= 0) return Status(Code::kInvalidArgument, "limit must be positive");
   JobPage page;
-  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(status ? kListByStatusSql : kListAllSql));
-  st.Bind(1, after_id).Bind(2, limit);
-  if (status) st.Bind(3, JobStatusName(*status));
+  ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached(ListJobsSql(q, ORCH_JOB_COLS, false)));
+  int n = 2;
+  st.Bind(1, q.IdBound()).Bind(2, limit);
+  if (q.status) st.Bind(++n, JobStatusName(*q.status));
+  if (!q.name_contains.empty()) st.Bind(++n, q.name_contains);
+  if (q.serial_key) st.Bind(++n, *q.serial_key);
   int64_t bytes = 0;
   for (;;) {
     ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -1008,8 +1005,12 @@ Result<std::vector<Violation>> SqliteStore::CheckInvariants(const InvariantLimit
 std::vector<std::pair<std::string, std::string>> SqliteStore::HotQueriesForTest() {
   return {{"running_count", kRunningCountSql}, {"claim", kClaimSql},
           {"counts", kCountsSql},              {"oldest_queued", kOldestQueuedSql},
-          {"sanitize_find", kImpossibleQueuedSql}, {"list_by_status", kListByStatusSql},
-          {"list_all", kListAllSql},            {"next_not_before", kNextNotBeforeSql},
+          {"sanitize_find", kImpossibleQueuedSql}, {"list_by_status", ListJobsSql({.status = JobStatus::kQueued}, ORCH_JOB_COLS, false)},
+          {"list_all", ListJobsSql({}, ORCH_JOB_COLS, false)},
+          {"list_newest_failed_by_name",
+           ListJobsSql({.status = JobStatus::kFailed, .name_contains = "x", .newest_first = true},
+                       ORCH_JOB_COLS, false)},
+          {"list_by_key", ListJobsSql({.serial_key = "k"}, ORCH_JOB_COLS, false)},            {"next_not_before", kNextNotBeforeSql},
           {"list_running", kListRunningSql},    {"list_running_brief", kListRunningBriefSql},
           {"get_job", kGetJobSql},              {"started_per_minute", kStartedPerMinuteSql},
           {"ended_per_minute", kEndedPerMinuteSql}};

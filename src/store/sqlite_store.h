@@ -59,8 +59,7 @@ class SqliteStore : public JobStore {
   Status ReattachOpenRun(int64_t job_id, int64_t run_id, int64_t now_ms) override;
   Result<std::vector<RunningEntry>> ListRunning() override;
   Result<std::vector<RunningBrief>> ListRunningBrief() override;
-  Result<JobPage> ListJobs(std::optional<JobStatus> status, int64_t after_id, int64_t limit,
-                           int64_t max_bytes) override;
+  Result<JobPage> ListJobs(const JobQuery& q, int64_t limit, int64_t max_bytes) override;
   Result<Job> GetJob(int64_t job_id) override;
   Result<std::vector<Run>> GetRuns(int64_t job_id) override;
   Result<std::optional<Run>> GetRun(int64_t run_id) override;

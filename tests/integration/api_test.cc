@@ -194,6 +194,46 @@ TEST(Api, PauseStopsClaimingAndResumeRestartsIt) {
   EXPECT_TRUE(d.WaitStatus(id, "succeeded"));
 }
 
+// The status page's list: a name anywhere in it, a serial key, newest first,
+// and why each queued job waits.
+TEST(Api, ListJobsByNameAndKeyNewestFirstWithBlockedBy) {
+  TempDir dir;
+  Daemon d(dir);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t holder = d.Submit({{"name", "hold-db"}, {"argv", {"sleep", "30"}}, {"serial_key", "db"}});
+  ASSERT_TRUE(d.WaitStatus(holder, "running"));
+  int64_t waiter = d.Submit({{"name", "nightly-db"}, {"argv", {"true"}}, {"serial_key", "db"}});
+  int64_t other = d.Submit({{"name", "nightly-web"}, {"argv", {"sleep", "30"}}, {"serial_key", "web"}});
+
+  json page = d.Get("/jobs?name=nightly&order=desc").Json();
+  ASSERT_EQ(2u, page["jobs"].size()) << page;
+  EXPECT_EQ(other, page["jobs"][0]["id"]);
+  EXPECT_EQ(waiter, page["jobs"][1]["id"]);
+  EXPECT_TRUE(page.contains("next_before_id"));
+  EXPECT_FALSE(page.contains("next_after_id"));
+
+  page = d.Get("/jobs?serial_key=db&status=queued").Json();
+  ASSERT_EQ(1u, page["jobs"].size()) << page;
+  EXPECT_EQ(waiter, page["jobs"][0]["id"]);
+  const json& blocked = page["jobs"][0]["blocked_by"];
+  EXPECT_EQ("serial_key", blocked["reason"]) << blocked;
+  EXPECT_EQ(d.Job(holder)["run_id"], blocked["run_id"]);
+  EXPECT_EQ(true, blocked["alive"]);
+  EXPECT_FALSE(d.Get("/jobs?status=running").Json()["jobs"][0].contains("blocked_by"));
+
+  page = d.Get("/jobs?order=desc&limit=2").Json();
+  ASSERT_EQ(2u, page["jobs"].size());
+  EXPECT_EQ(page["jobs"][1]["id"], page["next_before_id"]);
+  page = d.Get("/jobs?order=desc&before_id=" + page["next_before_id"].dump()).Json();
+  ASSERT_EQ(1u, page["jobs"].size());
+  EXPECT_EQ(holder, page["jobs"][0]["id"]);
+  EXPECT_TRUE(page["next_before_id"].is_null());
+
+  EXPECT_EQ(400, d.Get("/jobs?order=sideways").status);
+  EXPECT_EQ(400, d.Get("/jobs?order=desc&after_id=3").status);
+  EXPECT_EQ(400, d.Get("/jobs?before_id=3").status);
+}
+
 TEST(Api, ListJobsFiltersAndPaginates) {
   TempDir dir;
   Daemon d(dir);

@@ -441,14 +441,14 @@ TEST_P(StoreContract, ListJobsStopsAtTheByteBudget) {
   auto page = store()->ListJobs(std::nullopt, 0, 100, 2500);
   ASSERT_TRUE(page.ok());
   ASSERT_EQ(3u, page->jobs.size()) << "stops at the row that passes 2500 bytes";
-  EXPECT_EQ(std::optional<int64_t>(ids[2]), page->next_after_id);
+  EXPECT_EQ(std::optional<int64_t>(ids[2]), page->next_cursor);
   auto one = store()->ListJobs(std::nullopt, 0, 100, 1);
   ASSERT_TRUE(one.ok());
   EXPECT_EQ(1u, one->jobs.size());
   auto rest = store()->ListJobs(std::nullopt, ids[2], 100, 2500);
   ASSERT_TRUE(rest.ok());
   EXPECT_EQ(2u, rest->jobs.size());
-  EXPECT_FALSE(rest->next_after_id.has_value());
+  EXPECT_FALSE(rest->next_cursor.has_value());
 }
 
 TEST_P(StoreContract, ListJobsPagesByIdWithStatusFilter) {
@@ -465,8 +465,8 @@ TEST_P(StoreContract, ListJobsPagesByIdWithStatusFilter) {
     ASSERT_TRUE(page.ok()) << page.status().ToString();
     for (const auto& j : page->jobs) seen.push_back(j.id);
     ++pages;
-    if (!page->next_after_id) break;
-    after = *page->next_after_id;
+    if (!page->next_cursor) break;
+    after = *page->next_cursor;
   }
   EXPECT_EQ(ids, seen);
   EXPECT_EQ(3, pages);  // 3 + 3 + 1
@@ -476,15 +476,58 @@ TEST_P(StoreContract, ListJobsPagesByIdWithStatusFilter) {
   ASSERT_EQ(2u, cancelled->jobs.size());
   EXPECT_EQ(ids[1], cancelled->jobs[0].id);
   EXPECT_EQ(ids[4], cancelled->jobs[1].id);
-  EXPECT_FALSE(cancelled->next_after_id.has_value());
+  EXPECT_FALSE(cancelled->next_cursor.has_value());
   auto queued = store()->ListJobs(JobStatus::kQueued, ids[2], 2, kNoByteCap);
   ASSERT_TRUE(queued.ok());
   ASSERT_EQ(2u, queued->jobs.size());
   EXPECT_EQ(ids[3], queued->jobs[0].id);
   EXPECT_EQ(ids[5], queued->jobs[1].id);
-  EXPECT_EQ(std::optional<int64_t>(ids[5]), queued->next_after_id);
+  EXPECT_EQ(std::optional<int64_t>(ids[5]), queued->next_cursor);
   EXPECT_EQ(Code::kInvalidArgument,
             store()->ListJobs(std::nullopt, 0, 0, kNoByteCap).status().code());
+}
+
+// The status page's filters: a name anywhere in the name, an exact serial
+// key, newest first with a cursor below the last id seen.
+TEST_P(StoreContract, ListJobsFiltersByNameAndKeyNewestFirst) {
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 6; ++i) {
+    JobSpec s = Spec();
+    s.name = i % 2 == 0 ? "nightly-report-" + std::to_string(i) : "backup";
+    if (i >= 3) s.serial_key = "db";
+    ids.push_back(MustSubmit(store(), s));
+  }
+  ASSERT_TRUE(store()->Cancel(ids[4], 2000).ok());
+
+  auto named = store()->ListJobs({.name_contains = "report"}, 10, kNoByteCap);
+  ASSERT_TRUE(named.ok()) << named.status().ToString();
+  ASSERT_EQ(3u, named->jobs.size());
+  EXPECT_EQ(ids[0], named->jobs[0].id);
+  EXPECT_EQ(ids[4], named->jobs[2].id);
+  EXPECT_TRUE(store()->ListJobs({.name_contains = "REPORT"}, 10, kNoByteCap)->jobs.empty());
+
+  auto newest = store()->ListJobs({.newest_first = true}, 4, kNoByteCap);
+  ASSERT_TRUE(newest.ok());
+  ASSERT_EQ(4u, newest->jobs.size());
+  EXPECT_EQ(ids[5], newest->jobs[0].id);
+  EXPECT_EQ(ids[2], newest->jobs[3].id);
+  ASSERT_EQ(std::optional<int64_t>(ids[2]), newest->next_cursor);
+  auto older = store()->ListJobs({.newest_first = true, .cursor = ids[2]}, 4, kNoByteCap);
+  ASSERT_EQ(2u, older->jobs.size());
+  EXPECT_EQ(ids[1], older->jobs[0].id);
+  EXPECT_EQ(ids[0], older->jobs[1].id);
+  EXPECT_FALSE(older->next_cursor.has_value());
+
+  auto keyed = store()->ListJobs(
+      {.status = JobStatus::kQueued, .serial_key = "db", .newest_first = true}, 10, kNoByteCap);
+  ASSERT_EQ(2u, keyed->jobs.size());
+  EXPECT_EQ(ids[5], keyed->jobs[0].id);
+  EXPECT_EQ(ids[3], keyed->jobs[1].id);
+  auto all = store()->ListJobs({.status = JobStatus::kCancelled, .name_contains = "nightly",
+                                .serial_key = "db"},
+                               10, kNoByteCap);
+  ASSERT_EQ(1u, all->jobs.size());
+  EXPECT_EQ(ids[4], all->jobs[0].id);
 }
 
 TEST_P(StoreContract, CountsMatchFullCountAfterMixedOperations) {

@@ -111,9 +111,8 @@ class FaultyStore : public JobStore {
   Result<std::vector<RunningBrief>> ListRunningBrief() override {
     return real_->ListRunningBrief();
   }
-  Result<JobPage> ListJobs(std::optional<JobStatus> s, int64_t after, int64_t limit,
-                           int64_t max_bytes) override {
-    return real_->ListJobs(s, after, limit, max_bytes);
+  Result<JobPage> ListJobs(const JobQuery& q, int64_t limit, int64_t max_bytes) override {
+    return real_->ListJobs(q, limit, max_bytes);
   }
   Result<Job> GetJob(int64_t j) override { return real_->GetJob(j); }
   Result<std::vector<Run>> GetRuns(int64_t j) override { return real_->GetRuns(j); }

@@ -751,19 +751,15 @@ Result<std::vector<RunningBrief>> PgStore::ListRunningBrief() {
   return out;
 }
 
-Result<JobPage> PgStore::ListJobs(std::optional<JobStatus> status, int64_t after_id,
-                                  int64_t limit, int64_t max_bytes) {
+Result<JobPage> PgStore::ListJobs(const JobQuery& q, int64_t limit, int64_t max_bytes) {
   if (limit <= 0) return Status(Code::kInvalidArgument, "limit must be positive");
   PgParams params;
-  params.Add(after_id).Add(limit);
-  if (status) params.Add(JobStatusName(*status));
-  ORCH_ASSIGN_OR_RETURN(
-      PgResult r,
-      conn_->Query(status ? "SELECT " ORCH_PG_JOB_COLS " FROM jobs j WHERE j.status = $3 AND "
-                            "j.id > $1 ORDER BY j.id LIMIT $2"
-                          : "SELECT " ORCH_PG_JOB_COLS " FROM jobs j WHERE j.id > $1 "
-                            "ORDER BY j.id LIMIT $2",
-                   params));
+  params.Add(q.IdBound()).Add(limit);
+  if (q.status) params.Add(JobStatusName(*q.status));
+  if (!q.name_contains.empty()) params.Add(q.name_contains);
+  if (q.serial_key) params.Add(*q.serial_key);
+  ORCH_ASSIGN_OR_RETURN(PgResult r,
+                        conn_->Query(ListJobsSql(q, ORCH_PG_JOB_COLS, true), params));
   JobPage page;
   int64_t bytes = 0;
   for (int i = 0; i < r.rows(); ++i) {
