@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ORCH_SETUP_TEST_DEPS=1
+# setup.sh installs chromium and playwright-core: the browser test must run.
+export ORCH_REQUIRE_BROWSER=1
 stage_start=$SECONDS
 stage() {  # prints how long the previous stage took, then the next one's name
   [ -n "${stage_name:-}" ] && echo "== $stage_name took $((SECONDS - stage_start)) s"

@@ -89,6 +89,7 @@ const std::vector<KeyDef>& Defs() {
              int64_t{1}, int64_t{1000000}),
       Ranged(Key("server", "idle_timeout_ms", nullptr, false, ORCH_T(server.idle_timeout_ms)),
              int64_t{100}, int64_t{3600000}),
+      Key("server", "ui", nullptr, false, ORCH_T(server.ui)),
       Choices(Key("store", "backend", nullptr, false, ORCH_T(store.backend)),
               {"sqlite", "postgres"}),
       Key("store", "url", "ORCH_STORE_URL", false, ORCH_T(store.url)),

@@ -21,6 +21,7 @@ struct Config {
     int64_t max_body_bytes = 1048576;
     int64_t max_connections = 1024;
     int64_t idle_timeout_ms = 30000;
+    bool ui = true;  // the status page at GET / (SPEC §13)
   } server;
   struct Store {
     std::string backend = "sqlite";  // or "postgres" (SPEC §11)

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
+#include "http/ui_assets.h"
 
 namespace orch {
 namespace {
@@ -175,6 +176,14 @@ std::string PromEscape(const std::string& s) {
   return out;
 }
 
+// The page may load its own script, style and icon and call its own API;
+// nothing inline, nothing from elsewhere.
+constexpr const char* kPageCsp =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+bool IsUiPath(const std::string& p) { return p == "/" || p.rfind("/ui/", 0) == 0; }
+
 }  // namespace
 
 Api::Api(StoreExecutor* store, Supervisor* supervisor, Metrics* metrics, const Clock* clock,
@@ -212,6 +221,9 @@ bool Api::HostAllowed(const std::string& host_header) const {
 std::optional<HttpError> Api::Admit(const HttpRequest& head) const {
   const std::string& p = head.path;
   bool open = p == "/healthz" || p == "/readyz" || p == "/metrics";
+  // The page and its assets hold no data; the page asks for the token and
+  // sends it with each API request (a browser cannot on a navigation).
+  bool page = IsUiPath(p);
   if (!head.via_unix_socket) {
     std::string host = head.Header("host");
     if (!open && !HostAllowed(host)) {
@@ -228,7 +240,7 @@ std::optional<HttpError> Api::Admit(const HttpRequest& head) const {
                          "requests from origin \"" + head.Header("origin") + "\" are refused"};
       }
     }
-    if (!open && !Authorized(head)) {
+    if (!open && !page && !Authorized(head)) {
       return HttpError{401,
                        "unauthorized",
                        "a valid 'Authorization: Bearer <token>' header is required",
@@ -300,6 +312,8 @@ std::string Api::RouteLabel(const HttpRequest& req) {
       p == "/queue/pause" || p == "/queue/resume" || p == "/jobs") {
     return p;
   }
+  if (p == "/") return p;
+  if (IsUiPath(p)) return "/ui/{file}";
   if (p.rfind("/jobs/", 0) != 0) return "unknown";
   std::string_view rest(p);
   rest.remove_prefix(6);
@@ -317,6 +331,7 @@ void Api::Route(const HttpRequest& req, const Reply& reply) {
   const std::string& m = req.method;
   bool get = m == "GET" || m == "HEAD";
 
+  if (IsUiPath(p)) return get ? UiFile(req, reply) : reply(MethodNotAllowed("GET, HEAD"));
   if (p == "/healthz") return get ? Healthz(reply) : reply(MethodNotAllowed("GET, HEAD"));
   if (p == "/readyz") return get ? Readyz(reply) : reply(MethodNotAllowed("GET, HEAD"));
   if (p == "/metrics") return get ? MetricsText(reply) : reply(MethodNotAllowed("GET, HEAD"));
@@ -347,6 +362,28 @@ void Api::Route(const HttpRequest& req, const Reply& reply) {
   if (action == "retry") return m == "POST" ? RetryJob(id, reply) : reply(MethodNotAllowed("POST"));
   if (action == "log") return get ? Log(id, req, reply) : reply(MethodNotAllowed("GET, HEAD"));
   reply(Error(404, "not_found", "no such path: " + p));
+}
+
+void Api::UiFile(const HttpRequest& req, const Reply& reply) {
+  if (!supervisor_->config().server.ui) {
+    return reply(Error(404, "not_found", "the status page is off (server.ui = false)"));
+  }
+  for (const UiAsset& a : UiAssets()) {
+    if (a.path != req.path) continue;
+    HttpResponse resp;
+    resp.content_type = std::string(a.content_type);
+    // Revalidated on every load, so an upgrade shows its own page at once.
+    resp.headers = {{"Content-Security-Policy", kPageCsp},
+                    {"Cache-Control", "no-cache"},
+                    {"ETag", std::string(a.etag)}};
+    if (req.Header("if-none-match") == a.etag) {
+      resp.status = 304;
+    } else {
+      resp.body = std::string(a.body);
+    }
+    return reply(std::move(resp));
+  }
+  reply(Error(404, "not_found", "no such path: " + req.path));
 }
 
 void Api::Healthz(const Reply& reply) { reply(Json(200, {{"status", "ok"}})); }

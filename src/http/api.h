@@ -50,6 +50,8 @@ class Api {
   static std::string RouteLabel(const HttpRequest& req);
   void Route(const HttpRequest& req, const Reply& reply);
 
+  // GET / and /ui/<file>: the status page (SPEC §13), 404 with server.ui off.
+  void UiFile(const HttpRequest& req, const Reply& reply);
   void Healthz(const Reply& reply);
   void Readyz(const Reply& reply);
   void Queue(const Reply& reply);

@@ -70,11 +70,11 @@ HttpResponse HttpErrorResponse(int status, std::string_view code, std::string_vi
 void FormatHttpResponseHead(const HttpResponse& response, int64_t content_length, bool close,
                             bool keep_alive_1_0, std::string* out);
 
-// True when a response with this status never carries a body (1xx, 204, 304).
 // The Content-Security-Policy of every response that does not set its own:
 // nothing may load, run or frame it.
 extern const char* const kDefaultCsp;
 
+// True when a response with this status never carries a body (1xx, 204, 304).
 bool HttpStatusHasNoBody(int status);
 
 }  // namespace orch

@@ -30,6 +30,16 @@ size_t Append(char* data, size_t size, size_t n, void* out) {
 
 }  // namespace
 
+std::string HttpResult::Header(std::string name) const {
+  std::string lower = headers;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  size_t at = lower.find("\n" + name + ":");
+  if (at == std::string::npos) return "";
+  size_t start = headers.find_first_not_of(' ', at + name.size() + 2);
+  return headers.substr(start, headers.find_first_of("\r\n", start) - start);
+}
+
 HttpResult HttpCall(const std::string& method, const std::string& url, const std::string& body,
                     const std::vector<std::string>& headers) {
   HttpResult r;

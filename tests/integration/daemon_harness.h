@@ -21,6 +21,8 @@ struct HttpResult {
   std::string body;
   std::string headers;
   nlohmann::json Json() const { return nlohmann::json::parse(body, nullptr, false); }
+  // The first response header called `name` (any case), "" when absent.
+  std::string Header(std::string name) const;
 };
 
 HttpResult HttpCall(const std::string& method, const std::string& url,

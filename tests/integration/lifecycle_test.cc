@@ -44,16 +44,6 @@ TEST(Lifecycle, ExitZeroSucceedsAndTheLogIsReadable) {
 
 // A header's value in a raw response head ("" when absent); names match
 // case-insensitively.
-std::string HeaderOf(const std::string& head, std::string name) {
-  std::string lower = head;
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  size_t at = lower.find("\n" + name + ":");
-  if (at == std::string::npos) return "";
-  size_t start = head.find_first_not_of(' ', at + name.size() + 2);
-  return head.substr(start, head.find_first_of("\r\n", start) - start);
-}
-
 // SPEC §13: a log tail follows with ?offset= and X-Log-Offset, and knows
 // from X-Log-Complete when the run's last byte is out.
 TEST(Lifecycle, ALogIsFollowedByOffsetUntilItsRunEnds) {
@@ -70,10 +60,10 @@ TEST(Lifecycle, ALogIsFollowedByOffsetUntilItsRunEnds) {
     auto r = d.Get(log + "?offset=" + std::to_string(offset));
     EXPECT_EQ(200, r.status);
     seen += r.body;
-    int64_t next = std::stoll(HeaderOf(r.headers, "X-Log-Offset"));
+    int64_t next = std::stoll(r.Header("X-Log-Offset"));
     EXPECT_EQ(offset + static_cast<int64_t>(r.body.size()), next) << r.headers;
     offset = next;
-    if (HeaderOf(r.headers, "X-Log-Complete") == "true") return true;
+    if (r.Header("X-Log-Complete") == "true") return true;
     ++answers_while_running;
     return false;
   }, std::chrono::seconds(20)));
@@ -86,8 +76,8 @@ TEST(Lifecycle, ALogIsFollowedByOffsetUntilItsRunEnds) {
   auto past = d.Get(log + "?offset=100000");
   EXPECT_EQ(200, past.status);
   EXPECT_EQ("", past.body);
-  EXPECT_EQ("true", HeaderOf(past.headers, "X-Log-Truncated"));
-  EXPECT_EQ(std::to_string(seen.size()), HeaderOf(past.headers, "X-Log-Offset"));
+  EXPECT_EQ("true", past.Header("X-Log-Truncated"));
+  EXPECT_EQ(std::to_string(seen.size()), past.Header("X-Log-Offset"));
   EXPECT_EQ("line4\n", d.Get(log + "?offset=" + std::to_string(seen.size() - 6)).body);
   EXPECT_EQ(400, d.Get(log + "?offset=1&tail_bytes=2").status);
   EXPECT_EQ(400, d.Get(log + "?offset=-1").status);
@@ -134,12 +124,12 @@ TEST(Lifecycle, EveryResponseCarriesTheSecurityHeaders) {
                                   "/jobs/" + std::to_string(id) + "/log", std::string("/nope")}) {
     auto r = d.Get(path);
     EXPECT_EQ("default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-              HeaderOf(r.headers, "Content-Security-Policy")) << path;
-    EXPECT_EQ("nosniff", HeaderOf(r.headers, "X-Content-Type-Options")) << path;
-    EXPECT_EQ("no-referrer", HeaderOf(r.headers, "Referrer-Policy")) << path;
+              r.Header("Content-Security-Policy")) << path;
+    EXPECT_EQ("nosniff", r.Header("X-Content-Type-Options")) << path;
+    EXPECT_EQ("no-referrer", r.Header("Referrer-Policy")) << path;
   }
   EXPECT_EQ("text/plain; charset=utf-8",
-            HeaderOf(d.Get("/jobs/" + std::to_string(id) + "/log").headers, "Content-Type"));
+            d.Get("/jobs/" + std::to_string(id) + "/log").Header("Content-Type"));
 }
 
 TEST(Lifecycle, ExitThreeFailsWithoutRetry) {
