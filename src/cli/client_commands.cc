@@ -540,52 +540,55 @@ int ClientCommands::Logs(ApiClient& api, std::ostream& out, std::ostream& err) {
     return kExitOk;
   }
 
-  // Each poll asks for what lies past the offset the last answer ended at
-  // (X-Log-Offset). A new run (retry) starts over from its beginning; the
-  // run's end (X-Log-Complete) ends the follow once its last bytes are out.
-  std::string run_id;
-  int64_t offset = -1;  // -1: not started (honours --tail on the first read)
+  // Each poll asks one run's log for what lies past the offset the last
+  // answer ended at (X-Log-Offset), with the cut count it last saw, so that
+  // a cut at max_log_bytes is noticed. Once that run has ended and its last
+  // bytes are out (X-Log-Complete), the follow moves on to the job's next
+  // run (a retry) from its beginning, or stops with the job.
+  int64_t run_id = 0;   // 0: not started (the newest run; honours --tail)
+  int64_t offset = 0;
+  std::string cut = "0";
   while (true) {
     std::string query = path;
-    if (offset >= 0) {
-      query += "&offset=" + std::to_string(offset);
+    if (run_id > 0) {
+      query += "&run_id=" + std::to_string(run_id) + "&offset=" + std::to_string(offset) +
+               "&cut_bytes=" + cut;
     } else if (logs_args_.tail > 0) {
       query += "&tail_bytes=" + std::to_string(logs_args_.tail);
     }
     auto r = api.Send("GET", query);
     if (!r.ok()) return Check(r, false, err, nullptr);
+    bool run_over = false;
     if (r->status == 200) {
-      std::string run = r->Header("x-run-id");
-      if (offset >= 0 && run != run_id) {
-        // The newest run changed under us: its log starts at 0.
-        err << "orchestrator: run " << run << " started; its log follows\n";
-        r = api.Send("GET", path + "&offset=0");
-        if (!r.ok() || r->status != 200) return Check(r, false, err, nullptr);
-        run = r->Header("x-run-id");
-      }
       if (r->Header("x-log-truncated") == "true") {
-        err << "orchestrator: the log was cut at max_log_bytes; going on from its end\n";
+        err << "orchestrator: the log was cut at max_log_bytes; going on after the cut\n";
       }
       out << r->body << std::flush;
-      run_id = run;
+      run_id = std::atoll(r->Header("x-run-id").c_str());
       offset = std::atoll(r->Header("x-log-offset").c_str());
-      if (r->Header("x-log-complete") == "true") {
-        // Its run has ended; a retry would come as a new run of a job that
-        // is not terminal yet.
-        json job;
-        if (int rc = Check(api.Send("GET", JobPath(job_id_)), true, err, &job); rc != kExitOk) {
-          return rc;
-        }
-        if (IsTerminal(job.value("status", std::string()))) return kExitOk;
-      }
+      cut = r->Header("x-log-cut-bytes").empty() ? "0" : r->Header("x-log-cut-bytes");
+      run_over = r->Header("x-log-complete") == "true";
     } else if (r->status != 404) {
       return Check(r, false, err, nullptr);  // 404: no run has written a log yet
-    } else {
+    }
+    if (r->status == 404 || run_over) {
       json job;
       if (int rc = Check(api.Send("GET", JobPath(job_id_)), true, err, &job); rc != kExitOk) {
         return rc;
       }
-      if (IsTerminal(job.value("status", std::string()))) return kExitOk;  // never ran
+      int64_t newest = 0;
+      for (const auto& run : job.value("runs", json::array())) {
+        if (run.value("log_path", json()).is_null()) continue;
+        newest = std::max(newest, run.value("id", int64_t{0}));
+      }
+      if (run_id > 0 && newest > run_id) {
+        err << "orchestrator: run " << newest << " started; its log follows\n";
+        run_id = newest;
+        offset = 0;
+        cut = "0";
+        continue;
+      }
+      if (IsTerminal(job.value("status", std::string()))) return kExitOk;
     }
     std::this_thread::sleep_for(kFollowInterval);
   }

@@ -184,6 +184,21 @@ constexpr const char* kPageCsp =
 
 bool IsUiPath(const std::string& p) { return p == "/" || p.rfind("/ui/", 0) == 0; }
 
+// If-None-Match (RFC 9110 §13.1.2): "*", or a list of tags compared weakly.
+bool EtagMatches(std::string_view header, std::string_view etag) {
+  while (!header.empty()) {
+    size_t comma = header.find(',');
+    std::string_view tag = header.substr(0, comma);
+    while (!tag.empty() && (tag.front() == ' ' || tag.front() == '\t')) tag.remove_prefix(1);
+    while (!tag.empty() && (tag.back() == ' ' || tag.back() == '\t')) tag.remove_suffix(1);
+    if (tag.starts_with("W/")) tag.remove_prefix(2);
+    if (tag == "*" || tag == etag) return true;
+    if (comma == std::string_view::npos) break;
+    header.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
 }  // namespace
 
 Api::Api(StoreExecutor* store, Supervisor* supervisor, Metrics* metrics, const Clock* clock,
@@ -223,7 +238,7 @@ std::optional<HttpError> Api::Admit(const HttpRequest& head) const {
   bool open = p == "/healthz" || p == "/readyz" || p == "/metrics";
   // The page and its assets hold no data; the page asks for the token and
   // sends it with each API request (a browser cannot on a navigation).
-  bool page = IsUiPath(p);
+  bool page = IsUiPath(p) && (head.method == "GET" || head.method == "HEAD");
   if (!head.via_unix_socket) {
     std::string host = head.Header("host");
     if (!open && !HostAllowed(host)) {
@@ -376,7 +391,7 @@ void Api::UiFile(const HttpRequest& req, const Reply& reply) {
     resp.headers = {{"Content-Security-Policy", kPageCsp},
                     {"Cache-Control", "no-cache"},
                     {"ETag", std::string(a.etag)}};
-    if (req.Header("if-none-match") == a.etag) {
+    if (EtagMatches(req.Header("if-none-match"), a.etag)) {
       resp.status = 304;
     } else {
       resp.body = std::string(a.body);
@@ -934,9 +949,17 @@ void Api::RetryJob(int64_t id, const Reply& reply) {
 void Api::Log(int64_t id, const HttpRequest& req, const Reply& reply) {
   std::string stream = "stdout";
   std::optional<int64_t> tail;
-  std::optional<int64_t> offset;
+  std::optional<int64_t> offset, run_id, cut_bytes;
   for (const auto& [k, v] : req.query) {
-    if (k == "stream") {
+    if (k == "run_id" || k == "cut_bytes") {
+      int64_t n = 0;
+      if ((k == "run_id" || v != "0") && !ParseId(v, &n)) {
+        return reply(Error(400, "invalid_request",
+                           k + (k == "run_id" ? ": must be a positive integer"
+                                              : ": must be a non-negative integer")));
+      }
+      (k == "run_id" ? run_id : cut_bytes) = n;
+    } else if (k == "stream") {
       if (v != "stdout" && v != "stderr") {
         return reply(Error(400, "invalid_request", "stream: must be stdout or stderr"));
       }
@@ -966,22 +989,30 @@ void Api::Log(int64_t id, const HttpRequest& req, const Reply& reply) {
         if (!job.ok()) return job.status();
         return store.GetRuns(id);
       },
-      Guard(reply, [this, id, stream, tail, offset, reply](Result<std::vector<Run>> runs) {
+      Guard(reply, [this, id, stream, tail, offset, run_id, cut_bytes,
+                    reply](Result<std::vector<Run>> runs) {
         if (!runs.ok()) return reply(StatusError(runs.status()));
-        reply(LogFile(id, *runs, stream, tail, offset));
+        reply(LogFile(id, *runs, LogQuery{stream, tail, offset, run_id, cut_bytes}));
       }));
 }
 
-HttpResponse Api::LogFile(int64_t id, const std::vector<Run>& runs, const std::string& stream,
-                          std::optional<int64_t> tail, std::optional<int64_t> from) {
-  // The newest run that has a log.
+HttpResponse Api::LogFile(int64_t id, const std::vector<Run>& runs, const LogQuery& q) {
+  // The run asked for, else the newest run that has a log.
   const Run* run = nullptr;
   for (const auto& r : runs) {
-    if (!r.log_path.empty() && (run == nullptr || r.id > run->id)) run = &r;
+    if (q.run_id ? r.id == *q.run_id
+                 : !r.log_path.empty() && (run == nullptr || r.id > run->id)) {
+      run = &r;
+    }
   }
-  if (run == nullptr) {
+  if (run == nullptr && q.run_id) {
+    return Error(404, "not_found",
+                 "job " + std::to_string(id) + " has no run " + std::to_string(*q.run_id));
+  }
+  if (run == nullptr || run->log_path.empty()) {
     return Error(404, "no_log", "job " + std::to_string(id) + " has no log yet");
   }
+  const LogStream stream = q.stream == "stderr" ? LogStream::kStderr : LogStream::kStdout;
   if (!supervisor_->Mine(run->node_id)) {
     // Logs stay on the host that ran the job.
     return Error(404, "log_on_other_node",
@@ -990,8 +1021,7 @@ HttpResponse Api::LogFile(int64_t id, const std::vector<Run>& runs, const std::s
   }
   // By ids, never by the stored path; a name that is not the daemon's own
   // regular file (a job swapped in a link or a FIFO) is refused.
-  auto opened = supervisor_->log_dir().OpenForRead(
-      id, run->id, stream == "stderr" ? LogStream::kStderr : LogStream::kStdout);
+  auto opened = supervisor_->log_dir().OpenForRead(id, run->id, stream);
   // Read the run's state before the file's size: a run closed by then has
   // written its last byte, so a follower may stop at this answer's end.
   const char* complete = run->ended_at ? "true" : "false";
@@ -1015,16 +1045,28 @@ HttpResponse Api::LogFile(int64_t id, const std::vector<Run>& runs, const std::s
   struct stat st {};
   fstat(fd, &st);
   int64_t size = st.st_size;
-  int64_t offset = tail && *tail < size ? size - *tail : 0;
+  int64_t offset = q.tail && *q.tail < size ? size - *q.tail : 0;
   HttpResponse resp;
   resp.status = 200;
   resp.content_type = "text/plain; charset=utf-8";
-  if (from) {
-    // Past the end: the log was cut back to max_log_bytes after the client
-    // read that far. It goes on from the end that is there now.
-    if (*from > size) resp.headers.emplace_back("X-Log-Truncated", "true");
-    offset = std::min(*from, size);
+  // A live run's log is cut back to max_log_bytes on reaper ticks and the
+  // job goes on appending there: the bytes before the cap never change,
+  // those after it are new since the last cut.
+  std::optional<int64_t> cut = supervisor_->LogCutBytes(run->id, stream);
+  if (q.from) {
+    const int64_t cap = supervisor_->config().supervisor.max_log_bytes;
+    // Cut after the client read past the cap (the file is shorter than its
+    // offset, or the client's cut count is stale): it goes on from the cap,
+    // where what came since the cut starts.
+    bool cut_since = *q.from > size ||
+                     (*q.from > cap && cut && q.cut_bytes && *q.cut_bytes != *cut);
+    offset = std::min(*q.from, size);
+    if (cut_since) {
+      resp.headers.emplace_back("X-Log-Truncated", "true");
+      offset = std::min(cap, size);
+    }
   }
+  if (cut && *cut > 0) resp.headers.emplace_back("X-Log-Cut-Bytes", std::to_string(*cut));
   resp.headers.emplace_back("X-Run-Id", std::to_string(run->id));
   // Where the next ?offset= starts: this answer's end.
   resp.headers.emplace_back("X-Log-Offset", std::to_string(size));

@@ -79,8 +79,13 @@ class Api {
   // holds it. `open_run`: its run still open (null when not read).
   nlohmann::json BlockedBy(const Job& job, const Run* open_run,
                            const std::vector<RunningBrief>& running) const;
-  HttpResponse LogFile(int64_t id, const std::vector<Run>& runs, const std::string& stream,
-                       std::optional<int64_t> tail, std::optional<int64_t> from);
+  // GET /jobs/{id}/log's query: the run (newest with a log when unset), the
+  // last N bytes, or from an offset with the cut count the client last saw.
+  struct LogQuery {
+    std::string stream;
+    std::optional<int64_t> tail, from, run_id, cut_bytes;
+  };
+  HttpResponse LogFile(int64_t id, const std::vector<Run>& runs, const LogQuery& q);
   HttpResponse MetricsBody(const Result<QueueCounts>& counts);
   bool Authorized(const HttpRequest& req) const;
   bool HostAllowed(const std::string& host) const;

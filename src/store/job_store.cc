@@ -113,8 +113,12 @@ std::string ListJobsSql(const JobQuery& q, const char* cols, bool postgres) {
   int n = 2;
   auto param = [&](int i) { return (postgres ? "$" : "?") + std::to_string(i); };
   std::string sql = std::string("SELECT ") + cols + " FROM jobs j";
-  // The status index keeps a filtered page from walking the other statuses.
-  if (q.status && !postgres) sql += " INDEXED BY jobs_status_id";
+  // A key's jobs, or a status's, without walking the others.
+  if (q.serial_key && !postgres) {
+    sql += " INDEXED BY jobs_by_key";
+  } else if (q.status && !postgres) {
+    sql += " INDEXED BY jobs_status_id";
+  }
   sql += " WHERE j.id " + std::string(q.newest_first ? "<" : ">") + " " + param(1);
   if (q.status) sql += " AND j.status = " + param(++n);
   if (!q.name_contains.empty()) {

@@ -168,6 +168,10 @@ CREATE INDEX runs_by_job ON runs(job_id, id);
 CREATE INDEX runs_started_at ON runs(started_at);
 CREATE INDEX runs_ended_at ON runs(ended_at) WHERE ended_at IS NOT NULL;
 )sql",
+    // v4 (SPEC §13): the status page lists the jobs of one serial key.
+    R"sql(
+CREATE INDEX jobs_by_key ON jobs(serial_key, id) WHERE serial_key IS NOT NULL;
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == SqliteStore::kSchemaVersion);
@@ -1010,7 +1014,10 @@ std::vector<std::pair<std::string, std::string>> SqliteStore::HotQueriesForTest(
           {"list_newest_failed_by_name",
            ListJobsSql({.status = JobStatus::kFailed, .name_contains = "x", .newest_first = true},
                        ORCH_JOB_COLS, false)},
-          {"list_by_key", ListJobsSql({.serial_key = "k"}, ORCH_JOB_COLS, false)},            {"next_not_before", kNextNotBeforeSql},
+          {"list_by_key", ListJobsSql({.serial_key = "k"}, ORCH_JOB_COLS, false)},
+          {"list_queued_by_key",
+           ListJobsSql({.status = JobStatus::kQueued, .serial_key = "k", .newest_first = true},
+                       ORCH_JOB_COLS, false)},            {"next_not_before", kNextNotBeforeSql},
           {"list_running", kListRunningSql},    {"list_running_brief", kListRunningBriefSql},
           {"get_job", kGetJobSql},              {"started_per_minute", kStartedPerMinuteSql},
           {"ended_per_minute", kEndedPerMinuteSql}};

@@ -30,7 +30,7 @@ struct SqliteOpenOptions {
 class SqliteStore : public JobStore {
  public:
   // The schema version this binary writes (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
   static constexpr int kSafetyNetCheckpointPages = 20000;
 
   // Opens (creating if `options` say so: mode 0640, parent directories

@@ -1542,6 +1542,12 @@ void Supervisor::SetPaused(bool paused, std::function<void(Status)> done) {
                 });
 }
 
+std::optional<int64_t> Supervisor::LogCutBytes(int64_t run_id, LogStream stream) const {
+  auto it = running_.find(run_id);
+  if (it == running_.end()) return std::nullopt;
+  return stream == LogStream::kStderr ? it->second->cut_err : it->second->cut_out;
+}
+
 bool Supervisor::IsRunAlive(int64_t run_id) const {
   auto it = running_.find(run_id);
   return it != running_.end() && !it->second->pidfd.Exited();

@@ -128,6 +128,9 @@ class Supervisor {
 
   // True while we hold the run's pidfd and the process has not exited.
   bool IsRunAlive(int64_t run_id) const;
+  // Bytes cut from a live run's stream at max_log_bytes so far (a lower
+  // bound); nullopt for a run this node does not hold.
+  std::optional<int64_t> LogCutBytes(int64_t run_id, LogStream stream) const;
   const std::string& incarnation() const { return incarnation_; }
   size_t running_count() const { return running_.size(); }
   int64_t started_at_ms() const { return started_at_ms_; }

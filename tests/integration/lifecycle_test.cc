@@ -42,8 +42,6 @@ TEST(Lifecycle, ExitZeroSucceedsAndTheLogIsReadable) {
   EXPECT_EQ(0, d.Stop());
 }
 
-// A header's value in a raw response head ("" when absent); names match
-// case-insensitively.
 // SPEC §13: a log tail follows with ?offset= and X-Log-Offset, and knows
 // from X-Log-Complete when the run's last byte is out.
 TEST(Lifecycle, ALogIsFollowedByOffsetUntilItsRunEnds) {
@@ -111,6 +109,58 @@ TEST(Lifecycle, StatsCountRunsPerMinuteOverTheWindow) {
   EXPECT_EQ(400, d.Get("/stats?minutes=0").status);
   EXPECT_EQ(400, d.Get("/stats?minutes=1441").status);
   EXPECT_EQ(400, d.Get("/stats?colour=red").status);
+}
+
+// A follower can pin a run (run_id=), so that a retry never hides the end
+// of the run before it.
+TEST(Lifecycle, ALogCanBeReadRunByRun) {
+  TempDir dir;
+  Daemon d(dir, kFastRetry);
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t id = d.Submit({{"argv", {"sh", "-c",
+                                   "if [ -e m ]; then echo second; else touch m; echo first; "
+                                   "exit 75; fi"}},
+                         {"cwd", dir.path()}});
+  ASSERT_TRUE(d.WaitStatus(id, "succeeded"));
+  json runs = d.Job(id)["runs"];
+  ASSERT_EQ(2u, runs.size());
+  const std::string log = "/jobs/" + std::to_string(id) + "/log";
+  EXPECT_EQ("second\n", d.Get(log).body);
+  auto first = d.Get(log + "?run_id=" + runs[0]["id"].dump() + "&offset=0");
+  EXPECT_EQ("first\n", first.body);
+  EXPECT_EQ(runs[0]["id"].dump(), first.Header("X-Run-Id"));
+  EXPECT_EQ("true", first.Header("X-Log-Complete"));
+  auto none = d.Get(log + "?run_id=999999");
+  EXPECT_EQ(404, none.status);
+  EXPECT_EQ("not_found", none.Json()["error"]["code"]);
+  EXPECT_EQ(400, d.Get(log + "?run_id=0").status);
+}
+
+// The cap cuts a live log back to max_log_bytes on reaper ticks and the job
+// appends there again: a follower whose cut count is stale is sent back to
+// the cap, where what came after the cut starts, never into the middle of it.
+TEST(Lifecycle, AFollowerWithAStaleCutCountGoesOnFromTheCap) {
+  TempDir dir;
+  Daemon d(dir, "[supervisor]\nmax_log_bytes = 1024\n[reaper]\ninterval_ms = 1000\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  int64_t id = d.Submit({{"argv", {"sh", "-c",
+                                   "head -c 3000 /dev/zero | tr '\\0' x; "
+                                   "while :; do echo AFTER-THE-CUT-0123456789; sleep 0.02; done"}}});
+  ASSERT_TRUE(d.WaitStatus(id, "running"));
+  const std::string log = "/jobs/" + std::to_string(id) + "/log";
+  bool checked = false;
+  ASSERT_TRUE(WaitFor([&] {
+    auto now = d.Get(log + "?offset=0");
+    int64_t cut = std::atoll(now.Header("X-Log-Cut-Bytes").c_str());
+    if (cut <= 0 || std::stoll(now.Header("X-Log-Offset")) < 1100) return false;
+    auto stale = d.Get(log + "?offset=1050&cut_bytes=" + std::to_string(cut - 1));
+    EXPECT_EQ("true", stale.Header("X-Log-Truncated")) << stale.headers;
+    EXPECT_TRUE(stale.body.empty() || stale.body.rfind("AFTER-THE-CUT-", 0) == 0) << stale.body;
+    checked = true;
+    return true;
+  }, std::chrono::seconds(20)));
+  EXPECT_TRUE(checked);
+  ASSERT_EQ(202, d.Post("/jobs/" + std::to_string(id) + "/cancel").status);
 }
 
 // Every answer forbids being run or framed as a page, and sniffing.

@@ -42,6 +42,20 @@ TEST(SqliteStoreQueryPlan, SanitizeFindUsesThePartialIndex) {
   }
 }
 
+// The status page's list of one serial key reads that key's rows only.
+TEST(SqliteStoreQueryPlan, ListByKeyReadsTheKeyIndex) {
+  TempDir dir;
+  auto cfg = StoreConfigIn(dir);
+  auto store = MustOpen(cfg);
+  RawDb raw(cfg.path);
+  for (const auto& [name, sql] : SqliteStore::HotQueriesForTest()) {
+    if (name != "list_by_key" && name != "list_queued_by_key") continue;
+    std::string text;
+    for (const auto& line : raw.Texts("EXPLAIN QUERY PLAN " + sql, 3)) text += line + "\n";
+    EXPECT_NE(std::string::npos, text.find("jobs_by_key")) << name << ":\n" << text;
+  }
+}
+
 // GET /stats reads the last hour of runs, never the whole history.
 TEST(SqliteStoreQueryPlan, ThroughputReadsRunsByTimeIndexes) {
   TempDir dir;

@@ -59,7 +59,8 @@ TEST(SqliteStore, VersionOneFileIsMigratedKeepingItsRows) {
                        "ALTER TABLE runs DROP COLUMN oom_kills; "
                        "ALTER TABLE jobs DROP COLUMN memory_max; ALTER TABLE jobs DROP COLUMN cpu_max; "
                        "ALTER TABLE jobs DROP COLUMN pids_max; "
-                       "ALTER TABLE jobs DROP COLUMN stall_timeout_s; PRAGMA user_version=1"))
+                       "ALTER TABLE jobs DROP COLUMN stall_timeout_s; DROP INDEX jobs_by_key; "
+                       "PRAGMA user_version=1"))
         << raw.last_error();
   }
   auto store = MustOpen(cfg);
@@ -100,7 +101,8 @@ TEST(SqliteStore, NewerSchemaIsRefusedWithClearMessage) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(Code::kCorrupt, r.status().code());
   EXPECT_NE(std::string::npos, r.status().message().find(
-                                   "schema version 99 is newer than this binary supports (3)"))
+                                   "schema version 99 is newer than this binary supports (" +
+                                   std::to_string(SqliteStore::kSchemaVersion) + ")"))
       << r.status().message();
 }
 

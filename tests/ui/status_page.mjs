@@ -7,7 +7,7 @@
 // token), ORCH_SCREENSHOTS (a directory), CHROMIUM.
 // Exit status 0 when every check passed; each failure is printed.
 import {chromium} from 'playwright-core';
-import {mkdirSync} from 'node:fs';
+import {mkdirSync, rmSync} from 'node:fs';
 import {createServer} from 'node:http';
 import {join} from 'node:path';
 
@@ -15,6 +15,7 @@ const base = process.env.ORCH_URL;
 const token = process.env.ORCH_TOKEN;
 const jobs = JSON.parse(process.env.ORCH_JOBS);
 const shots = process.env.ORCH_SCREENSHOTS;
+rmSync(shots, {recursive: true, force: true});
 mkdirSync(shots, {recursive: true});
 
 const auth = {Authorization: `Bearer ${token}`};
@@ -64,15 +65,20 @@ const browser = await chromium.launch({
 const context = await browser.newContext({viewport: {width: 1360, height: 900}});
 context.setDefaultTimeout(10000);
 const page = await context.newPage();
+const open = process.env.ORCH_OPEN_URL;
 const consoleErrors = [];
+const elsewhereErrors = [];  // the other site's page: its refused POST
 let loggedIn = false;
-page.on('console', (m) => {
+// Every page of the context: both daemons' pages and the other site's.
+context.on('console', (m) => {
   if (m.type() !== 'error') return;
+  const url = m.page()?.url() || '';
+  if (!url.startsWith(base) && !url.startsWith(open)) return void elsewhereErrors.push(m.text());
   // Before the token is given, the page's first API calls get their 401.
   if (!loggedIn && /status of 401/.test(m.text())) return;
-  consoleErrors.push(m.text());
+  consoleErrors.push(`${m.page()?.url()}: ${m.text()}`);
 });
-page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
+context.on('weberror', (e) => consoleErrors.push(`uncaught: ${e.error().message}`));
 const apiRequests = [];
 page.on('request', (r) => apiRequests.push({url: r.url(), auth: r.headers().authorization || ''}));
 
@@ -131,6 +137,14 @@ await step('running, queued with its blocked reason, and the recent failure are 
   await page.screenshot({path: join(shots, 'overview.png'), fullPage: true});
 });
 
+await step('a queued job\'s view says why it waits and asks for no log', async () => {
+  await page.goto(`${base}/#/jobs/${jobs.blocked}`);
+  await until('the reason', async () => (await page.locator('#view .blocked').first().textContent())
+    .includes('serial key "db" is held by run'));
+  await until('no output yet', async () => (await text('#log-state')).includes('not started'));
+  check((await page.locator('tr[data-run-id]').count()) === 0, 'a queued job with runs');
+});
+
 await step('the job view shows the runs and a log tail that grows', async () => {
   await page.goto(`${base}/#/jobs/${jobs.printer}`);
   const job = await get(`/jobs/${jobs.printer}`);
@@ -162,6 +176,28 @@ await step('the log tail goes on across a cut at max_log_bytes', async () => {
   check((await text('#log-state')).startsWith('following run'), await text('#log-state'));
   await page.screenshot({path: join(shots, 'job-log-cut.png'), fullPage: true});
   await page.selectOption('#refresh-interval', '2000');
+});
+
+await step('switching to stderr while a stdout read is on its way shows stderr only', async () => {
+  await page.goto(`${base}/#/jobs/${jobs.printer}`);
+  await until('stdout shown', async () => (await text('#log')).includes('tick'));
+  // Hold back the next stdout read, choose stderr meanwhile, then let it land.
+  let release, holding;
+  const held = new Promise((r) => { release = r; });
+  const caught = new Promise((r) => { holding = r; });
+  await page.route(/\/log\?stream=stdout/, async (route) => {
+    holding();
+    await held;
+    await route.continue().catch(() => {});
+  });
+  await caught;
+  await page.click('button[data-stream="stderr"]');
+  release();
+  await until('stderr shown', async () => (await text('#log')).includes('printer-stderr-line'));
+  await page.unroute(/\/log\?stream=stdout/);
+  const shown = await text('#log');
+  check(!shown.includes('tick'), `stdout leaked into the stderr pane: ${shown.slice(0, 200)}`);
+  await page.click('button[data-stream="stdout"]');
 });
 
 await step('env values are hidden until asked', async () => {
@@ -237,7 +273,6 @@ await step('the refresh choice and its pause are remembered', async () => {
 
 // Without a token only the Origin check stands between a web page and the
 // API: a page elsewhere may send a POST (no-cors) but must not pause it.
-const open = process.env.ORCH_OPEN_URL;
 const openQueue = async () => (await fetch(open + '/queue')).json();
 await step('without a token the page shows the queue at once', async () => {
   const p = await context.newPage();
@@ -250,6 +285,13 @@ await step('without a token the page shows the queue at once', async () => {
   await p.click('#pause-queue');
   await until('resumed by its own page', async () => (await openQueue()).paused === false);
   await p.close();
+});
+
+await step('a POST with a foreign Origin gets 403', async () => {
+  const r = await fetch(open + '/queue/pause', {method: 'POST', headers: {Origin: 'http://elsewhere.example'}});
+  check(r.status === 403, `status ${r.status}`);
+  check((await r.json()).error.code === 'cross_origin', 'not refused as cross_origin');
+  check((await openQueue()).paused === false, 'paused anyway');
 });
 
 await step('a page from another origin cannot pause the queue', async () => {
@@ -270,6 +312,7 @@ await step('a page from another origin cannot pause the queue', async () => {
   await other.close();
   site.close();
   check(outcome === 'sent', `the request was not even sent: ${outcome}`);
+  check(elsewhereErrors.some((e) => /status of 403/.test(e)), `no 403 seen: ${elsewhereErrors}`);
   check((await openQueue()).paused === false, 'a cross-origin POST paused the queue');
 });
 

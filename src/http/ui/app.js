@@ -10,7 +10,7 @@
   const LOG_TAIL_BYTES = 64 * 1024;     // what a job view first shows of a log
   const LOG_KEEP_CHARS = 1024 * 1024;   // what it keeps while following
   const STATS_EVERY_MS = 15000;
-  const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+  const REQUEST_TIMEOUT_MS = 15000;
 
   const $ = (id) => document.getElementById(id);
 
@@ -27,6 +27,15 @@
 
   // Replaces el's children (nulls skipped, strings as text).
   const fill = (el, ...children) => { el.replaceChildren(); return add(el, children); };
+  // The same, only when `data` changed since the last time: what did not
+  // change keeps its focus, selection and open details across refreshes.
+  const filledFrom = new WeakMap();
+  const fillIfChanged = (el, data, build) => {
+    const key = JSON.stringify(data);
+    if (filledFrom.get(el) === key) return;
+    fill(el, build());
+    filledFrom.set(el, key);
+  };
 
   // h('td', {class: 'num', title: 'x', onclick: f}, 'text', child, ...)
   function h(tag, props, ...children) {
@@ -89,8 +98,9 @@
   const since = (iso) => (iso ? (Date.now() - Date.parse(iso)) / 1000 : null);
   const badge = (status) => h('span', {class: `badge ${status}`}, status);
 
-  function blockedWords(b) {
-    if (!b) return 'next in line for a free slot';
+  // `listed`: from a page of GET /jobs, which does not read runs (no open_run).
+  function blockedWords(b, listed = false) {
+    if (!b) return listed ? 'nothing holds it (its own page says more)' : 'next in line for a free slot';
     switch (b.reason) {
       case 'paused': return 'the queue is paused';
       case 'max_concurrency':
@@ -132,8 +142,12 @@
       resp = await fetch(path, {
         method, headers, cache: 'no-store', credentials: 'omit',
         body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
     } catch (e) {
+      if (e.name === 'TimeoutError') {
+        throw new ApiError(0, 'timeout', `the daemon did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`);
+      }
       throw new ApiError(0, 'unreachable', `cannot reach the daemon (${e.message})`);
     }
     if (resp.status === 401) {
@@ -156,11 +170,12 @@
   // ---- banner, confirmation, token prompt ---------------------------------
 
   let noticeTimer = 0;
-  function banner(text, kind = 'error') {
+  // `action`: {label, run} for a button after the text.
+  function banner(text, kind = 'error', action = null) {
     const el = $('banner');
     clearTimeout(noticeTimer);
     el.className = kind;
-    el.textContent = text;
+    fill(el, text, action ? h('button', {type: 'button', onclick: action.run}, action.label) : null);
     el.hidden = !text;
     if (text && kind === 'notice') noticeTimer = setTimeout(() => { el.hidden = true; }, 4000);
   }
@@ -219,37 +234,31 @@
     tick();
   }
 
+  // POST /jobs/{id}/{verb} for each id; one error naming those that failed.
+  async function postEach(ids, verb) {
+    const failures = [];
+    for (const id of ids) {
+      try { await api(`/jobs/${id}/${verb}`, {method: 'POST'}); } catch (e) {
+        if (e.status === 401) throw e;
+        failures.push(`#${id}: ${e.message}`);
+      }
+    }
+    if (failures.length) throw new Error(failures.join('; '));
+  }
+
   async function cancelJobs(ids) {
     const many = ids.length > 1;
     const ok = await confirmAction(many
       ? `Cancel ${ids.length} jobs? Running ones are sent SIGTERM, then SIGKILL after the grace period.`
       : `Cancel job #${ids[0]}? If it is running it is sent SIGTERM, then SIGKILL after the grace period.`);
     if (!ok) return;
-    await act(many ? `${ids.length} jobs cancelled.` : `Job #${ids[0]} cancelled.`, async () => {
-      const failures = [];
-      for (const id of ids) {
-        try { await api(`/jobs/${id}/cancel`, {method: 'POST'}); } catch (e) {
-          if (e.status === 401) throw e;
-          failures.push(`#${id}: ${e.message}`);
-        }
-      }
-      if (failures.length) throw new Error(failures.join('; '));
-    });
+    await act(many ? `${ids.length} jobs cancelled.` : `Job #${ids[0]} cancelled.`, () => postEach(ids, 'cancel'));
   }
 
   async function retryJobs(ids) {
     const many = ids.length > 1;
     if (many && !(await confirmAction(`Retry ${ids.length} jobs?`))) return;
-    await act(many ? `${ids.length} jobs queued again.` : `Job #${ids[0]} queued again.`, async () => {
-      const failures = [];
-      for (const id of ids) {
-        try { await api(`/jobs/${id}/retry`, {method: 'POST'}); } catch (e) {
-          if (e.status === 401) throw e;
-          failures.push(`#${id}: ${e.message}`);
-        }
-      }
-      if (failures.length) throw new Error(failures.join('; '));
-    });
+    await act(many ? `${ids.length} jobs queued again.` : `Job #${ids[0]} queued again.`, () => postEach(ids, 'retry'));
   }
 
   async function setPaused(paused) {
@@ -376,7 +385,7 @@
           waiting.jobs.map((j) => h('tr', {'data-job-id': j.id},
             h('td', null, jobLink(j.id)), h('td', null, j.name), h('td', null, j.serial_key ?? ''),
             h('td', {class: 'num'}, duration(since(j.created_at))),
-            h('td', {class: 'blocked'}, blockedWords(j.blocked_by)))),
+            h('td', {class: 'blocked'}, blockedWords(j.blocked_by, true)))),
           'Nothing is queued.'),
           q.counts.queued > waiting.jobs.length
             ? link('#/jobs?status=queued', `all ${q.counts.queued} queued jobs`) : null);
@@ -473,25 +482,27 @@
         const shown = new Set(page.jobs.map((j) => j.id));
         for (const id of [...selected]) if (!shown.has(id)) selected.delete(id);
         syncBulk();
-        const all = h('input', {type: 'checkbox', 'aria-label': 'select all',
-          checked: page.jobs.length > 0 && page.jobs.every((j) => selected.has(j.id)),
-          onchange: (e) => {
-            for (const j of page.jobs) e.target.checked ? selected.add(j.id) : selected.delete(j.id);
-            for (const box of listBody.querySelectorAll('input[data-select]')) box.checked = e.target.checked;
-            syncBulk();
-          }});
-        fill(listBody, table(
-          [all, 'job', 'name', 'status', 'attempts', 'serial key', 'created', 'finished', 'outcome or why it waits'],
-          page.jobs.map((j) => h('tr', {'data-job-id': j.id},
-            h('td', null, h('input', {type: 'checkbox', 'data-select': j.id, 'aria-label': `select job ${j.id}`,
-              checked: selected.has(j.id),
-              onchange: (e) => { e.target.checked ? selected.add(j.id) : selected.delete(j.id); syncBulk(); }})),
-            h('td', null, jobLink(j.id)), h('td', null, j.name), h('td', null, badge(j.status)),
-            h('td', {class: 'num'}, `${j.attempts}/${j.max_attempts}`), h('td', null, j.serial_key ?? ''),
-            h('td', null, time(j.created_at)), h('td', null, time(j.finished_at)),
-            h('td', {class: 'reason'}, j.status === 'queued' ? blockedWords(j.blocked_by)
-              : [j.outcome ? badge(j.outcome) : null, ' ', j.error ?? '']))),
-          'No job matches.'));
+        fillIfChanged(listBody, page, () => {
+          const all = h('input', {type: 'checkbox', 'aria-label': 'select all',
+            checked: page.jobs.length > 0 && page.jobs.every((j) => selected.has(j.id)),
+            onchange: (e) => {
+              for (const j of page.jobs) e.target.checked ? selected.add(j.id) : selected.delete(j.id);
+              for (const box of listBody.querySelectorAll('input[data-select]')) box.checked = e.target.checked;
+              syncBulk();
+            }});
+          return table(
+            [all, 'job', 'name', 'status', 'attempts', 'serial key', 'created', 'finished', 'outcome or why it waits'],
+            page.jobs.map((j) => h('tr', {'data-job-id': j.id},
+              h('td', null, h('input', {type: 'checkbox', 'data-select': j.id, 'aria-label': `select job ${j.id}`,
+                checked: selected.has(j.id),
+                onchange: (e) => { e.target.checked ? selected.add(j.id) : selected.delete(j.id); syncBulk(); }})),
+              h('td', null, jobLink(j.id)), h('td', null, j.name), h('td', null, badge(j.status)),
+              h('td', {class: 'num'}, `${j.attempts}/${j.max_attempts}`), h('td', null, j.serial_key ?? ''),
+              h('td', null, time(j.created_at)), h('td', null, time(j.finished_at)),
+              h('td', {class: 'reason'}, j.status === 'queued' ? blockedWords(j.blocked_by, true)
+                : [j.outcome ? badge(j.outcome) : null, ' ', j.error ?? '']))),
+            'No job matches.');
+        });
         fill(pager,
           before ? h('button', {type: 'button', onclick: () => go()}, '← Newest') : null,
           page.next_before_id !== null
@@ -501,21 +512,28 @@
     };
   }
 
-  // Follows one stream of a job's newest run with ?offset=, moving on to
-  // the next run when a retry starts one.
+  // Follows one stream of a job's log run by run: a run is read with
+  // run_id=&offset= until its end is out (X-Log-Complete), then the next
+  // run (a retry) from its beginning, so no run's last lines are skipped.
+  // The cut count (X-Log-Cut-Bytes) goes back with each read, so that a cut
+  // at max_log_bytes sends the tail on from after the cut.
   class LogTail {
     constructor(jobId) {
       this.jobId = jobId;
       this.stream = 'stdout';
+      this.generation = 0;
       this.pre = h('pre', {class: 'log', id: 'log', tabindex: 0});
       this.state = h('span', {class: 'muted', id: 'log-state'});
       this.reset();
     }
 
     reset() {
-      this.runId = null;
-      this.offset = null;  // null: start from the tail of the log
-      this.ended = false;
+      ++this.generation;  // answers to reads from before are dropped
+      this.runId = null;  // null: start from the tail of the newest run
+      this.offset = 0;
+      this.cut = '0';
+      this.over = false;  // the run has ended and all of its log is shown
+      this.refused = null;  // a run whose log this node cannot serve
       this.decoder = new TextDecoder();
       this.text = document.createTextNode('');
       fill(this.pre, this.text);
@@ -523,6 +541,7 @@
     }
 
     write(s) {
+      if (!s) return;
       const atEnd = this.pre.scrollTop + this.pre.clientHeight >= this.pre.scrollHeight - 8;
       this.text.appendData(s);
       if (this.text.length > 2 * LOG_KEEP_CHARS) {
@@ -531,49 +550,60 @@
       if (atEnd) this.pre.scrollTop = this.pre.scrollHeight;
     }
 
-    async poll(jobDone) {
-      if (this.ended && jobDone) return;
-      const from = this.offset === null ? `tail_bytes=${LOG_TAIL_BYTES}` : `offset=${this.offset}`;
-      let resp;
+    async poll(job) {
+      const generation = this.generation;
+      const withLog = job.runs.filter((r) => r.log_path !== null).map((r) => r.id);
+      const newest = withLog.length ? Math.max(...withLog) : null;
+      if (newest === null) {
+        this.state.textContent = 'no output yet: the job has not started';
+        return;
+      }
+      if (newest === this.refused) return;
+      if (this.over) {
+        if (newest <= this.runId) return;  // nothing will come until a retry
+        this.write(`${this.decoder.decode()}\n──── run ${newest} ────\n`);
+        this.runId = newest;
+        this.offset = 0;
+        this.cut = '0';
+        this.over = false;
+        this.decoder = new TextDecoder();
+      }
+      const from = this.runId === null ? `tail_bytes=${LOG_TAIL_BYTES}`
+        : `run_id=${this.runId}&offset=${this.offset}&cut_bytes=${this.cut}`;
+      let resp, data;
       try {
         resp = await api(`/jobs/${this.jobId}/log?stream=${this.stream}&${from}`, {raw: true});
+        data = new Uint8Array(await resp.arrayBuffer());
       } catch (e) {
-        if (e.code === 'no_log') { this.state.textContent = 'no output yet: the job has not started'; return; }
+        if (generation !== this.generation) return;
+        if (e.code === 'no_log') return;
         if (e.code === 'log_on_other_node' || e.code === 'log_refused') {
           this.state.textContent = e.message;
-          this.ended = true;
+          this.refused = newest;
           return;
         }
         throw e;
       }
-      const run = resp.headers.get('X-Run-Id');
+      if (generation !== this.generation) return;  // another stream was chosen meanwhile
       const end = Number(resp.headers.get('X-Log-Offset'));
-      const complete = resp.headers.get('X-Log-Complete') === 'true';
-      const data = new Uint8Array(await resp.arrayBuffer());
-      if (this.runId !== null && run !== this.runId) {
-        // A retry started a new run: its log starts at 0.
-        this.write(`${this.decoder.decode()}\n──── run ${run} ────\n`);
-        this.runId = run;
-        this.offset = 0;
-        this.ended = false;
+      if (resp.headers.get('X-Log-Truncated') === 'true') {
+        this.write(`${this.decoder.decode()}\n[the log was cut at max_log_bytes; going on after the cut]\n`);
         this.decoder = new TextDecoder();
-        return this.poll(jobDone);
       }
       let text = this.decoder.decode(data, {stream: true});
-      if (this.offset === null && end > data.length) {
+      if (this.runId === null && end > data.length) {
         // Started mid-log: drop the partial first line.
         text = text.slice(text.indexOf('\n') + 1);
         this.write(`[${end - data.length} earlier bytes not shown]\n`);
       }
-      if (resp.headers.get('X-Log-Truncated') === 'true') {
-        this.write('\n[the log was cut at max_log_bytes; following from its end]\n');
-      }
-      this.runId = run;
-      this.offset = end;
       this.write(text);
-      this.ended = complete && data.length === 0;
-      this.state.textContent = complete ? `run ${run} has ended` : `following run ${run}…`;
-      this.pre.dataset.run = run;
+      this.runId = Number(resp.headers.get('X-Run-Id'));
+      this.offset = end;
+      this.cut = resp.headers.get('X-Log-Cut-Bytes') || '0';
+      this.over = resp.headers.get('X-Log-Complete') === 'true';
+      if (this.over) this.write(this.decoder.decode());
+      this.state.textContent = this.over ? `run ${this.runId} has ended` : `following run ${this.runId}…`;
+      this.pre.dataset.run = this.runId;
     }
   }
 
@@ -609,7 +639,7 @@
       return h('div', null, h('ul', {class: 'env'}, names.map((n) => h('li', null, h('code', null, n), ' = ',
         showEnv ? h('code', null, env[n]) : h('span', {class: 'muted'}, 'hidden')))),
       h('button', {type: 'button', class: 'small', id: 'env-toggle',
-        onclick: () => { showEnv = !showEnv; fill(fields, describe(job)); }},
+        onclick: () => { showEnv = !showEnv; fillIfChanged(fields, [job, showEnv], () => describe(job)); }},
       showEnv ? 'Hide values' : 'Show values'));
     };
 
@@ -654,7 +684,7 @@
         fill(actions,
           job.status === 'queued' || job.status === 'running' ? cancelButton(job.id) : null,
           job.status === 'failed' || job.status === 'cancelled' ? retryButton(job.id) : null);
-        fill(fields, describe(job));
+        fillIfChanged(fields, [job, showEnv], () => describe(job));
         fill(runs.body, table(
           ['run', 'attempt', 'node', 'pid', 'start time', 'boot', 'started', 'ended', 'took', 'outcome',
             'reason', 'exit', 'cpu', 'memory peak', 'cgroup'],
@@ -672,7 +702,7 @@
             h('td', {class: 'num'}, bytes(r.mem_peak_bytes)),
             h('td', null, r.cgroup ? h('code', null, r.cgroup) : '–'))),
           'No run yet.'));
-        await tail.poll(TERMINAL.has(job.status));
+        await tail.poll(job);
       },
     };
   }
@@ -681,7 +711,7 @@
 
   let view = null;
   let generation = 0;
-  const refresh = {ms: 2000, paused: false, timer: 0, running: false, again: false};
+  const refresh = {ms: 2000, paused: false, halted: false, timer: 0, running: false, again: false};
 
   function route() {
     if (needToken) return;
@@ -705,7 +735,9 @@
     if (needToken || !view) return;
     if (refresh.running) { refresh.again = true; return; }
     refresh.running = true;
+    refresh.halted = false;
     const gen = generation;
+    const started = performance.now();
     try {
       await view.update();
       if (gen === generation) {
@@ -713,12 +745,21 @@
         if ($('banner').className === 'error') banner('');
       }
     } catch (e) {
-      if (e.status !== 401) banner(e.status === 0 ? e.message : `${e.code}: ${e.message}`);
+      if (e.code === 'unreachable') {
+        // The daemon is gone (a restart?). Whoever takes its port next must
+        // not be sent the token unasked: wait for a click.
+        refresh.halted = true;
+        banner(`${e.message}. Refreshing stopped.`, 'error', {label: 'Try again', run: () => tick()});
+      } else if (e.status !== 401) {
+        banner(e.status === 0 ? e.message : `${e.code}: ${e.message}`);
+      }
     } finally {
       refresh.running = false;
     }
     if (refresh.again) { refresh.again = false; return tick(); }
-    if (!refresh.paused && !needToken) refresh.timer = setTimeout(tick, refresh.ms);
+    // A slow answer (a filter that scans a big store) spaces the next one out.
+    const wait = Math.max(refresh.ms, 10 * (performance.now() - started));
+    if (!refresh.paused && !refresh.halted && !needToken) refresh.timer = setTimeout(tick, wait);
   }
 
   function loadRefresh() {

@@ -154,6 +154,10 @@ ALTER TABLE runs ADD COLUMN cgroup TEXT, ADD COLUMN cpu_usec BIGINT,
 CREATE INDEX runs_started_at ON runs(started_at);
 CREATE INDEX runs_ended_at ON runs(ended_at) WHERE ended_at IS NOT NULL;
 )sql",
+    // v3 (SPEC §13): the status page lists the jobs of one serial key.
+    R"sql(
+CREATE INDEX jobs_by_key ON jobs(serial_key, id) WHERE serial_key IS NOT NULL;
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == PgStore::kSchemaVersion);

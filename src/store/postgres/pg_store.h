@@ -22,7 +22,7 @@ struct PgOpenOptions {
 
 class PgStore : public JobStore {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   // Announced on commit whenever the queue may hold something claimable.
   static constexpr const char* kQueueChannel = "orchestrator_queue";
 
