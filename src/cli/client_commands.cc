@@ -541,18 +541,18 @@ int ClientCommands::Logs(ApiClient& api, std::ostream& out, std::ostream& err) {
   }
 
   // Each poll asks one run's log for what lies past the offset the last
-  // answer ended at (X-Log-Offset), with the cut count it last saw, so that
-  // a cut at max_log_bytes is noticed. Once that run has ended and its last
-  // bytes are out (X-Log-Complete), the follow moves on to the job's next
-  // run (a retry) from its beginning, or stops with the job.
+  // answer ended at (X-Log-Offset), with the cut count it last saw
+  // (X-Log-Cut), so that a cut at max_log_bytes is noticed. Once that run has
+  // ended and its last bytes are out (X-Log-Complete), the follow moves on
+  // to the job's next run (a retry) from its beginning, or stops with the job.
   int64_t run_id = 0;   // 0: not started (the newest run; honours --tail)
   int64_t offset = 0;
-  std::string cut = "0";
+  std::string cut;
   while (true) {
     std::string query = path;
     if (run_id > 0) {
-      query += "&run_id=" + std::to_string(run_id) + "&offset=" + std::to_string(offset) +
-               "&cut_bytes=" + cut;
+      query += "&run_id=" + std::to_string(run_id) + "&offset=" + std::to_string(offset);
+      if (!cut.empty()) query += "&cut=" + UrlEncode(cut);
     } else if (logs_args_.tail > 0) {
       query += "&tail_bytes=" + std::to_string(logs_args_.tail);
     }
@@ -566,26 +566,32 @@ int ClientCommands::Logs(ApiClient& api, std::ostream& out, std::ostream& err) {
       out << r->body << std::flush;
       run_id = std::atoll(r->Header("x-run-id").c_str());
       offset = std::atoll(r->Header("x-log-offset").c_str());
-      cut = r->Header("x-log-cut-bytes").empty() ? "0" : r->Header("x-log-cut-bytes");
+      if (!r->Header("x-log-cut").empty()) cut = r->Header("x-log-cut");
       run_over = r->Header("x-log-complete") == "true";
-    } else if (r->status != 404) {
-      return Check(r, false, err, nullptr);  // 404: no run has written a log yet
+    } else if (r->status != 404 || json::parse(r->body, nullptr, false).value(
+                                        "/error/code"_json_pointer, std::string()) != "no_log") {
+      // Only "no run has written a log yet" is waited out; a log on another
+      // node, or refused, is reported.
+      return Check(r, false, err, nullptr);
     }
     if (r->status == 404 || run_over) {
       json job;
       if (int rc = Check(api.Send("GET", JobPath(job_id_)), true, err, &job); rc != kExitOk) {
         return rc;
       }
-      int64_t newest = 0;
+      // The next run after this one (each run in turn, even those that came
+      // and went between two polls).
+      int64_t next = 0;
       for (const auto& run : job.value("runs", json::array())) {
-        if (run.value("log_path", json()).is_null()) continue;
-        newest = std::max(newest, run.value("id", int64_t{0}));
+        int64_t id = run.value("id", int64_t{0});
+        if (run.value("log_path", json()).is_null() || id <= run_id) continue;
+        if (next == 0 || id < next) next = id;
       }
-      if (run_id > 0 && newest > run_id) {
-        err << "orchestrator: run " << newest << " started; its log follows\n";
-        run_id = newest;
+      if (run_id > 0 && next > 0) {
+        err << "orchestrator: run " << next << " started; its log follows\n";
+        run_id = next;
         offset = 0;
-        cut = "0";
+        cut.clear();
         continue;
       }
       if (IsTerminal(job.value("status", std::string()))) return kExitOk;

@@ -949,16 +949,17 @@ void Api::RetryJob(int64_t id, const Reply& reply) {
 void Api::Log(int64_t id, const HttpRequest& req, const Reply& reply) {
   std::string stream = "stdout";
   std::optional<int64_t> tail;
-  std::optional<int64_t> offset, run_id, cut_bytes;
+  std::optional<int64_t> offset, run_id;
+  std::optional<std::string> cut;
   for (const auto& [k, v] : req.query) {
-    if (k == "run_id" || k == "cut_bytes") {
+    if (k == "run_id") {
       int64_t n = 0;
-      if ((k == "run_id" || v != "0") && !ParseId(v, &n)) {
-        return reply(Error(400, "invalid_request",
-                           k + (k == "run_id" ? ": must be a positive integer"
-                                              : ": must be a non-negative integer")));
+      if (!ParseId(v, &n)) {
+        return reply(Error(400, "invalid_request", "run_id: must be a positive integer"));
       }
-      (k == "run_id" ? run_id : cut_bytes) = n;
+      run_id = n;
+    } else if (k == "cut") {
+      cut = v;
     } else if (k == "stream") {
       if (v != "stdout" && v != "stderr") {
         return reply(Error(400, "invalid_request", "stream: must be stdout or stderr"));
@@ -989,10 +990,10 @@ void Api::Log(int64_t id, const HttpRequest& req, const Reply& reply) {
         if (!job.ok()) return job.status();
         return store.GetRuns(id);
       },
-      Guard(reply, [this, id, stream, tail, offset, run_id, cut_bytes,
+      Guard(reply, [this, id, stream, tail, offset, run_id, cut,
                     reply](Result<std::vector<Run>> runs) {
         if (!runs.ok()) return reply(StatusError(runs.status()));
-        reply(LogFile(id, *runs, LogQuery{stream, tail, offset, run_id, cut_bytes}));
+        reply(LogFile(id, *runs, LogQuery{stream, tail, offset, run_id, cut}));
       }));
 }
 
@@ -1052,21 +1053,25 @@ HttpResponse Api::LogFile(int64_t id, const std::vector<Run>& runs, const LogQue
   // A live run's log is cut back to max_log_bytes on reaper ticks and the
   // job goes on appending there: the bytes before the cap never change,
   // those after it are new since the last cut.
-  std::optional<int64_t> cut = supervisor_->LogCutBytes(run->id, stream);
+  // The cut count, as "<incarnation>/<bytes>": a count from before a restart
+  // (it starts again at 0) is never compared with this one.
+  std::optional<int64_t> cut_bytes = supervisor_->LogCutBytes(run->id, stream);
+  const std::string cut_prefix = supervisor_->incarnation() + "/";
+  std::string cut = cut_prefix + std::to_string(cut_bytes.value_or(0));
   if (q.from) {
     const int64_t cap = supervisor_->config().supervisor.max_log_bytes;
     // Cut after the client read past the cap (the file is shorter than its
     // offset, or the client's cut count is stale): it goes on from the cap,
     // where what came since the cut starts.
-    bool cut_since = *q.from > size ||
-                     (*q.from > cap && cut && q.cut_bytes && *q.cut_bytes != *cut);
+    bool stale = cut_bytes && q.cut && q.cut->starts_with(cut_prefix) && *q.cut != cut;
+    bool cut_since = *q.from > size || (*q.from > cap && stale);
     offset = std::min(*q.from, size);
     if (cut_since) {
       resp.headers.emplace_back("X-Log-Truncated", "true");
       offset = std::min(cap, size);
     }
   }
-  if (cut && *cut > 0) resp.headers.emplace_back("X-Log-Cut-Bytes", std::to_string(*cut));
+  if (cut_bytes) resp.headers.emplace_back("X-Log-Cut", cut);
   resp.headers.emplace_back("X-Run-Id", std::to_string(run->id));
   // Where the next ?offset= starts: this answer's end.
   resp.headers.emplace_back("X-Log-Offset", std::to_string(size));

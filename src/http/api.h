@@ -80,10 +80,11 @@ class Api {
   nlohmann::json BlockedBy(const Job& job, const Run* open_run,
                            const std::vector<RunningBrief>& running) const;
   // GET /jobs/{id}/log's query: the run (newest with a log when unset), the
-  // last N bytes, or from an offset with the cut count the client last saw.
+  // last N bytes, or from an offset with the X-Log-Cut the client last saw.
   struct LogQuery {
     std::string stream;
-    std::optional<int64_t> tail, from, run_id, cut_bytes;
+    std::optional<int64_t> tail, from, run_id;
+    std::optional<std::string> cut;
   };
   HttpResponse LogFile(int64_t id, const std::vector<Run>& runs, const LogQuery& q);
   HttpResponse MetricsBody(const Result<QueueCounts>& counts);

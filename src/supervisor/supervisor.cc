@@ -1205,6 +1205,12 @@ void Supervisor::CompleteRun(int64_t run_id) {
     }
   }
   CapLogs(r, /*final=*/true);
+  if (r.cut_out > 0 || r.cut_err > 0) {
+    // A follower that read past the cap before this last cut learns of it
+    // from the count (GET /jobs/{id}/log), after the run is gone too.
+    ended_cuts_[run_id] = {r.cut_out, r.cut_err};
+    if (ended_cuts_.size() > kEndedCutsKept) ended_cuts_.erase(ended_cuts_.begin());
+  }
   RunEnd end = std::move(r.end);
   int64_t detected_ns = r.detected_ns;
   running_.erase(it);
@@ -1543,9 +1549,14 @@ void Supervisor::SetPaused(bool paused, std::function<void(Status)> done) {
 }
 
 std::optional<int64_t> Supervisor::LogCutBytes(int64_t run_id, LogStream stream) const {
-  auto it = running_.find(run_id);
-  if (it == running_.end()) return std::nullopt;
-  return stream == LogStream::kStderr ? it->second->cut_err : it->second->cut_out;
+  bool err = stream == LogStream::kStderr;
+  if (auto it = running_.find(run_id); it != running_.end()) {
+    return err ? it->second->cut_err : it->second->cut_out;
+  }
+  if (auto it = ended_cuts_.find(run_id); it != ended_cuts_.end()) {
+    return err ? it->second.second : it->second.first;
+  }
+  return std::nullopt;
 }
 
 bool Supervisor::IsRunAlive(int64_t run_id) const {

@@ -128,8 +128,8 @@ class Supervisor {
 
   // True while we hold the run's pidfd and the process has not exited.
   bool IsRunAlive(int64_t run_id) const;
-  // Bytes cut from a live run's stream at max_log_bytes so far (a lower
-  // bound); nullopt for a run this node does not hold.
+  // Bytes cut from a run's stream at max_log_bytes so far (a lower bound),
+  // for the runs this incarnation holds or ended lately; nullopt for others.
   std::optional<int64_t> LogCutBytes(int64_t run_id, LogStream stream) const;
   const std::string& incarnation() const { return incarnation_; }
   size_t running_count() const { return running_.size(); }
@@ -289,6 +289,9 @@ class Supervisor {
   std::string home_ = "/";
 
   std::map<int64_t, std::unique_ptr<Running>> running_;  // by run id
+  // Cut counts of the runs that ended with a cut, the newest few by run id.
+  static constexpr size_t kEndedCutsKept = 4096;
+  std::map<int64_t, std::pair<int64_t, int64_t>> ended_cuts_;  // run id → {stdout, stderr}
   std::unordered_map<pid_t, int64_t> run_by_pid_;        // our children only
   std::vector<RunEnd> pending_finishes_;                 // store was unavailable
   // Runs whose end is posted and not yet committed (or refused), by run id.

@@ -179,6 +179,32 @@ TEST(CliLogs, FollowMovesOnToTheNextRunOfARetriedJob) {
   EXPECT_EQ("succeeded", d.Job(id)["status"]);
 }
 
+// Runs shorter than the follow's poll interval come and go between two
+// polls: each is still printed, in order, whole.
+TEST(CliLogs, FollowPrintsEveryRunEvenThoseBetweenTwoPolls) {
+  TempDir dir;
+  Daemon d(dir, "[supervisor]\nbackoff_base_s = 0.05\nbackoff_max_s = 0.05\n");
+  ASSERT_TRUE(d.Start()) << d.Log();
+  std::string count = dir.File("count");
+  int64_t id = d.Submit({{"argv", {"sh", "-c",
+                                   "n=$(cat " + count + " 2>/dev/null || echo 0); n=$((n+1)); "
+                                   "echo $n > " + count + "; echo \"attempt $n\"; "
+                                   // The first run outlasts the follow's start.
+                                   "if [ $n = 1 ]; then sleep 2; else sleep 0.2; fi; "
+                                   "echo \"attempt $n ends\"; [ $n -ge 5 ] || exit 75"}},
+                         {"max_attempts", 5}});
+  ASSERT_TRUE(d.WaitStatus(id, "running"));
+  auto r = test::RunCommand({test::OrchestratorBinary(), "logs", std::to_string(id), "--follow",
+                             "--server", d.url(), "--token-file", dir.File("var/token")});
+  EXPECT_EQ(0, r.exit_code) << r.err;
+  std::string want;
+  for (int n = 1; n <= 5; ++n) {
+    want += "attempt " + std::to_string(n) + "\nattempt " + std::to_string(n) + " ends\n";
+  }
+  EXPECT_EQ(want, r.out) << r.err;
+  EXPECT_EQ(5u, d.Job(id)["runs"].size());
+}
+
 // Regression for the security issue "control characters reach the journal and
 // the admin's terminal": a job name with a newline forged a whole log line,
 // and `show` printed names and argv raw, escape sequences included.

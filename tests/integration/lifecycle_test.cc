@@ -151,11 +151,22 @@ TEST(Lifecycle, AFollowerWithAStaleCutCountGoesOnFromTheCap) {
   bool checked = false;
   ASSERT_TRUE(WaitFor([&] {
     auto now = d.Get(log + "?offset=0");
-    int64_t cut = std::atoll(now.Header("X-Log-Cut-Bytes").c_str());
-    if (cut <= 0 || std::stoll(now.Header("X-Log-Offset")) < 1100) return false;
-    auto stale = d.Get(log + "?offset=1050&cut_bytes=" + std::to_string(cut - 1));
+    // "<incarnation>/<bytes cut>"
+    std::string cut = now.Header("X-Log-Cut");
+    size_t slash = cut.find('/');
+    if (slash == std::string::npos || std::stoll(cut.substr(slash + 1)) <= 0 ||
+        std::stoll(now.Header("X-Log-Offset")) < 1100) {
+      return false;
+    }
+    std::string before = cut.substr(0, slash + 1) + "0";
+    auto stale = d.Get(log + "?offset=1050&cut=" + before);
     EXPECT_EQ("true", stale.Header("X-Log-Truncated")) << stale.headers;
     EXPECT_TRUE(stale.body.empty() || stale.body.rfind("AFTER-THE-CUT-", 0) == 0) << stale.body;
+    // A count from another incarnation (before a restart) says nothing.
+    auto other = d.Get(log + "?offset=1050&cut=elsewhere/0");
+    if (std::stoll(other.Header("X-Log-Offset")) >= 1050) {  // not cut meanwhile
+      EXPECT_NE("true", other.Header("X-Log-Truncated")) << other.headers;
+    }
     checked = true;
     return true;
   }, std::chrono::seconds(20)));

@@ -130,8 +130,8 @@
     }
   }
 
-  // Resolves with the parsed JSON (or the Response when `raw`); rejects with
-  // an ApiError. A 401 shows the token prompt.
+  // Resolves with the parsed JSON (or, when `raw`, {headers, data} with the
+  // body's bytes); rejects with an ApiError. A 401 shows the token prompt.
   async function api(path, {method = 'GET', body, raw = false} = {}) {
     const headers = {};
     const token = sessionStorage.getItem(TOKEN_KEY);
@@ -145,26 +145,43 @@
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
     } catch (e) {
-      if (e.name === 'TimeoutError') {
-        throw new ApiError(0, 'timeout', `the daemon did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`);
-      }
-      throw new ApiError(0, 'unreachable', `cannot reach the daemon (${e.message})`);
+      throw transportError(e);
     }
     if (resp.status === 401) {
       askForToken(token ? 'The daemon refused that token.' : '');
       throw new ApiError(401, 'unauthorized', 'the daemon needs its token');
     }
+    let data;
+    try {
+      data = new Uint8Array(await resp.arrayBuffer());
+    } catch (e) {
+      throw transportError(e);
+    }
     if (!resp.ok) {
       let code = `http_${resp.status}`;
       let message = resp.statusText;
       try {
-        const e = (await resp.json()).error;
+        const e = JSON.parse(new TextDecoder().decode(data)).error;
         code = e.code;
         message = e.message;
       } catch (_) { /* not our error body */ }
       throw new ApiError(resp.status, code, message);
     }
-    return raw ? resp : resp.json();
+    if (raw) return {headers: resp.headers, data};
+    try {
+      return JSON.parse(new TextDecoder().decode(data));
+    } catch (_) {
+      // Not the daemon's answer: whoever answers there now gets no more.
+      throw new ApiError(0, 'unreachable', `${path} answered something that is not the daemon's JSON`);
+    }
+  }
+
+  // A fetch that failed before a whole answer came.
+  function transportError(e) {
+    if (e.name === 'TimeoutError') {
+      return new ApiError(0, 'timeout', `the daemon did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`);
+    }
+    return new ApiError(0, 'unreachable', `cannot reach the daemon (${e.message})`);
   }
 
   // ---- banner, confirmation, token prompt ---------------------------------
@@ -457,9 +474,12 @@
     status.onchange = () => go();
     for (const input of [name, key]) input.onkeydown = (e) => { if (e.key === 'Enter') go(); };
 
+    let shownIds = [];
     const syncBulk = () => {
       bulkCount.textContent = selected.size ? `${selected.size} selected` : '';
       bulkCancel.disabled = bulkRetry.disabled = !selected.size;
+      const all = listBody.querySelector('input[data-select-all]');
+      if (all) all.checked = shownIds.length > 0 && shownIds.every((id) => selected.has(id));
     };
 
     return {
@@ -479,12 +499,10 @@
         if (filters.key) p.set('serial_key', filters.key);
         if (before) p.set('before_id', before);
         const page = await api(`/jobs?${p}`);
-        const shown = new Set(page.jobs.map((j) => j.id));
-        for (const id of [...selected]) if (!shown.has(id)) selected.delete(id);
-        syncBulk();
+        shownIds = page.jobs.map((j) => j.id);
+        for (const id of [...selected]) if (!shownIds.includes(id)) selected.delete(id);
         fillIfChanged(listBody, page, () => {
-          const all = h('input', {type: 'checkbox', 'aria-label': 'select all',
-            checked: page.jobs.length > 0 && page.jobs.every((j) => selected.has(j.id)),
+          const all = h('input', {type: 'checkbox', 'aria-label': 'select all', 'data-select-all': true,
             onchange: (e) => {
               for (const j of page.jobs) e.target.checked ? selected.add(j.id) : selected.delete(j.id);
               for (const box of listBody.querySelectorAll('input[data-select]')) box.checked = e.target.checked;
@@ -503,6 +521,7 @@
                 : [j.outcome ? badge(j.outcome) : null, ' ', j.error ?? '']))),
             'No job matches.');
         });
+        syncBulk();
         fill(pager,
           before ? h('button', {type: 'button', onclick: () => go()}, '← Newest') : null,
           page.next_before_id !== null
@@ -515,8 +534,8 @@
   // Follows one stream of a job's log run by run: a run is read with
   // run_id=&offset= until its end is out (X-Log-Complete), then the next
   // run (a retry) from its beginning, so no run's last lines are skipped.
-  // The cut count (X-Log-Cut-Bytes) goes back with each read, so that a cut
-  // at max_log_bytes sends the tail on from after the cut.
+  // The cut count (X-Log-Cut) goes back with each read, so that a cut at
+  // max_log_bytes sends the tail on from after the cut.
   class LogTail {
     constructor(jobId) {
       this.jobId = jobId;
@@ -530,10 +549,9 @@
     reset() {
       ++this.generation;  // answers to reads from before are dropped
       this.runId = null;  // null: start from the tail of the newest run
-      this.offset = 0;
-      this.cut = '0';
-      this.over = false;  // the run has ended and all of its log is shown
-      this.refused = null;  // a run whose log this node cannot serve
+      this.offset = null;  // null: from the tail of the run
+      this.cut = '';
+      this.over = false;  // the run has ended and all of its log is shown (or refused)
       this.decoder = new TextDecoder();
       this.text = document.createTextNode('');
       fill(this.pre, this.text);
@@ -553,54 +571,54 @@
     async poll(job) {
       const generation = this.generation;
       const withLog = job.runs.filter((r) => r.log_path !== null).map((r) => r.id);
-      const newest = withLog.length ? Math.max(...withLog) : null;
-      if (newest === null) {
+      if (!withLog.length) {
         this.state.textContent = 'no output yet: the job has not started';
         return;
       }
-      if (newest === this.refused) return;
+      if (this.runId === null) this.runId = Math.max(...withLog);
       if (this.over) {
-        if (newest <= this.runId) return;  // nothing will come until a retry
-        this.write(`${this.decoder.decode()}\n──── run ${newest} ────\n`);
-        this.runId = newest;
-        this.offset = 0;
-        this.cut = '0';
+        // Each run in turn, even one that came and went between two polls.
+        const later = withLog.filter((id) => id > this.runId);
+        if (!later.length) return;  // nothing will come until a retry
+        this.runId = Math.min(...later);
+        this.write(`${this.decoder.decode()}\n──── run ${this.runId} ────\n`);
+        this.offset = null;
+        this.cut = '';
         this.over = false;
         this.decoder = new TextDecoder();
       }
-      const from = this.runId === null ? `tail_bytes=${LOG_TAIL_BYTES}`
-        : `run_id=${this.runId}&offset=${this.offset}&cut_bytes=${this.cut}`;
-      let resp, data;
+      const from = this.offset === null ? `tail_bytes=${LOG_TAIL_BYTES}`
+        : `offset=${this.offset}${this.cut ? `&cut=${encodeURIComponent(this.cut)}` : ''}`;
+      let answer;
       try {
-        resp = await api(`/jobs/${this.jobId}/log?stream=${this.stream}&${from}`, {raw: true});
-        data = new Uint8Array(await resp.arrayBuffer());
+        answer = await api(`/jobs/${this.jobId}/log?stream=${this.stream}&run_id=${this.runId}&${from}`,
+          {raw: true});
       } catch (e) {
         if (generation !== this.generation) return;
-        if (e.code === 'no_log') return;
         if (e.code === 'log_on_other_node' || e.code === 'log_refused') {
-          this.state.textContent = e.message;
-          this.refused = newest;
+          this.write(`[${e.message}]\n`);
+          this.over = true;  // go on with the next run, if this node has it
           return;
         }
         throw e;
       }
       if (generation !== this.generation) return;  // another stream was chosen meanwhile
-      const end = Number(resp.headers.get('X-Log-Offset'));
-      if (resp.headers.get('X-Log-Truncated') === 'true') {
+      const {headers, data} = answer;
+      const end = Number(headers.get('X-Log-Offset'));
+      if (headers.get('X-Log-Truncated') === 'true') {
         this.write(`${this.decoder.decode()}\n[the log was cut at max_log_bytes; going on after the cut]\n`);
         this.decoder = new TextDecoder();
       }
       let text = this.decoder.decode(data, {stream: true});
-      if (this.runId === null && end > data.length) {
+      if (this.offset === null && end > data.length) {
         // Started mid-log: drop the partial first line.
         text = text.slice(text.indexOf('\n') + 1);
         this.write(`[${end - data.length} earlier bytes not shown]\n`);
       }
       this.write(text);
-      this.runId = Number(resp.headers.get('X-Run-Id'));
       this.offset = end;
-      this.cut = resp.headers.get('X-Log-Cut-Bytes') || '0';
-      this.over = resp.headers.get('X-Log-Complete') === 'true';
+      this.cut = headers.get('X-Log-Cut') || this.cut;
+      this.over = headers.get('X-Log-Complete') === 'true';
       if (this.over) this.write(this.decoder.decode());
       this.state.textContent = this.over ? `run ${this.runId} has ended` : `following run ${this.runId}…`;
       this.pre.dataset.run = this.runId;
@@ -674,7 +692,7 @@
         } catch (e) {
           if (e.status === 404) {
             title.textContent = `Job #${id}`;
-            fill(fields, h('p', {class: 'error'}, e.message));
+            fillIfChanged(fields, e.message, () => h('p', {class: 'error'}, e.message));
             return;
           }
           throw e;
