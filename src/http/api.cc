@@ -814,7 +814,9 @@ void Api::ListJobs(const HttpRequest& req, const Reply& reply) {
         std::optional<int64_t> next = view.page.next_cursor;
         for (const auto& j : view.page.jobs) {
           json item = JobJson(j);
-          if (j.status == JobStatus::kQueued) item["blocked_by"] = BlockedBy(j, nullptr, view.running);
+          if (j.status == JobStatus::kQueued) {
+            item["blocked_by"] = BlockedBy(j, nullptr, view.running);
+          }
           size_t size = item.dump().size();
           if (!jobs.empty() && bytes + size > kMaxPageBytes) {
             next = jobs.back().at("id").get<int64_t>();
@@ -823,7 +825,8 @@ void Api::ListJobs(const HttpRequest& req, const Reply& reply) {
           bytes += size;
           jobs.push_back(std::move(item));
         }
-        reply(Json(200, {{"jobs", jobs}, {newest_first ? "next_before_id" : "next_after_id", Opt(next)}}));
+        const char* cursor = newest_first ? "next_before_id" : "next_after_id";
+        reply(Json(200, {{"jobs", jobs}, {cursor, Opt(next)}}));
       }));
 }
 
