@@ -158,6 +158,12 @@ TEST_F(CliE2e, LogsFollowPrintsEverythingUntilTheJobEnds) {
   EXPECT_EQ("two\n", err.out);
 }
 
+// `orchestrator logs ID --follow` against the daemon `d` of `dir`.
+CommandResult FollowLogs(const Daemon& d, const TempDir& dir, int64_t id) {
+  return test::RunCommand({test::OrchestratorBinary(), "logs", std::to_string(id), "--follow",
+                           "--server", d.url(), "--token-file", dir.File("var/token")});
+}
+
 // A retry is a new run with a log of its own: the follow moves on to it and
 // ends with the job, printing each run's output once.
 TEST(CliLogs, FollowMovesOnToTheNextRunOfARetriedJob) {
@@ -172,8 +178,7 @@ TEST(CliLogs, FollowMovesOnToTheNextRunOfARetriedJob) {
   ASSERT_GT(id, 0);
   ASSERT_TRUE(WaitFor([&] { return d.Job(id)["runs"].size() == 1 && d.Job(id)["status"] == "queued"; }))
       << "the first run ended";
-  auto r = test::RunCommand({test::OrchestratorBinary(), "logs", std::to_string(id), "--follow",
-                             "--server", d.url(), "--token-file", dir.File("var/token")});
+  CommandResult r = FollowLogs(d, dir, id);
   EXPECT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ("first\nsecond\n", r.out) << r.err;
   EXPECT_EQ("succeeded", d.Job(id)["status"]);
@@ -194,8 +199,7 @@ TEST(CliLogs, FollowPrintsEveryRunEvenThoseBetweenTwoPolls) {
                                    "echo \"attempt $n ends\"; [ $n -ge 5 ] || exit 75"}},
                          {"max_attempts", 5}});
   ASSERT_TRUE(d.WaitStatus(id, "running"));
-  auto r = test::RunCommand({test::OrchestratorBinary(), "logs", std::to_string(id), "--follow",
-                             "--server", d.url(), "--token-file", dir.File("var/token")});
+  CommandResult r = FollowLogs(d, dir, id);
   EXPECT_EQ(0, r.exit_code) << r.err;
   std::string want;
   for (int n = 1; n <= 5; ++n) {
