@@ -5,6 +5,7 @@
 #include <system_error>
 
 #include "base/log.h"
+#include "base/thread_signals.h"
 
 namespace orch {
 
@@ -16,6 +17,7 @@ Status BlockingWorker::Start() {
   try {
     thread_ = std::thread([this] {
       pthread_setname_np(pthread_self(), name_);
+      BlockSignalsInThisThread();
       Main();
     });
   } catch (const std::system_error& e) {

@@ -11,5 +11,7 @@ void KillPointForTest(const char* name) {
   if (wanted != nullptr && std::strcmp(wanted, name) == 0) std::abort();
 }
 
+const char* TestHookValue(const char* name) { return std::getenv(name); }
+
 }  // namespace orch
 #endif

@@ -7,8 +7,11 @@ namespace orch {
 
 #ifdef ORCH_TEST_HOOKS
 void KillPointForTest(const char* name);
+// The value of the environment variable `name`, or nullptr.
+const char* TestHookValue(const char* name);
 #else
 inline void KillPointForTest(const char*) {}
+inline const char* TestHookValue(const char*) { return nullptr; }
 #endif
 
 }  // namespace orch

@@ -69,6 +69,13 @@ int RunCli(int argc, char** argv) {
   ConfigFlags serve_flags, check_flags, db_flags;
   auto* serve = app.add_subcommand("serve", "run the daemon in the foreground");
   AddConfigFlags(serve, &serve_flags);
+  bool self_check = false;
+  int handover_fd = -1;
+  serve->add_flag("--self-check", self_check,
+                  "check that this binary would start with this config (store opened "
+                  "read-only), then exit 0 or 2; a re-exec runs it first");
+  // Internal: set by the daemon when it re-executes itself (SPEC §14).
+  serve->add_option("--handover-fd", handover_fd)->group("");
   auto* check = app.add_subcommand("check-config", "validate and print the effective config");
   AddConfigFlags(check, &check_flags);
 
@@ -91,8 +98,20 @@ int RunCli(int argc, char** argv) {
     ConfigInputs in = ToInputs(serve_flags);
     LoadedConfig loaded;
     if (!Load(in, &loaded)) return 2;
+    if (self_check) return SelfCheck(loaded, std::cout, std::cerr);
     (void)log::Setup(loaded.config.log.level, loaded.config.log.format);
-    return RunDaemon(loaded, in);
+    DaemonArgs args;
+    args.handover_fd = handover_fd;
+    for (int i = 0; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a.rfind("--handover-fd=", 0) == 0) continue;
+      if (a == "--handover-fd") {
+        ++i;
+        continue;
+      }
+      args.argv.push_back(std::move(a));
+    }
+    return RunDaemon(loaded, in, args);
   }
   if (check->parsed()) {
     LoadedConfig loaded;

@@ -370,11 +370,17 @@ ClientCommands::ClientCommands(CLI::App* app) {
   AddCommonOptions(pause_, &options_);
   resume_ = app->add_subcommand("resume", "start jobs again after pause");
   AddCommonOptions(resume_, &options_);
+  reexec_ = app->add_subcommand(
+      "reexec", "upgrade in place: the daemon execs its binary again, running jobs untouched");
+  AddCommonOptions(reexec_, &options_);
+  reexec_->add_option("--wait", reexec_wait_s_, "seconds to wait for the new image (default 90)")
+      ->check(Positive());
 }
 
 std::optional<int> ClientCommands::RunParsed(std::ostream& out, std::ostream& err) {
   CLI::App* parsed = nullptr;
-  for (CLI::App* c : {submit_, status_, jobs_, show_, cancel_, retry_, logs_, pause_, resume_}) {
+  for (CLI::App* c :
+       {submit_, status_, jobs_, show_, cancel_, retry_, logs_, pause_, resume_, reexec_}) {
     if (c->parsed()) parsed = c;
   }
   if (parsed == nullptr) return std::nullopt;
@@ -399,6 +405,7 @@ std::optional<int> ClientCommands::RunParsed(std::ostream& out, std::ostream& er
   if (parsed == cancel_) return Cancel(api, out, err);
   if (parsed == retry_) return Retry(api, out, err);
   if (parsed == logs_) return Logs(api, out, err);
+  if (parsed == reexec_) return Reexec(api, out, err);
   return Pause(api, parsed == pause_, out, err);
 }
 
@@ -528,6 +535,43 @@ int ClientCommands::Pause(ApiClient& api, bool pause, std::ostream& out, std::os
     out << (state.value("paused", pause) ? "queue paused: no new jobs start\n" : "queue resumed\n");
   }
   return kExitOk;
+}
+
+int ClientCommands::Reexec(ApiClient& api, std::ostream& out, std::ostream& err) {
+  json started;
+  if (int rc = Check(api.Send("POST", "/admin/reexec"), true, err, &started); rc != kExitOk) {
+    return rc;
+  }
+  const std::string from = started.value("incarnation", "");
+  // The new image says it runs by its incarnation in /queue; until then the
+  // listener queues connections, or the old image still answers.
+  auto deadline = Now() + std::chrono::seconds(reexec_wait_s_);
+  json q;
+  while (Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto r = api.Send("GET", "/queue");
+    if (!r.ok() || r->status != 200) continue;
+    q = json::parse(r->body, nullptr, false);
+    if (q.is_discarded() || !q.contains("supervisor")) continue;
+    std::string now = q["supervisor"].value("incarnation", "");
+    if (now.empty() || now == from) continue;
+    if (options_.json) {
+      out << json{{"pid", q["supervisor"].value("pid", 0)},
+                  {"from_incarnation", from},
+                  {"incarnation", now},
+                  {"version", q["supervisor"].value("version", "")}}
+                 .dump(2)
+          << "\n";
+    } else {
+      out << "re-executed in place: pid " << q["supervisor"].value("pid", 0) << ", version "
+          << q["supervisor"].value("version", "") << ", incarnation " << from << " -> " << now
+          << "\n";
+    }
+    return kExitOk;
+  }
+  err << "orchestrator: the daemon passed the self-check but did not re-execute within "
+      << reexec_wait_s_ << " s; its log says why\n";
+  return kExitRefused;
 }
 
 int ClientCommands::Logs(ApiClient& api, std::ostream& out, std::ostream& err) {

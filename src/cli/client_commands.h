@@ -83,6 +83,7 @@ class ClientCommands {
   int Retry(ApiClient& api, std::ostream& out, std::ostream& err);
   int Logs(ApiClient& api, std::ostream& out, std::ostream& err);
   int Pause(ApiClient& api, bool pause, std::ostream& out, std::ostream& err);
+  int Reexec(ApiClient& api, std::ostream& out, std::ostream& err);
 
   ClientOptions options_;
   CLI::App* submit_ = nullptr;
@@ -94,6 +95,8 @@ class ClientCommands {
   CLI::App* logs_ = nullptr;
   CLI::App* pause_ = nullptr;
   CLI::App* resume_ = nullptr;
+  CLI::App* reexec_ = nullptr;
+  int64_t reexec_wait_s_ = 90;
 
   struct SubmitArgs {
     std::vector<std::string> argv;

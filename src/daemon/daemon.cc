@@ -2,6 +2,8 @@
 
 #include <signal.h>
 #include <grp.h>
+#include <pwd.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -23,10 +25,13 @@
 #include "base/log.h"
 #include "base/make_dirs.h"
 #include "base/resident.h"
+#include "base/test_hooks.h"
 #include "base/trusted_file.h"
 #include "base/uv_handle.h"
+#include "daemon/handover.h"
 #include "http/api.h"
 #include "http/server.h"
+#include "store/db_tools.h"
 #include "store/job_store.h"
 #include "store/postgres/pg_listener.h"
 #include "store/postgres/pg_store.h"
@@ -105,6 +110,33 @@ Result<std::string> ReadToken(const std::string& path) {
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front()))) token.erase(0, 1);
   if (token.empty()) return Status(Code::kInvalidArgument, "server.token_file " + path + " is empty");
   return token;
+}
+
+// The signals the daemon handles on its loop. A re-exec blocks them for
+// the execve: one sent meanwhile stays pending for the next image.
+sigset_t DaemonSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR2, SIGCHLD}) sigaddset(&set, sig);
+  return set;
+}
+
+void SetDaemonSignalsBlocked(bool blocked) {
+  sigset_t set = DaemonSignals();
+  pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
+}
+
+// The path this binary was started from, read at start: a package upgrade
+// replaces the file there, and a re-exec runs the new one. (Later,
+// /proc/self/exe names the old file, "(deleted)".)
+std::string OwnExecutablePath() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  std::string exe(buf, static_cast<size_t>(n));
+  constexpr std::string_view kDeleted = " (deleted)";
+  if (exe.ends_with(kDeleted)) exe.resize(exe.size() - kDeleted.size());
+  return exe;
 }
 
 // Opens the exec helper next to this binary (orchestrator-exec) and hands
@@ -206,8 +238,8 @@ Result<std::unique_ptr<JobStore>> OpenStoreWaiting(const Config::Store& config,
 
 class Daemon {
  public:
-  Daemon(const LoadedConfig& loaded, const ConfigInputs& inputs)
-      : config_(loaded.config), inputs_(inputs) {}
+  Daemon(const LoadedConfig& loaded, const ConfigInputs& inputs, const DaemonArgs& args)
+      : config_(loaded.config), inputs_(inputs), args_(args) {}
 
   int Run();
 
@@ -226,12 +258,40 @@ class Daemon {
   // is live, waits up to one lease for it to run out (a crashed daemon's
   // does; a running one's is renewed), then refuses. Returns when the
   // request was sent (Clock::BoottimeMs): the lease lasts lease_s from there.
-  Result<int64_t> AcquireNode(const std::string& incarnation);
+  Result<int64_t> AcquireNode(const std::string& incarnation, const std::string& takes_over);
   // LISTENs for the queue's changes from other nodes (SPEC §11).
   void StartListening();
 
+  // Re-exec in place (SPEC §14): the new binary's self-check first, then
+  // claiming stops until nothing is in flight, then the hand-over and the
+  // execve. `answer` gets Ok once the self-check passed (the rest happens
+  // after the answer is sent), or why the old image goes on.
+  void Reexec(std::function<void(Status)> answer);
+  void OnPreflightExit(int64_t exit_status, int term_signal);
+  void WaitForQuiet();
+  void ExecNow();
+  void AbandonReexec(const Status& why);
+  // This image follows a re-exec: reads what the last one handed over.
+  void TakeHandover();
+
   Config config_;
   ConfigInputs inputs_;
+  DaemonArgs args_;
+  std::string exe_;
+  std::optional<rlimit> original_nofile_;
+  int lock_fd_ = -1;
+  std::optional<Handover> handed_;  // from the image before this one
+  bool handover_lost_ = false;      // started by a re-exec whose hand-over was unreadable
+  struct Reexecution {
+    std::function<void(Status)> answer;  // until the self-check's verdict
+    uv_process_t* preflight = nullptr;   // freed in its close callback
+    UniqueFd output;                     // the self-check's stdout and stderr
+    UvHandle<uv_timer_t> timer;
+    int64_t quiet_wait_from_ms = 0;
+    bool signals_blocked = false;
+  };
+  std::unique_ptr<Reexecution> reexec_;
+  UvHandle<uv_timer_t> first_turn_;
   uv_loop_t loop_{};
   Clock clock_;
   Metrics metrics_;
@@ -242,7 +302,7 @@ class Daemon {
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<HttpServer> server_;
-  UvHandle<uv_signal_t> sigterm_, sigint_, sighup_;
+  UvHandle<uv_signal_t> sigterm_, sigint_, sighup_, sigusr2_;
   UvHandle<uv_timer_t> status_timer_, watchdog_timer_;
   // PostgreSQL: another node's submits, ends and pauses wake the claim here.
   UvHandle<uv_async_t> queue_changed_;
@@ -253,9 +313,10 @@ class Daemon {
   int exit_code_ = 0;
 };
 
-Result<int64_t> Daemon::AcquireNode(const std::string& incarnation) {
+Result<int64_t> Daemon::AcquireNode(const std::string& incarnation,
+                                    const std::string& takes_over) {
   const int64_t lease_ms = config_.cluster.lease_s * 1000;
-  NodeClaim claim{config_.cluster.node_id, incarnation, lease_ms, ORCH_VERSION};
+  NodeClaim claim{config_.cluster.node_id, incarnation, lease_ms, ORCH_VERSION, takes_over};
   const int64_t give_up = clock_.BoottimeMs() + lease_ms + 2000;
   int64_t backoff_ms = 250;
   bool said = false;
@@ -314,9 +375,12 @@ int Daemon::Run() {
     }
   }
   bool have_nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0;
+  original_nofile_ = original_nofile;
   if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
     log::Warn("cannot become a child subreaper; orphaned grandchildren go to init");
   }
+  exe_ = OwnExecutablePath();
+  if (args_.handover_fd >= 0) TakeHandover();
 
   // Every running job holds a pidfd, its exec report pipe and its two log
   // files open in the daemon; each connection one socket.
@@ -361,7 +425,9 @@ int Daemon::Run() {
   }
   const std::string store_label = StoreLocation(config_.store);
   const bool shared = config_.store.backend == "postgres";
-  if (!shared) {
+  if (!shared && handed_ && handed_->lock_fd >= 0) {
+    lock_fd_ = handed_->lock_fd;  // held across the exec: never let go
+  } else if (!shared) {
     // One daemon per SQLite file; on PostgreSQL the node's lease says it.
     auto lock = LockStore(config_.store.path);
     if (!lock.ok()) {
@@ -369,6 +435,7 @@ int Daemon::Run() {
                  {{"path", config_.store.path}, {"error", lock.status().message()}});
       return 2;
     }
+    lock_fd_ = *lock;
   }
   auto store = OpenStoreWaiting(config_.store, JobStoreOpenOptions{});
   if (!store.ok()) {
@@ -387,7 +454,7 @@ int Daemon::Run() {
   }
   config_.cluster.node_id = ResolveNodeId(config_.cluster.node_id);
   const std::string incarnation = Supervisor::NewIncarnation();
-  auto acquired_mono = AcquireNode(incarnation);
+  auto acquired_mono = AcquireNode(incarnation, handed_ ? handed_->incarnation : "");
   if (!acquired_mono.ok()) {
     log::Error("cannot start", {{"node_id", config_.cluster.node_id},
                                 {"error", acquired_mono.status().message()}});
@@ -473,7 +540,7 @@ int Daemon::Run() {
     api_->Handle(req, std::move(respond));
   };
   server_ = std::make_unique<HttpServer>(&loop_, opts, std::move(handle));
-  Status listening = server_->Start();
+  Status listening = handed_ ? server_->Adopt(handed_->sockets) : server_->Start();
   if (!listening.ok()) {
     log::Error("cannot listen", {{"listen", config_.server.listen},
                                  {"unix_socket", config_.server.unix_socket},
@@ -493,6 +560,13 @@ int Daemon::Run() {
                {"incarnation", supervisor_->incarnation()}, {"store", store_label},
                {"node_id", config_.cluster.node_id},
                {"max_concurrency", config_.supervisor.max_concurrency}});
+    if (handed_) {
+      metrics_.handovers_total = handed_->handovers;
+      supervisor_->AdoptHanded(std::move(handed_->runs), handed_->incarnation);
+      handed_->runs.clear();
+    } else if (handover_lost_) {
+      supervisor_->KeepZombiesUntilRecovered();
+    }
     // Recovery may kill orphans: only once this daemon is sure to run.
     supervisor_->Start();
     if (shared) StartListening();
@@ -511,6 +585,35 @@ int Daemon::Run() {
           if (h->data != nullptr) static_cast<Daemon*>(h->data)->Reload();
         },
         SIGHUP);
+    sigusr2_.Init(uv_signal_init, &loop_, this);
+    uv_signal_start(
+        sigusr2_.get(),
+        [](uv_signal_t* h, int) {
+          if (h->data == nullptr) return;
+          log::Info("re-exec requested", {{"signal", "SIGUSR2"}});
+          static_cast<Daemon*>(h->data)->Reexec(nullptr);
+        },
+        SIGUSR2);
+    api_->SetReexec([this](std::function<void(Status)> answer) { Reexec(std::move(answer)); });
+    if (handed_) {
+      // The first loop turn of this image: how long the loop stood still.
+      first_turn_.Init(uv_timer_init, &loop_, this);
+      uv_timer_start(
+          first_turn_.get(),
+          [](uv_timer_t* h) {
+            if (h->data == nullptr) return;
+            auto* self = static_cast<Daemon*>(h->data);
+            double pause_s = static_cast<double>(MonotonicNs() - self->handed_->stopped_mono_ns) / 1e9;
+            self->metrics_.last_handover_pause_s = pause_s;
+            log::Info("re-exec done: the new image runs",
+                      {{"from_incarnation", self->handed_->incarnation},
+                       {"incarnation", self->supervisor_->incarnation()},
+                       {"runs", static_cast<int64_t>(self->supervisor_->running_count())},
+                       {"pause_ms", pause_s * 1000.0}});
+            self->first_turn_.Close();
+          },
+          0, 0);
+    }
 
     status_timer_.Init(uv_timer_init, &loop_, this);
     uv_timer_start(
@@ -532,6 +635,8 @@ int Daemon::Run() {
     }
   }
 
+  // Blocked across a re-exec's execve (or never): every handler is in place.
+  SetDaemonSignalsBlocked(false);
   uv_run(&loop_, UV_RUN_DEFAULT);
   supervisor_.reset();
   server_.reset();
@@ -585,6 +690,219 @@ int Daemon::StopBeforeServing() {
   return 2;
 }
 
+void Daemon::TakeHandover() {
+  int fd = args_.handover_fd;
+  auto handed = ReadHandover(fd);
+  close(fd);
+  if (handed.ok()) {
+    for (int kept : handed->Fds()) (void)SetCloseOnExec(kept, true);
+    handed_ = std::move(handed).value();
+    log::Info("taking over from the image before the re-exec",
+              {{"from_incarnation", handed_->incarnation},
+               {"runs", static_cast<int64_t>(handed_->runs.size())},
+               {"connections", static_cast<int64_t>(handed_->sockets.connections.size())}});
+    return;
+  }
+  // Whatever it kept open is unknown: closed, so the listener can be bound
+  // again. The runs are still our children; recovery finds them by identity.
+  log::Error("the hand-over from the image before the re-exec cannot be read; "
+             "recovering its runs by their identity",
+             {{"error", handed.status().ToString()}});
+  close_range(3, ~0U, 0);
+  handover_lost_ = true;
+}
+
+void Daemon::Reexec(std::function<void(Status)> answer) {
+  auto refuse = [&answer](Status why) {
+    log::Warn("re-exec refused", {{"error", why.message()}});
+    if (answer) answer(std::move(why));
+  };
+  if (stopping_) return refuse(Status(Code::kUnavailable, "the daemon is stopping"));
+  if (reexec_) return refuse(Status(Code::kConflict, "a re-exec is already under way"));
+  if (!supervisor_->recovered()) {
+    return refuse(Status(Code::kUnavailable, "start-up recovery is not done yet"));
+  }
+  if (exe_.empty()) {
+    return refuse(Status(Code::kInternal, "the daemon's own executable path is unknown"));
+  }
+  reexec_ = std::make_unique<Reexecution>();
+  reexec_->answer = std::move(answer);
+  reexec_->output = UniqueFd(memfd_create("orchestrator-self-check", MFD_CLOEXEC));
+  if (!reexec_->output.valid()) return AbandonReexec(FromErrno("memfd for the self-check"));
+
+  // The same command line, on the binary now at the same path.
+  std::vector<std::string> args = args_.argv;
+  if (args.empty()) args.push_back(exe_);
+  args.push_back("--self-check");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  uv_stdio_container_t stdio[3];
+  stdio[0].flags = UV_IGNORE;
+  for (int i : {1, 2}) {
+    stdio[i].flags = UV_INHERIT_FD;
+    stdio[i].data.fd = reexec_->output.get();
+  }
+  uv_process_options_t options{};
+  options.file = exe_.c_str();
+  options.args = argv.data();
+  options.stdio = stdio;
+  options.stdio_count = 3;
+  options.exit_cb = [](uv_process_t* p, int64_t exit_status, int term_signal) {
+    auto* self = static_cast<Daemon*>(p->data);
+    self->supervisor_->ForgetChild(p->pid);
+    uv_close(reinterpret_cast<uv_handle_t*>(p),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_process_t*>(h); });
+    if (self->reexec_ && self->reexec_->preflight == p) {
+      self->reexec_->preflight = nullptr;
+      self->OnPreflightExit(exit_status, term_signal);
+    }
+  };
+  auto* process = new uv_process_t;
+  process->data = this;
+  int rc = uv_spawn(&loop_, process, &options);
+  if (rc != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(process),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_process_t*>(h); });
+    return AbandonReexec(Status(Code::kInvalidArgument, "cannot run the new binary " + exe_ +
+                                                            ": " + uv_strerror(rc)));
+  }
+  supervisor_->LeaveChild(process->pid);
+  reexec_->preflight = process;
+  log::Info("re-exec: checking the new binary", {{"exe", exe_}});
+  reexec_->timer.Init(uv_timer_init, &loop_, this);
+  uv_timer_start(
+      reexec_->timer.get(),
+      [](uv_timer_t* h) {
+        auto* self = static_cast<Daemon*>(h->data);
+        if (self == nullptr || !self->reexec_ || self->reexec_->preflight == nullptr) return;
+        log::Warn("re-exec: the self-check of the new binary takes too long; killing it");
+        uv_process_kill(self->reexec_->preflight, SIGKILL);
+      },
+      30000, 0);
+}
+
+void Daemon::OnPreflightExit(int64_t exit_status, int term_signal) {
+  if (stopping_) return AbandonReexec(Status(Code::kUnavailable, "the daemon is stopping"));
+  if (exit_status != 0 || term_signal != 0) {
+    std::string output(4096, '\0');
+    ssize_t n = pread(reexec_->output.get(), output.data(), output.size(), 0);
+    output.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    while (!output.empty() && std::isspace(static_cast<unsigned char>(output.back()))) {
+      output.pop_back();
+    }
+    std::string how = term_signal != 0 ? "was killed by signal " + std::to_string(term_signal)
+                                       : "exited with status " + std::to_string(exit_status);
+    return AbandonReexec(Status(Code::kInvalidArgument,
+                                "the new binary " + exe_ + " failed its self-check (it " + how +
+                                    (output.empty() ? ")" : "): " + output)));
+  }
+  reexec_->output.Reset();
+  if (auto answer = std::move(reexec_->answer)) answer(Status::Ok());
+  reexec_->answer = nullptr;
+  log::Info("re-exec: the new binary passed its self-check; waiting for the runs to settle",
+            {{"exe", exe_}, {"running", static_cast<int64_t>(supervisor_->running_count())}});
+  supervisor_->BeginHandover();
+  reexec_->quiet_wait_from_ms = clock_.MonotonicMs();
+  uv_timer_start(
+      reexec_->timer.get(),
+      [](uv_timer_t* h) {
+        if (h->data != nullptr) static_cast<Daemon*>(h->data)->WaitForQuiet();
+      },
+      0, 2);
+}
+
+void Daemon::WaitForQuiet() {
+  if (stopping_) return AbandonReexec(Status(Code::kUnavailable, "the daemon is stopping"));
+  // Connections busy this long (a slow reader) are cut by the exec; runs
+  // and store writes are always waited for.
+  constexpr int64_t kConnectionWaitMs = 5000, kGiveUpMs = 60000;
+  int64_t waited = clock_.MonotonicMs() - reexec_->quiet_wait_from_ms;
+  bool quiet = supervisor_->Quiet() && executor_->writes_in_flight() == 0 &&
+               (server_->Quiet() || waited >= kConnectionWaitMs);
+  if (!quiet) {
+    if (reexec_->signals_blocked) {
+      SetDaemonSignalsBlocked(false);
+      reexec_->signals_blocked = false;
+    }
+    if (waited >= kGiveUpMs) {
+      AbandonReexec(Status(Code::kUnavailable,
+                           "the runs and the store did not settle within 60 s (launches, "
+                           "run ends or store writes kept going)"));
+    }
+    return;
+  }
+  if (!reexec_->signals_blocked) {
+    // One more turn: a signal caught before the block is handled in it.
+    SetDaemonSignalsBlocked(true);
+    reexec_->signals_blocked = true;
+    return;
+  }
+  ExecNow();
+}
+
+void Daemon::ExecNow() {
+  Handover h;
+  h.incarnation = supervisor_->incarnation();
+  h.handovers = metrics_.handovers_total + 1;
+  h.lock_fd = lock_fd_;
+  h.sockets = server_->Hand();
+  h.runs = supervisor_->HandRuns();
+  h.stopped_mono_ns = MonotonicNs();
+  std::string text = EncodeHandover(h);
+  if (const char* hook = TestHookValue("ORCH_TEST_HANDOVER"); hook != nullptr &&
+                                                              std::string(hook) == "corrupt") {
+    text.resize(text.size() / 2);
+  }
+  auto memfd = WriteHandover(text);
+  if (!memfd.ok()) return AbandonReexec(memfd.status());
+  std::vector<int> fds = h.Fds();
+  fds.push_back(memfd->get());
+  auto keep_all = [&fds](bool keep) {
+    Status first;
+    for (int fd : fds) {
+      Status s = SetCloseOnExec(fd, !keep);
+      if (!s.ok() && first.ok()) first = s;
+    }
+    return first;
+  };
+  if (Status kept = keep_all(true); !kept.ok()) {
+    (void)keep_all(false);
+    return AbandonReexec(kept);
+  }
+  std::vector<std::string> args = args_.argv;
+  if (args.empty()) args.push_back(exe_);
+  args.push_back("--handover-fd=" + std::to_string(memfd->get()));
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  log::Info("re-exec: handing over",
+            {{"exe", exe_}, {"runs", static_cast<int64_t>(h.runs.size())},
+             {"connections", static_cast<int64_t>(h.sockets.connections.size())}});
+  if (const char* hook = TestHookValue("ORCH_TEST_HANDOVER_DELAY_MS"); hook != nullptr) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoll(hook)));
+  }
+  // The next image raises it again; jobs get the limit the daemon started with.
+  struct rlimit raised {};
+  bool lowered = original_nofile_ && getrlimit(RLIMIT_NOFILE, &raised) == 0 &&
+                 setrlimit(RLIMIT_NOFILE, &*original_nofile_) == 0;
+  execve(exe_.c_str(), argv.data(), environ);
+  Status failed = FromErrno("execve " + exe_);
+  if (lowered) setrlimit(RLIMIT_NOFILE, &raised);
+  (void)keep_all(false);
+  AbandonReexec(failed);
+}
+
+void Daemon::AbandonReexec(const Status& why) {
+  if (!reexec_) return;
+  log::Error("re-exec abandoned; this image goes on", {{"error", why.message()}});
+  if (auto answer = std::move(reexec_->answer)) answer(why);
+  if (reexec_->signals_blocked) SetDaemonSignalsBlocked(false);
+  if (reexec_->preflight != nullptr) uv_process_kill(reexec_->preflight, SIGKILL);
+  supervisor_->CancelHandover();
+  reexec_.reset();
+}
+
 void Daemon::CloseServerAndStore() {
   server_->Close([this] {
     // Every run end is handed over by now; what the store still holds is
@@ -593,6 +911,7 @@ void Daemon::CloseServerAndStore() {
       sigterm_.Close();
       sigint_.Close();
       sighup_.Close();
+      sigusr2_.Close();
     });
   });
 }
@@ -604,6 +923,7 @@ void Daemon::OnStopSignal(int signum) {
   }
   stopping_ = true;
   log::Info("stop requested", {{"signal", signum}});
+  AbandonReexec(Status(Code::kUnavailable, "a stop was requested"));
   Notify("STOPPING=1");
   status_timer_.Close();
   watchdog_timer_.Close();
@@ -639,9 +959,35 @@ void Daemon::Reload() {
 
 }  // namespace
 
-int RunDaemon(const LoadedConfig& loaded, const ConfigInputs& inputs) {
-  Daemon daemon(loaded, inputs);
+int RunDaemon(const LoadedConfig& loaded, const ConfigInputs& inputs, const DaemonArgs& args) {
+  Daemon daemon(loaded, inputs, args);
   return daemon.Run();
+}
+
+int SelfCheck(const LoadedConfig& loaded, std::ostream& out, std::ostream& err) {
+  const Config& config = loaded.config;
+  auto fail = [&err](const std::string& what) {
+    err << "self-check failed: " << what << "\n";
+    return 2;
+  };
+  auto store = CheckStoreSchema(config.store);
+  if (!store.ok()) return fail(store.status().message());
+  if (!config.server.token_file.empty()) {
+    struct stat st {};
+    if (stat(config.server.token_file.c_str(), &st) == 0) {
+      if (auto token = ReadToken(config.server.token_file); !token.ok()) {
+        return fail(token.status().message());
+      }
+    }
+  }
+  if (const std::string& run_as = config.supervisor.run_as; !run_as.empty()) {
+    std::string user = run_as.substr(0, run_as.find(':'));
+    if (getpwnam(user.c_str()) == nullptr) {
+      return fail("supervisor.run_as: no such user \"" + user + "\"");
+    }
+  }
+  out << "self-check passed: orchestrator " << ORCH_VERSION << ", " << *store << "\n";
+  return 0;
 }
 
 }  // namespace orch

@@ -324,7 +324,7 @@ void Api::Handle(const HttpRequest& req, HttpResponder respond) {
 std::string Api::RouteLabel(const HttpRequest& req) {
   const std::string& p = req.path;
   if (p == "/healthz" || p == "/readyz" || p == "/metrics" || p == "/queue" || p == "/stats" ||
-      p == "/queue/pause" || p == "/queue/resume" || p == "/jobs") {
+      p == "/queue/pause" || p == "/queue/resume" || p == "/jobs" || p == "/admin/reexec") {
     return p;
   }
   if (p == "/") return p;
@@ -354,6 +354,9 @@ void Api::Route(const HttpRequest& req, const Reply& reply) {
   if (p == "/stats") return get ? Stats(req, reply) : reply(MethodNotAllowed("GET, HEAD"));
   if (p == "/queue/pause" || p == "/queue/resume") {
     return m == "POST" ? SetPaused(p == "/queue/pause", reply) : reply(MethodNotAllowed("POST"));
+  }
+  if (p == "/admin/reexec" && reexec_) {
+    return m == "POST" ? Reexec(reply) : reply(MethodNotAllowed("POST"));
   }
   if (p == "/jobs") {
     if (m == "POST") return Submit(req, reply);
@@ -704,6 +707,21 @@ void Api::SetPaused(bool paused, const Reply& reply) {
     if (!s.ok()) return reply(StatusError(s));
     reply(Json(200, {{"paused", paused}}));
   }));
+}
+
+void Api::Reexec(const Reply& reply) {
+  std::string from = supervisor_->incarnation();
+  reexec_([reply, from](Status started) {
+    if (started.ok()) {
+      return reply(Json(202, {{"status", "reexecuting"},
+                              {"pid", static_cast<int64_t>(getpid())},
+                              {"incarnation", from}}));
+    }
+    if (started.code() == Code::kUnavailable) {
+      return reply(Error(503, "unavailable", started.message()));
+    }
+    reply(Error(409, "reexec_refused", started.message()));
+  });
 }
 
 void Api::Submit(const HttpRequest& req, const Reply& reply) {
@@ -1163,6 +1181,15 @@ HttpResponse Api::MetricsBody(const Result<QueueCounts>& counts) {
   counter("orchestrator_rescued_runs_total",
           "Runs of nodes whose lease ran out that this node closed (node_lost).",
           m.rescued_runs_total);
+  counter("orchestrator_handovers_total",
+          "Times the daemon re-executed itself in place, keeping its runs (SPEC §14).",
+          m.handovers_total);
+  counter("orchestrator_runs_continued_total",
+          "Runs handed from one image of the daemon to the next without being touched.",
+          m.runs_continued_total);
+  family("orchestrator_last_handover_pause_seconds", "gauge",
+         "How long the last re-exec stopped the event loop (0 = none yet).");
+  o << "orchestrator_last_handover_pause_seconds " << m.last_handover_pause_s << '\n';
   counter("orchestrator_stalled_total",
           "Runs stopped for making no progress for stall_timeout_s (outcome stalled).",
           m.stalled_total);

@@ -42,6 +42,12 @@ class Api {
 
   void Handle(const HttpRequest& req, HttpResponder respond);
 
+  // POST /admin/reexec (SPEC §14): `start` begins a re-exec and calls its
+  // argument with Ok once the new binary passed its self-check, or with why
+  // not. Unset: 404.
+  using ReexecStarter = std::function<void(std::function<void(Status)>)>;
+  void SetReexec(ReexecStarter start) { reexec_ = std::move(start); }
+
  private:
   // Sends a response (now or once the store has answered).
   using Reply = std::function<void(HttpResponse)>;
@@ -60,6 +66,7 @@ class Api {
   // chart of the status page).
   void Stats(const HttpRequest& req, const Reply& reply);
   void SetPaused(bool paused, const Reply& reply);
+  void Reexec(const Reply& reply);
   void Submit(const HttpRequest& req, const Reply& reply);
   void ListJobs(const HttpRequest& req, const Reply& reply);
   void GetJob(int64_t id, const Reply& reply);
@@ -106,6 +113,7 @@ class Api {
   };
   std::vector<QueueWaiter> queue_waiters_;  // for the /queue read in flight
   bool queue_reading_ = false;
+  ReexecStarter reexec_;
 };
 
 }  // namespace orch

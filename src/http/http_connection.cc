@@ -70,6 +70,21 @@ void HttpConnection::Start() {
   StartReading();
 }
 
+bool HttpConnection::Idle() const {
+  return started_ && !closing_ && phase_ == Phase::kReading && !peer_eof_ &&
+         !parser_.in_request() && pending_off_ >= pending_.size() &&
+         uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&stream_)) == 0;
+}
+
+int HttpConnection::Open(int fd) {
+  return via_unix_ ? uv_pipe_open(&stream_.pipe, fd) : uv_tcp_open(&stream_.tcp, fd);
+}
+
+int HttpConnection::fd() const {
+  uv_os_fd_t fd = -1;
+  return uv_fileno(AsHandle(const_cast<decltype(stream_)*>(&stream_)), &fd) == 0 ? fd : -1;
+}
+
 void HttpConnection::Refuse() {
   server_->ReportProtocolError(503);
   HttpResponse r = HttpErrorResponse(503, "unavailable", "too many connections");

@@ -48,6 +48,12 @@ class HttpConnection {
   bool via_unix() const { return via_unix_; }
   // Closes both handles now; idempotent. Pending writes are cancelled.
   void Close();
+  // Between requests with nothing read and nothing left to write: its
+  // socket can go to the daemon's next image as it is (SPEC §14).
+  bool Idle() const;
+  // Takes an accepted socket handed over by the previous image.
+  int Open(int fd);
+  int fd() const;
 
  private:
   friend class HttpResponder;

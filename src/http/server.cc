@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -189,6 +190,63 @@ Status HttpServer::StartUnix() {
   if (rc != 0) return FromUv("server.unix_socket \"" + path + "\": listen", rc);
   log::Debug("http: listening", {{"unix_socket", path}});
   return Status::Ok();
+}
+
+Status HttpServer::Adopt(const HandedSockets& sockets) {
+  if (sockets.tcp_fd >= 0) {
+    tcp_ = new uv_tcp_t;
+    uv_tcp_init(loop_, tcp_);
+    tcp_->data = this;
+    ++open_listeners_;
+    int rc = uv_tcp_open(tcp_, sockets.tcp_fd);
+    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp_), kBacklog, &OnNewConnection);
+    if (rc != 0) return FromUv("the handed-over TCP listener", rc);
+  }
+  if (sockets.unix_fd >= 0) {
+    pipe_ = new uv_pipe_t;
+    uv_pipe_init(loop_, pipe_, 0);
+    pipe_->data = this;
+    ++open_listeners_;
+    int rc = uv_pipe_open(pipe_, sockets.unix_fd);
+    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(pipe_), kBacklog, &OnNewConnection);
+    if (rc != 0) return FromUv("the handed-over unix socket", rc);
+    struct stat st;
+    if (!options_.unix_socket.empty() && ::stat(options_.unix_socket.c_str(), &st) == 0 &&
+        S_ISSOCK(st.st_mode)) {
+      socket_bound_ = true;
+      socket_dev_ = st.st_dev;
+      socket_ino_ = st.st_ino;
+    }
+  }
+  for (const HandedSockets::Connection& c : sockets.connections) {
+    auto* conn = new HttpConnection(this, c.via_unix);
+    connections_.insert(conn);
+    if (conn->Open(c.fd) != 0) {
+      ::close(c.fd);
+      conn->Close();
+      continue;
+    }
+    ++(c.via_unix ? serving_unix_ : serving_);
+    conn->Start();
+  }
+  return Status::Ok();
+}
+
+bool HttpServer::Quiet() const {
+  return std::all_of(connections_.begin(), connections_.end(), [](const HttpConnection* c) {
+    return c->Idle() || !c->started();
+  });
+}
+
+HandedSockets HttpServer::Hand() const {
+  HandedSockets out;
+  uv_os_fd_t fd = -1;
+  if (tcp_ != nullptr && uv_fileno(AsHandle(tcp_), &fd) == 0) out.tcp_fd = fd;
+  if (pipe_ != nullptr && uv_fileno(AsHandle(pipe_), &fd) == 0) out.unix_fd = fd;
+  for (const HttpConnection* c : connections_) {
+    if (c->Idle() && c->fd() >= 0) out.connections.push_back({c->fd(), c->via_unix()});
+  }
+  return out;
 }
 
 std::string HttpServer::BoundAddress() const {

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "base/status.h"
 #include "config/config.h"
@@ -46,6 +47,18 @@ class HttpResponder {
 
   std::weak_ptr<Link> link_;  // expires when the connection closes
   uint64_t request_ = 0;      // which of the connection's requests this answers
+};
+
+// The sockets one image of the daemon hands to the next across execve
+// (SPEC §14): the listeners, and the connections idle between requests.
+struct HandedSockets {
+  int tcp_fd = -1;
+  int unix_fd = -1;
+  struct Connection {
+    int fd = -1;
+    bool via_unix = false;
+  };
+  std::vector<Connection> connections;
 };
 
 class HttpServer {
@@ -95,6 +108,18 @@ class HttpServer {
   // live socket is "already in use" and any other file an error. On error,
   // whatever was opened stays open until Close(). Call once.
   Status Start();
+
+  // Instead of Start(): listens on the sockets the previous image handed
+  // over (never closed in between, so no client was refused) and serves
+  // its idle connections. The unix socket file is taken for this server's.
+  Status Adopt(const HandedSockets& sockets);
+  // True when every connection is idle between requests (or closing): what
+  // Hand() returns then loses no request.
+  bool Quiet() const;
+  // The listeners' and the idle connections' fds, left open: the caller
+  // keeps them across execve. Connections that are not idle are left out
+  // (they close with the exec).
+  HandedSockets Hand() const;
 
   // "127.0.0.1:PORT" / "[::1]:PORT" with the real port; "" without TCP.
   std::string BoundAddress() const;

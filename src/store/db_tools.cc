@@ -1,7 +1,14 @@
 #include "store/db_tools.h"
 
+#include <sqlite3.h>
+
 #include <chrono>
 #include <memory>
+
+#include "store/postgres/pg_conn.h"
+#include "store/postgres/pg_store.h"
+#include "store/sqlite_db.h"
+#include "store/sqlite_store.h"
 
 namespace orch {
 namespace {
@@ -24,6 +31,37 @@ int64_t NowMs() {
 }
 
 }  // namespace
+
+Result<std::string> CheckStoreSchema(const Config::Store& config) {
+  int64_t version = 0, supported = 0;
+  if (config.backend == "postgres") {
+    supported = PgStore::kSchemaVersion;
+    PgConnOptions options;
+    options.statement_timeout_ms = 5000;
+    ORCH_ASSIGN_OR_RETURN(std::unique_ptr<PgConn> conn, PgConn::Connect(config.url, options));
+    ORCH_ASSIGN_OR_RETURN(PgResult exists,
+                          conn->Query("SELECT to_regclass('schema_version') IS NOT NULL"));
+    if (exists.Bool(0, 0)) {
+      ORCH_ASSIGN_OR_RETURN(PgResult v, conn->Query("SELECT version FROM schema_version"));
+      if (v.rows() > 0) version = v.Int(0, 0);
+    }
+  } else {
+    supported = SqliteStore::kSchemaVersion;
+    ORCH_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db,
+                          SqliteDb::Open(config.path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX));
+    sqlite3_busy_timeout(db->raw(), static_cast<int>(config.busy_timeout_ms));
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db->Prepare("PRAGMA user_version"));
+    ORCH_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row) version = st.Int(0);
+  }
+  std::string where = StoreLocation(config) + ": schema version " + std::to_string(version);
+  if (version > supported) {
+    return Status(Code::kConflict,
+                  where + " is newer than this binary supports (" + std::to_string(supported) + ")");
+  }
+  if (version < supported) return where + ", migrated to " + std::to_string(supported) + " at start";
+  return where;
+}
 
 int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err,
                const InvariantLimits& limits) {

@@ -28,4 +28,9 @@ int RunDbCheck(const Config::Store& config, std::ostream& out, std::ostream& err
 int RunDbSanitize(const Config::Store& config, const std::string& node_id,
                   const RunProcessCheck& alive, std::ostream& out, std::ostream& err);
 
+// `serve --self-check` (SPEC §14): opens the store without writing to it
+// and says whether this binary can use its schema (the same, or an older
+// one it would migrate at start); the error says why not.
+Result<std::string> CheckStoreSchema(const Config::Store& config);
+
 }  // namespace orch

@@ -166,6 +166,9 @@ struct NodeClaim {
   std::string incarnation;
   int64_t lease_ms = 10000;
   std::string version;
+  // The incarnation this one follows by re-exec (SPEC §14): its live lease
+  // is taken over, not waited out. "" = none.
+  std::string takes_over = "";
 };
 
 struct LeaseRenewal {
@@ -278,6 +281,11 @@ class JobStore {
   // lease_ms from the store's now. kConflict, naming the holder, while
   // another incarnation holds an unexpired lease on the same node_id.
   virtual Result<NodeInfo> AcquireNode(const NodeClaim& claim) = 0;
+  // The daemon re-executed in place and `incarnation` now watches these
+  // runs (SPEC §14): each one still open is recorded as its. Returns the
+  // ids that were open.
+  virtual Result<std::vector<int64_t>> ContinueRuns(const std::string& incarnation,
+                                                    const std::vector<int64_t>& run_ids) = 0;
   // Extends this incarnation's lease to now + lease_ms. kGuardMissed when
   // the row is no longer this incarnation's.
   virtual Result<LeaseRenewal> RenewLease(const NodeClaim& claim) = 0;

@@ -888,6 +888,22 @@ Result<NodeInfo> SqliteStore::AcquireNode(const NodeClaim& claim) {
                   claim.version, now, 0};
 }
 
+Result<std::vector<int64_t>> SqliteStore::ContinueRuns(const std::string& incarnation,
+                                                       const std::vector<int64_t>& run_ids) {
+  Transaction txn(db_.get());
+  ORCH_RETURN_IF_ERROR(txn.Begin());
+  std::vector<int64_t> open;
+  for (int64_t id : run_ids) {
+    ORCH_ASSIGN_OR_RETURN(Stmt st, db_->Cached("UPDATE runs SET incarnation=?2 "
+                                               "WHERE id=?1 AND ended_at IS NULL"));
+    st.Bind(1, id).Bind(2, incarnation);
+    ORCH_RETURN_IF_ERROR(st.Run());
+    if (db_->Changes() > 0) open.push_back(id);
+  }
+  ORCH_RETURN_IF_ERROR(txn.Commit());
+  return open;
+}
+
 Result<LeaseRenewal> SqliteStore::RenewLease(const NodeClaim& claim) {
   int64_t now = WallMs();
   Transaction txn(db_.get());

@@ -67,6 +67,8 @@ class SqliteStore : public JobStore {
   Result<std::vector<MinuteStats>> Throughput(int64_t from_ms, int64_t to_ms) override;
   Result<std::optional<int64_t>> NextNotBefore(int64_t now_ms) override;
   Result<NodeInfo> AcquireNode(const NodeClaim& claim) override;
+  Result<std::vector<int64_t>> ContinueRuns(const std::string& incarnation,
+                                            const std::vector<int64_t>& run_ids) override;
   Result<LeaseRenewal> RenewLease(const NodeClaim& claim) override;
   Result<std::vector<NodeInfo>> ListNodes() override;
   Result<std::vector<RescuedRun>> RescueExpiredRuns(const RescueRequest& req) override;

@@ -8,6 +8,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/uv_handle.h"
+#include "base/thread_signals.h"
 
 namespace orch {
 
@@ -64,10 +65,12 @@ Status StoreExecutor::Start() {
   async_->data = this;
   lanes_[kWrite].thread = std::thread([this] {
     pthread_setname_np(pthread_self(), "orch-store-w");
+    BlockSignalsInThisThread();
     WriterMain();
   });
   lanes_[kRead].thread = std::thread([this] {
     pthread_setname_np(pthread_self(), "orch-store-r");
+    BlockSignalsInThisThread();
     ReaderMain();
   });
   return Status::Ok();

@@ -109,6 +109,7 @@ class StoreExecutor {
   uint64_t data_commits() const { return data_commits_.load(std::memory_order_acquire); }
   // Writes and reads posted whose `done` has not run yet.
   int64_t in_flight() const { return pending_[kWrite] + pending_[kRead]; }
+  int64_t writes_in_flight() const { return pending_[kWrite]; }
 
   // Takes no more work, lets both threads finish everything posted, hands
   // out its results, stops the threads, closes the async handle, then calls

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "store/sqlite_db.h"
+#include "base/thread_signals.h"
 
 namespace orch {
 
@@ -29,6 +30,7 @@ Result<std::unique_ptr<WalCheckpointer>> WalCheckpointer::Start(const std::strin
   std::unique_ptr<WalCheckpointer> c(new WalCheckpointer(db, interval_ms));
   c->thread_ = std::thread([p = c.get()] {
     pthread_setname_np(pthread_self(), "orch-checkpoint");
+    BlockSignalsInThisThread();
     p->Loop();
   });
   return c;

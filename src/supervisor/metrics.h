@@ -51,6 +51,10 @@ struct Metrics {
   uint64_t lease_renewal_failures_total = 0;
   uint64_t lease_lost_total = 0;       // times this node lost its lease
   uint64_t rescued_runs_total = 0;     // runs of dead nodes this node closed
+  // Re-exec in place (SPEC §14): carried over from image to image.
+  uint64_t handovers_total = 0;
+  uint64_t runs_continued_total = 0;  // runs handed from one image to the next
+  double last_handover_pause_s = 0;   // last loop turn of the old image → first of the new
   // exit detection: pidfd readable -> run closed in the store
   Histogram exit_detection_seconds{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                     0.05, 0.1, 0.25, 1}};

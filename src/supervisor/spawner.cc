@@ -462,6 +462,21 @@ std::optional<SpawnFailure> ExecFailureAfterExit(HeldExec& held) {
   return ChildFailure(held, report).failure;
 }
 
+HeldExecState ExportHeld(const HeldExec& held) {
+  return HeldExecState{held.report_fd, held.argv0, held.cwd, held.helper, held.uid, held.gid};
+}
+
+std::unique_ptr<HeldExec, HeldExecDeleter> ImportHeld(const HeldExecState& state) {
+  std::unique_ptr<HeldExec, HeldExecDeleter> held(new HeldExec);
+  held->report_fd = state.report_fd;
+  held->argv0 = state.argv0;
+  held->cwd = state.cwd;
+  held->helper = state.helper;
+  held->uid = state.uid;
+  held->gid = state.gid;
+  return held;
+}
+
 void ForceForkFallbackForTest(bool on) { force_fork_fallback.store(on); }
 
 void SetExecHelper(int fd, std::string path) {

@@ -113,6 +113,18 @@ Status ReleaseHeld(HeldExec& held);
 // reported before exec, or nullopt when it exec'd or was never released.
 std::optional<SpawnFailure> ExecFailureAfterExit(HeldExec& held);
 
+// A released child's exec report, kept across the daemon's re-exec (SPEC
+// §14): the fd stays open (its FD_CLOEXEC is the caller's to clear) and
+// the next image takes it back with ImportHeld.
+struct HeldExecState {
+  int report_fd = -1;
+  std::string argv0, cwd, helper;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+HeldExecState ExportHeld(const HeldExec& held);
+std::unique_ptr<HeldExec, HeldExecDeleter> ImportHeld(const HeldExecState& state);
+
 // Test hook: force the fork+pidfd_open fallback.
 void ForceForkFallbackForTest(bool on);
 

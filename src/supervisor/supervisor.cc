@@ -99,6 +99,29 @@ RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int
   return end;
 }
 
+namespace {
+constexpr std::pair<StopCause, const char*> kStopCauseNames[] = {
+    {StopCause::kNone, ""},          {StopCause::kTimeout, "timeout"},
+    {StopCause::kCancel, "cancel"},  {StopCause::kShutdown, "shutdown"},
+    {StopCause::kUnrecorded, "unrecorded"}, {StopCause::kLeaseLost, "lease_lost"},
+    {StopCause::kStalled, "stalled"},
+};
+}  // namespace
+
+const char* StopCauseName(StopCause cause) {
+  for (const auto& [c, name] : kStopCauseNames) {
+    if (c == cause) return name;
+  }
+  return "";
+}
+
+std::optional<StopCause> StopCauseFromName(const std::string& name) {
+  for (const auto& [c, n] : kStopCauseNames) {
+    if (name == n) return c;
+  }
+  return std::nullopt;
+}
+
 // How long an adopted orphan's exit status is waited for after its exit.
 constexpr int64_t kAdoptedExitWaitMs = 5000;
 
@@ -168,6 +191,22 @@ std::optional<int64_t> LeaderCpuUsec(pid_t pid) {
   }
   static const long ticks = sysconf(_SC_CLK_TCK);
   return static_cast<int64_t>((utime + stime) * 1000000ULL / static_cast<unsigned long long>(ticks));
+}
+
+// The parent's pid from /proc (field 4), or -1.
+pid_t ParentOf(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return -1;
+  char buf[1024];
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');
+  int ppid = -1;
+  if (p == nullptr || std::sscanf(p + 2, "%*c %d", &ppid) != 1) return -1;
+  return static_cast<pid_t>(ppid);
 }
 
 int64_t FileSize(const UniqueFd& fd) {
@@ -512,7 +551,10 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
   r->attempt = e.run.attempt;
   r->pid = static_cast<pid_t>(e.run.identity.pid);
   r->pidfd = std::move(v->pidfd);
-  r->child = false;
+  // Our own child (the image before an exec left it, its hand-over lost):
+  // waited for like any child, with its real exit status.
+  r->child = ParentOf(r->pid) == getpid();
+  if (r->child) run_by_pid_[r->pid] = r->run_id;
   r->scope = containment_->ForRecorded(e.run);
   r->job_stall_timeout_s = e.job.stall_timeout_s;
   // Elapsed time so far can only come from the stored wall time; from here
@@ -531,7 +573,10 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
       }
     }
   }
-  if (config_.supervisor.orphan_policy == "adopt") {
+  if (r->child) {
+    log::Warn("adopting a run whose process is still our child (a re-exec without its hand-over)",
+              {{"job_id", r->job_id}, {"run_id", r->run_id}, {"pid", r->pid}});
+  } else if (config_.supervisor.orphan_policy == "adopt") {
     log::Info("adopting orphan", {{"job_id", r->job_id}, {"run_id", r->run_id}, {"pid", r->pid}});
   } else {
     log::Warn("killing orphan to requeue it",
@@ -615,7 +660,7 @@ struct Supervisor::ClaimBatch {
 
 void Supervisor::ClaimPass() {
   CheckLease();
-  if (stopping_ || paused_ || !recovered_ || lease_lost_) return;
+  if (stopping_ || paused_ || !recovered_ || lease_lost_ || handing_) return;
   if (claiming_) {
     // What woke us (a submit, an exit) may have come after the claim in
     // flight read the queue: look again once it is done.
@@ -1488,6 +1533,15 @@ void Supervisor::OnSigchld() {
       std::lock_guard lock(launching_pids_->mu);
       launching = launching_pids_->creating > 0 || launching_pids_->pids.count(info.si_pid) != 0;
     }
+    if (left_children_.count(info.si_pid) != 0) {
+      sigchld_deferred_ = true;  // its waiter reaps it
+      return;
+    }
+    if (!launching && keep_zombies_ && !recovered_) {
+      // Maybe a job of the image before the exec: recovery reads its status.
+      sigchld_deferred_ = true;
+      return;
+    }
     if (launching) {
       // A child the launcher made (or may be making), not yet handed to the
       // loop: looked at again when the next launch comes back, or the tick.
@@ -1562,6 +1616,126 @@ std::optional<int64_t> Supervisor::LogCutBytes(int64_t run_id, LogStream stream)
 bool Supervisor::IsRunAlive(int64_t run_id) const {
   auto it = running_.find(run_id);
   return it != running_.end() && !it->second->pidfd.Exited();
+}
+
+void Supervisor::BeginHandover() {
+  handing_ = true;
+  log::Info("re-exec: claiming stops until the hand-over",
+            {{"running", running_.size()}, {"launching", launching_.size()}});
+}
+
+void Supervisor::CancelHandover() {
+  if (!handing_) return;
+  handing_ = false;
+  Kick();
+}
+
+bool Supervisor::Quiet() const {
+  if (!recovered_ || recovering_ || stopping_ || claiming_ || !launching_.empty() ||
+      !ending_.empty() || !pending_finishes_.empty() || renewing_ || rescuing_ ||
+      sweep_parts_ != 0) {
+    return false;
+  }
+  return std::none_of(running_.begin(), running_.end(),
+                      [](const auto& each) { return each.second->held || each.second->draining; });
+}
+
+std::vector<HandedRun> Supervisor::HandRuns() const {
+  std::vector<HandedRun> out;
+  for (const auto& [run_id, r] : running_) {
+    HandedRun h;
+    h.run_id = run_id;
+    h.job_id = r->job_id;
+    h.attempt = r->attempt;
+    h.pid = r->pid;
+    h.pidfd = r->pidfd.get();
+    h.child = r->child;
+    h.killing_orphan = r->killing_orphan;
+    h.released = r->released;
+    if (r->exec) h.report = ExportHeld(*r->exec);
+    h.out_fd = r->out_fd.get();
+    h.err_fd = r->err_fd.get();
+    h.cgroup = r->scope->cgroup();
+    h.started_mono_ms = r->started_mono_ms;
+    h.timeout_s = r->timeout_s;
+    h.stall_timeout_s = r->job_stall_timeout_s;
+    h.stop = r->stop;
+    h.term_sent_mono_ms = r->term_sent_mono_ms;
+    h.kill_sent = r->kill_sent;
+    h.cut_out = r->cut_out;
+    h.cut_err = r->cut_err;
+    h.last_progress_mono_ms = r->last_progress_mono_ms;
+    h.last_cpu_usec = r->last_cpu_usec;
+    h.last_log_bytes = r->last_log_bytes;
+    h.exit_seen_mono_ms = r->exit_seen_mono_ms;
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+void Supervisor::AdoptHanded(std::vector<HandedRun> runs, const std::string& from_incarnation) {
+  std::vector<int64_t> ids;
+  for (HandedRun& h : runs) {
+    auto r = std::make_unique<Running>();
+    r->sup = this;
+    r->job_id = h.job_id;
+    r->run_id = h.run_id;
+    r->attempt = h.attempt;
+    r->pid = h.pid;
+    r->pidfd = Pidfd(h.pidfd);
+    r->child = h.child;
+    r->killing_orphan = h.killing_orphan;
+    r->released = h.released;
+    if (h.report) r->exec = ImportHeld(*h.report);
+    r->out_fd = UniqueFd(h.out_fd);
+    r->err_fd = UniqueFd(h.err_fd);
+    Run recorded;
+    recorded.id = h.run_id;
+    recorded.cgroup = h.cgroup;
+    r->scope = containment_->ForRecorded(recorded);
+    r->started_mono_ms = h.started_mono_ms;
+    r->timeout_s = h.timeout_s;
+    r->job_stall_timeout_s = h.stall_timeout_s;
+    r->stop = h.stop;
+    r->term_sent_mono_ms = h.term_sent_mono_ms;
+    r->kill_sent = h.kill_sent;
+    r->cut_out = h.cut_out;
+    r->cut_err = h.cut_err;
+    r->last_progress_mono_ms = h.last_progress_mono_ms;
+    r->last_cpu_usec = h.last_cpu_usec;
+    r->last_log_bytes = h.last_log_bytes;
+    r->exit_seen_mono_ms = h.exit_seen_mono_ms;
+    if (r->child) run_by_pid_[r->pid] = r->run_id;
+    log::Info("run continued", {{"job_id", r->job_id}, {"run_id", r->run_id}, {"pid", r->pid},
+                                {"from_incarnation", from_incarnation}});
+    ids.push_back(r->run_id);
+    Watch(std::move(r));
+  }
+  metrics_->runs_continued_total += runs.size();
+  if (ids.empty()) return;
+  store_->Write(
+      [ids, to = incarnation_](JobStore& store) { return store.ContinueRuns(to, ids); },
+      [this, ids](Result<std::vector<int64_t>> continued) {
+        if (!continued.ok()) {
+          // The rows keep the old incarnation; the runs are watched all the same.
+          NoteStore(continued.status());
+          log::Warn("handed-over runs not recorded as this incarnation's",
+                    {{"runs", ids.size()}, {"error", continued.status().ToString()}});
+          return;
+        }
+        std::unordered_set<int64_t> open(continued->begin(), continued->end());
+        for (int64_t id : ids) {
+          auto it = running_.find(id);
+          if (open.count(id) != 0 || it == running_.end() || it->second->draining) continue;
+          // Closed by another node while the daemon re-executed: not ours to run.
+          Running& r = *it->second;
+          log::Warn("killing a handed-over run the store closed meanwhile",
+                    {{"job_id", r.job_id}, {"run_id", id}, {"pid", r.pid}});
+          r.stop = StopCause::kLeaseLost;
+          r.kill_sent = true;
+          SignalRun(r, SIGKILL);
+        }
+      });
 }
 
 void Supervisor::Shutdown(std::function<void()> done) {

@@ -69,6 +69,34 @@ RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int
 // cgroup fails with reason oom_kill; returns true then.
 bool ApplyCgroupUsage(RunEnd& end, const CgroupUsage& usage, StopCause stop);
 
+// A run as one image of the daemon hands it to the next across execve
+// (SPEC §14). Its fds stay open (the caller keeps them across the exec);
+// times are CLOCK_MONOTONIC, which the exec does not reset.
+struct HandedRun {
+  int64_t run_id = 0;
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  pid_t pid = 0;
+  int pidfd = -1;
+  bool child = true;  // ours to reap (false: an orphan adopted at a restart)
+  bool killing_orphan = false;
+  bool released = false;
+  std::optional<HeldExecState> report;  // the exec report of our child
+  int out_fd = -1, err_fd = -1;
+  std::string cgroup;  // "" = a process group
+  int64_t started_mono_ms = 0;
+  std::optional<int64_t> timeout_s, stall_timeout_s;
+  StopCause stop = StopCause::kNone;
+  int64_t term_sent_mono_ms = 0;
+  bool kill_sent = false;
+  int64_t cut_out = 0, cut_err = 0;
+  int64_t last_progress_mono_ms = 0, last_cpu_usec = -1, last_log_bytes = -1;
+  int64_t exit_seen_mono_ms = 0;
+};
+
+const char* StopCauseName(StopCause cause);
+std::optional<StopCause> StopCauseFromName(const std::string& name);
+
 // What a running run of this daemon is doing now (GET /queue).
 struct RunLiveStats {
   std::optional<double> cpu_s;         // CPU time of the whole run (its cgroup) or its leader
@@ -158,6 +186,28 @@ class Supervisor {
   void SetContainment(std::shared_ptr<const Containment> c) { containment_ = std::move(c); }
   const Containment& containment() const { return *containment_; }
   std::optional<RunLiveStats> LiveStats(int64_t run_id) const;
+
+  // Re-exec in place (SPEC §14). BeginHandover stops claiming; Quiet() is
+  // true once nothing of the supervisor's is in flight: no claim, launch or
+  // held child, no run ending or draining, no store write of its own
+  // pending. HandRuns() then lists every run, its fds left open.
+  // CancelHandover claims again (the exec failed or was given up).
+  void BeginHandover();
+  void CancelHandover();
+  bool handing_over() const { return handing_; }
+  bool Quiet() const;
+  std::vector<HandedRun> HandRuns() const;
+  // Before Start(): watches the runs `from_incarnation` handed over, as
+  // they were, and records them as this incarnation's. A run the store has
+  // closed meanwhile (another node rescued it) is killed.
+  void AdoptHanded(std::vector<HandedRun> runs, const std::string& from_incarnation);
+  // Before Start(), after an exec whose hand-over was lost: zombies are left
+  // for recovery (they may be jobs, whose exit status it must read).
+  void KeepZombiesUntilRecovered() { keep_zombies_ = true; }
+  // A child of the daemon's own that the SIGCHLD reaper leaves to whoever
+  // waits for it (the re-exec's preflight, which libuv reaps).
+  void LeaveChild(pid_t pid) { left_children_.insert(pid); }
+  void ForgetChild(pid_t pid) { left_children_.erase(pid); }
 
   // Runs on the launcher thread before each launch (tests hold it there).
   void SetLaunchHookForTest(std::function<void()> hook) { launch_hook_ = std::move(hook); }
@@ -267,6 +317,9 @@ class Supervisor {
   bool not_before_reading_ = false;
   std::optional<int64_t> not_before_again_after_;  // asked again while reading
   bool final_flush_ = false;  // shutdown's last try of refused run ends was made
+  bool handing_ = false;      // a re-exec waits for quiet: nothing is claimed
+  bool keep_zombies_ = false;
+  std::unordered_set<pid_t> left_children_;
   HostFaultState host_fault_;
   int64_t host_backoff_until_mono_ = 0;
   std::optional<rlimit> job_nofile_;

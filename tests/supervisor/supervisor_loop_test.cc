@@ -125,6 +125,10 @@ class FaultyStore : public JobStore {
     return real_->NextNotBefore(now);
   }
   Result<NodeInfo> AcquireNode(const NodeClaim& c) override { return real_->AcquireNode(c); }
+  Result<std::vector<int64_t>> ContinueRuns(const std::string& incarnation,
+                                            const std::vector<int64_t>& ids) override {
+    return real_->ContinueRuns(incarnation, ids);
+  }
   Result<LeaseRenewal> RenewLease(const NodeClaim& c) override { return real_->RenewLease(c); }
   Result<std::vector<NodeInfo>> ListNodes() override { return real_->ListNodes(); }
   Result<std::vector<Run>> ListRescuedRuns(const std::string& n, int64_t limit) override {

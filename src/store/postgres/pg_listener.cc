@@ -10,6 +10,7 @@
 
 #include "base/log.h"
 #include "store/postgres/pg_conn.h"
+#include "base/thread_signals.h"
 
 namespace orch {
 
@@ -22,7 +23,10 @@ Status PgListener::Start() {
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) return FromErrno("eventfd for the PostgreSQL listener");
   try {
-    thread_ = std::thread([this] { Main(); });
+    thread_ = std::thread([this] {
+      BlockSignalsInThisThread();
+      Main();
+    });
   } catch (const std::system_error& e) {
     close(wake_fd_);
     wake_fd_ = -1;

@@ -853,7 +853,8 @@ Result<NodeInfo> PgStore::AcquireNode(const NodeClaim& claim) {
                                   PgParams().Add(claim.node_id)));
   const std::string holder = held.Text(0, 0);
   const int64_t lease_until = held.Int(0, 1), db_now = held.Int(0, 3);
-  if (!holder.empty() && holder != claim.incarnation && lease_until >= db_now) {
+  if (!holder.empty() && holder != claim.incarnation &&
+      (claim.takes_over.empty() || holder != claim.takes_over) && lease_until >= db_now) {
     return Status(Code::kConflict, "node_id \"" + claim.node_id + "\" is held by incarnation " +
                                        holder + " (last heartbeat " +
                                        std::to_string((db_now - held.Int(0, 2)) / 1000) +
@@ -875,6 +876,20 @@ Result<NodeInfo> PgStore::AcquireNode(const NodeClaim& claim) {
                 claim.version, r.Int(0, 1), 0};
   ORCH_RETURN_IF_ERROR(txn.Commit());
   return info;
+}
+
+Result<std::vector<int64_t>> PgStore::ContinueRuns(const std::string& incarnation,
+                                                   const std::vector<int64_t>& run_ids) {
+  std::string ids = "{";
+  for (int64_t id : run_ids) ids += (ids.size() > 1 ? "," : "") + std::to_string(id);
+  ids += "}";
+  ORCH_ASSIGN_OR_RETURN(PgResult r,
+                        conn_->Query("UPDATE runs SET incarnation = $1 WHERE id = ANY($2::bigint[]) "
+                                     "AND ended_at IS NULL RETURNING id",
+                                     PgParams().Add(incarnation).Add(ids)));
+  std::vector<int64_t> open;
+  for (int row = 0; row < r.rows(); ++row) open.push_back(r.Int(row, 0));
+  return open;
 }
 
 Result<LeaseRenewal> PgStore::RenewLease(const NodeClaim& claim) {
