@@ -164,7 +164,13 @@ Result<VerifyResult> Verify(const ProcessIdentity& id) {
     if (start.status().code() == Code::kNotFound) return gone(GoneReason::kPidGone);
     return start.status();
   }
-  if (pidfd->Exited()) return gone(GoneReason::kPidGone);
+  if (pidfd->Exited()) {
+    // A zombie of the recorded process keeps its pidfd: its parent (the
+    // daemon itself, after a re-exec) can still read its exit status.
+    VerifyResult v = gone(GoneReason::kPidGone);
+    if (*start == id.start_time) v.pidfd = std::move(pidfd).value();
+    return v;
+  }
   if (*start != id.start_time) return gone(GoneReason::kStartTimeMismatch);
   uint64_t ino = PidfsInode(pidfd->get());
   if (id.pidfs_ino != 0 && ino != 0 && ino != id.pidfs_ino) {

@@ -40,8 +40,10 @@ enum class GoneReason { kBootChanged, kPidGone, kStartTimeMismatch };
 const char* GoneReasonName(GoneReason r);  // "boot_changed", "pid_gone", "start_time_mismatch"
 
 struct VerifyResult {
-  Pidfd pidfd;                            // valid when the process is the recorded one
-  std::optional<GoneReason> gone;         // set when it is not
+  // Valid when the process is the recorded one, or its zombie (gone, but
+  // its parent may still reap it through this pidfd).
+  Pidfd pidfd;
+  std::optional<GoneReason> gone;  // set when it does not run any more
 };
 
 // Opens a pidfd for id.pid FIRST, then reads /proc/<pid>/stat, then checks

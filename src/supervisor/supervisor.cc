@@ -193,22 +193,6 @@ std::optional<int64_t> LeaderCpuUsec(pid_t pid) {
   return static_cast<int64_t>((utime + stime) * 1000000ULL / static_cast<unsigned long long>(ticks));
 }
 
-// The parent's pid from /proc (field 4), or -1.
-pid_t ParentOf(pid_t pid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  FILE* f = std::fopen(path, "re");
-  if (f == nullptr) return -1;
-  char buf[1024];
-  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  buf[n] = '\0';
-  const char* p = std::strrchr(buf, ')');
-  int ppid = -1;
-  if (p == nullptr || std::sscanf(p + 2, "%*c %d", &ppid) != 1) return -1;
-  return static_cast<pid_t>(ppid);
-}
-
 int64_t FileSize(const UniqueFd& fd) {
   struct stat st {};
   if (!fd.valid() || fstat(fd.get(), &st) != 0) return 0;
@@ -526,7 +510,10 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
 
   auto v = Verify(e.run.identity);
   if (!v.ok()) return v.status();
-  if (v->gone) {
+  // Still our own child, running or a zombie (the image before an exec left
+  // it, its hand-over lost): waited for with its real exit status.
+  bool child = v->pidfd.valid() && HasExited(v->pidfd.get()).ok();
+  if (v->gone && !child) {
     end.reason = GoneReasonName(*v->gone);
     end.error = "process gone (" + end.reason + ")";
     ++metrics_->lost_total[end.reason];
@@ -543,7 +530,7 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
   }
 
   // The recorded process really lives: an orphan of a previous incarnation.
-  ++metrics_->orphans_total;
+  if (!child) ++metrics_->orphans_total;
   auto r = std::make_unique<Running>();
   r->sup = this;
   r->job_id = e.job.id;
@@ -551,9 +538,7 @@ Status Supervisor::Reconcile(const RunningEntry& e, bool startup) {
   r->attempt = e.run.attempt;
   r->pid = static_cast<pid_t>(e.run.identity.pid);
   r->pidfd = std::move(v->pidfd);
-  // Our own child (the image before an exec left it, its hand-over lost):
-  // waited for like any child, with its real exit status.
-  r->child = ParentOf(r->pid) == getpid();
+  r->child = child;
   if (r->child) run_by_pid_[r->pid] = r->run_id;
   r->scope = containment_->ForRecorded(e.run);
   r->job_stall_timeout_s = e.job.stall_timeout_s;
