@@ -232,6 +232,16 @@ TEST(PgStore, LeasesFenceClaimsSpawnsAndLateEndsAndRescueClosesADeadNodesRuns) {
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(Code::kConflict, again.status().code());
   EXPECT_NE(std::string::npos, again.status().message().find("a-1")) << again.status().message();
+  // A re-exec's new incarnation takes the live lease of the one it follows,
+  // and only that one's.
+  NodeClaim follows{"a", "a-2", 60000, "test", "a-0"};
+  EXPECT_EQ(Code::kConflict, b->AcquireNode(follows).status().code());
+  follows.takes_over = "a-1";
+  ASSERT_TRUE(b->AcquireNode(follows).ok());
+  EXPECT_EQ(Code::kGuardMissed, a->RenewLease(na).status().code());
+  na.takes_over = "a-2";
+  ASSERT_TRUE(a->AcquireNode(na).ok());
+  na.takes_over = "";
 
   int64_t id = MustSubmit(a.get(), Spec());
   ClaimRequest req = ClaimFor("a", 4);

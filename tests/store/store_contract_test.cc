@@ -225,6 +225,22 @@ TEST_P(StoreContract, RecordSpawnedStampsIdentityOnRunAndPidOnJob) {
   EXPECT_EQ(id, (*running)[0].run.identity);
 }
 
+TEST_P(StoreContract, ContinueRunsMovesOnlyOpenRunsToTheNewIncarnation) {
+  MustSubmit(store(), Spec());
+  MustSubmit(store(), Spec());
+  ClaimRequest req = Claim(2000);
+  req.max_concurrency = 2;
+  Claimed open = MustClaim(store(), req);
+  Claimed closed = MustClaim(store(), req);
+  ASSERT_TRUE(store()->FinishRun(EndOf(closed, RunOutcome::kSucceeded, 2100)).ok());
+  auto continued = store()->ContinueRuns("next-1", {open.run.id, closed.run.id, 999});
+  ASSERT_TRUE(continued.ok()) << continued.status().ToString();
+  EXPECT_EQ(std::vector<int64_t>{open.run.id}, *continued);
+  EXPECT_EQ("next-1", (**store()->GetRun(open.run.id)).incarnation);
+  EXPECT_EQ(req.incarnation, (**store()->GetRun(closed.run.id)).incarnation) << "history kept";
+  EXPECT_TRUE(store()->ContinueRuns("next-2", {})->empty());
+}
+
 TEST_P(StoreContract, RecordSpawnedOnClosedRunIsGuardMissed) {
   MustSubmit(store(), Spec());
   Claimed c = MustClaim(store(), Claim(2000));
