@@ -1,14 +1,14 @@
 #include "daemon/daemon.h"
 
-#include <signal.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
-#include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -313,8 +313,7 @@ class Daemon {
   int exit_code_ = 0;
 };
 
-Result<int64_t> Daemon::AcquireNode(const std::string& incarnation,
-                                    const std::string& takes_over) {
+Result<int64_t> Daemon::AcquireNode(const std::string& incarnation, const std::string& takes_over) {
   const int64_t lease_ms = config_.cluster.lease_s * 1000;
   NodeClaim claim{config_.cluster.node_id, incarnation, lease_ms, ORCH_VERSION, takes_over};
   const int64_t give_up = clock_.BoottimeMs() + lease_ms + 2000;
@@ -603,7 +602,8 @@ int Daemon::Run() {
           [](uv_timer_t* h) {
             if (h->data == nullptr) return;
             auto* self = static_cast<Daemon*>(h->data);
-            double pause_s = static_cast<double>(MonotonicNs() - self->handed_->stopped_mono_ns) / 1e9;
+            double pause_s =
+                static_cast<double>(MonotonicNs() - self->handed_->stopped_mono_ns) / 1e9;
             self->metrics_.last_handover_pause_s = pause_s;
             log::Info("re-exec done: the new image runs",
                       {{"from_incarnation", self->handed_->incarnation},
@@ -705,9 +705,10 @@ void Daemon::TakeHandover() {
   }
   // Whatever it kept open is unknown: closed, so the listener can be bound
   // again. The runs are still our children; recovery finds them by identity.
-  log::Error("the hand-over from the image before the re-exec cannot be read; "
-             "recovering its runs by their identity",
-             {{"error", handed.status().ToString()}});
+  log::Error(
+      "the hand-over from the image before the re-exec cannot be read; "
+      "recovering its runs by their identity",
+      {{"error", handed.status().ToString()}});
   close_range(3, ~0U, 0);
   handover_lost_ = true;
 }
@@ -764,8 +765,8 @@ void Daemon::Reexec(std::function<void(Status)> answer) {
   if (rc != 0) {
     uv_close(reinterpret_cast<uv_handle_t*>(process),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_process_t*>(h); });
-    return AbandonReexec(Status(Code::kInvalidArgument, "cannot run the new binary " + exe_ +
-                                                            ": " + uv_strerror(rc)));
+    return AbandonReexec(Status(Code::kInvalidArgument,
+                                "cannot run the new binary " + exe_ + ": " + uv_strerror(rc)));
   }
   supervisor_->LeaveChild(process->pid);
   reexec_->preflight = process;
@@ -793,9 +794,9 @@ void Daemon::OnPreflightExit(int64_t exit_status, int term_signal) {
     }
     std::string how = term_signal != 0 ? "was killed by signal " + std::to_string(term_signal)
                                        : "exited with status " + std::to_string(exit_status);
-    return AbandonReexec(Status(Code::kInvalidArgument,
-                                "the new binary " + exe_ + " failed its self-check (it " + how +
-                                    (output.empty() ? ")" : "): " + output)));
+    return AbandonReexec(
+        Status(Code::kInvalidArgument, "the new binary " + exe_ + " failed its self-check (it " +
+                                           how + (output.empty() ? ")" : "): " + output)));
   }
   reexec_->output.Reset();
   if (auto answer = std::move(reexec_->answer)) answer(Status::Ok());
@@ -850,8 +851,8 @@ void Daemon::ExecNow() {
   h.runs = supervisor_->HandRuns();
   h.stopped_mono_ns = MonotonicNs();
   std::string text = EncodeHandover(h);
-  if (const char* hook = TestHookValue("ORCH_TEST_HANDOVER"); hook != nullptr &&
-                                                              std::string(hook) == "corrupt") {
+  if (const char* hook = TestHookValue("ORCH_TEST_HANDOVER");
+      hook != nullptr && std::string(hook) == "corrupt") {
     text.resize(text.size() / 2);
   }
   auto memfd = WriteHandover(text);
@@ -877,7 +878,8 @@ void Daemon::ExecNow() {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   log::Info("re-exec: handing over",
-            {{"exe", exe_}, {"runs", static_cast<int64_t>(h.runs.size())},
+            {{"exe", exe_},
+             {"runs", static_cast<int64_t>(h.runs.size())},
              {"connections", static_cast<int64_t>(h.sockets.connections.size())}});
   if (const char* hook = TestHookValue("ORCH_TEST_HANDOVER_DELAY_MS"); hook != nullptr) {
     std::this_thread::sleep_for(std::chrono::milliseconds(std::atoll(hook)));

@@ -24,8 +24,8 @@ std::optional<int64_t> OptFrom(const json& v) {
 json EncodeRun(const HandedRun& r) {
   json report = nullptr;
   if (r.report) {
-    report = {{"fd", r.report->report_fd}, {"argv0", r.report->argv0}, {"cwd", r.report->cwd},
-              {"helper", r.report->helper},  {"uid", r.report->uid},     {"gid", r.report->gid}};
+    report = {{"fd", r.report->report_fd},  {"argv0", r.report->argv0}, {"cwd", r.report->cwd},
+              {"helper", r.report->helper}, {"uid", r.report->uid},     {"gid", r.report->gid}};
   }
   return {{"run_id", r.run_id},
           {"job_id", r.job_id},
@@ -186,8 +186,7 @@ Result<Handover> ReadHandover(int fd) {
 
 Status SetCloseOnExec(int fd, bool on) {
   int flags = fcntl(fd, F_GETFD);
-  if (flags < 0 ||
-      fcntl(fd, F_SETFD, on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC)) != 0) {
+  if (flags < 0 || fcntl(fd, F_SETFD, on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC)) != 0) {
     return FromErrno("FD_CLOEXEC on fd " + std::to_string(fd));
   }
   return Status::Ok();

@@ -233,9 +233,8 @@ Status HttpServer::Adopt(const HandedSockets& sockets) {
 }
 
 bool HttpServer::Quiet() const {
-  return std::all_of(connections_.begin(), connections_.end(), [](const HttpConnection* c) {
-    return c->Idle() || !c->started();
-  });
+  return std::all_of(connections_.begin(), connections_.end(),
+                     [](const HttpConnection* c) { return c->Idle() || !c->started(); });
 }
 
 HandedSockets HttpServer::Hand() const {

@@ -56,10 +56,11 @@ Result<std::string> CheckStoreSchema(const Config::Store& config) {
   }
   std::string where = StoreLocation(config) + ": schema version " + std::to_string(version);
   if (version > supported) {
-    return Status(Code::kConflict,
-                  where + " is newer than this binary supports (" + std::to_string(supported) + ")");
+    return Status(Code::kConflict, where + " is newer than this binary supports (" +
+                                       std::to_string(supported) + ")");
   }
-  if (version < supported) return where + ", migrated to " + std::to_string(supported) + " at start";
+  if (version < supported)
+    return where + ", migrated to " + std::to_string(supported) + " at start";
   return where;
 }
 

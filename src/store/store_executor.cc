@@ -7,8 +7,8 @@
 
 #include "base/clock.h"
 #include "base/log.h"
-#include "base/uv_handle.h"
 #include "base/thread_signals.h"
+#include "base/uv_handle.h"
 
 namespace orch {
 

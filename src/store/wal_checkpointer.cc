@@ -4,8 +4,8 @@
 
 #include <chrono>
 
-#include "store/sqlite_db.h"
 #include "base/thread_signals.h"
+#include "store/sqlite_db.h"
 
 namespace orch {
 

@@ -101,9 +101,12 @@ RunEnd DecideRunEnd(const ExitInfo& exit, StopCause cause, const std::vector<int
 
 namespace {
 constexpr std::pair<StopCause, const char*> kStopCauseNames[] = {
-    {StopCause::kNone, ""},          {StopCause::kTimeout, "timeout"},
-    {StopCause::kCancel, "cancel"},  {StopCause::kShutdown, "shutdown"},
-    {StopCause::kUnrecorded, "unrecorded"}, {StopCause::kLeaseLost, "lease_lost"},
+    {StopCause::kNone, ""},
+    {StopCause::kTimeout, "timeout"},
+    {StopCause::kCancel, "cancel"},
+    {StopCause::kShutdown, "shutdown"},
+    {StopCause::kUnrecorded, "unrecorded"},
+    {StopCause::kLeaseLost, "lease_lost"},
     {StopCause::kStalled, "stalled"},
 };
 }  // namespace
@@ -1691,36 +1694,38 @@ void Supervisor::AdoptHanded(std::vector<HandedRun> runs, const std::string& fro
     r->last_log_bytes = h.last_log_bytes;
     r->exit_seen_mono_ms = h.exit_seen_mono_ms;
     if (r->child) run_by_pid_[r->pid] = r->run_id;
-    log::Info("run continued", {{"job_id", r->job_id}, {"run_id", r->run_id}, {"pid", r->pid},
+    log::Info("run continued", {{"job_id", r->job_id},
+                                {"run_id", r->run_id},
+                                {"pid", r->pid},
                                 {"from_incarnation", from_incarnation}});
     ids.push_back(r->run_id);
     Watch(std::move(r));
   }
   metrics_->runs_continued_total += runs.size();
   if (ids.empty()) return;
-  store_->Write(
-      [ids, to = incarnation_](JobStore& store) { return store.ContinueRuns(to, ids); },
-      [this, ids](Result<std::vector<int64_t>> continued) {
-        if (!continued.ok()) {
-          // The rows keep the old incarnation; the runs are watched all the same.
-          NoteStore(continued.status());
-          log::Warn("handed-over runs not recorded as this incarnation's",
-                    {{"runs", ids.size()}, {"error", continued.status().ToString()}});
-          return;
-        }
-        std::unordered_set<int64_t> open(continued->begin(), continued->end());
-        for (int64_t id : ids) {
-          auto it = running_.find(id);
-          if (open.count(id) != 0 || it == running_.end() || it->second->draining) continue;
-          // Closed by another node while the daemon re-executed: not ours to run.
-          Running& r = *it->second;
-          log::Warn("killing a handed-over run the store closed meanwhile",
-                    {{"job_id", r.job_id}, {"run_id", id}, {"pid", r.pid}});
-          r.stop = StopCause::kLeaseLost;
-          r.kill_sent = true;
-          SignalRun(r, SIGKILL);
-        }
-      });
+  store_->Write([ids, to = incarnation_](JobStore& store) { return store.ContinueRuns(to, ids); },
+                [this, ids](Result<std::vector<int64_t>> continued) {
+                  if (!continued.ok()) {
+                    // The rows keep the old incarnation; the runs are watched all the same.
+                    NoteStore(continued.status());
+                    log::Warn("handed-over runs not recorded as this incarnation's",
+                              {{"runs", ids.size()}, {"error", continued.status().ToString()}});
+                    return;
+                  }
+                  std::unordered_set<int64_t> open(continued->begin(), continued->end());
+                  for (int64_t id : ids) {
+                    auto it = running_.find(id);
+                    if (open.count(id) != 0 || it == running_.end() || it->second->draining)
+                      continue;
+                    // Closed by another node while the daemon re-executed: not ours to run.
+                    Running& r = *it->second;
+                    log::Warn("killing a handed-over run the store closed meanwhile",
+                              {{"job_id", r.job_id}, {"run_id", id}, {"pid", r.pid}});
+                    r.stop = StopCause::kLeaseLost;
+                    r.kill_sent = true;
+                    SignalRun(r, SIGKILL);
+                  }
+                });
 }
 
 void Supervisor::Shutdown(std::function<void()> done) {

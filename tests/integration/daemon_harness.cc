@@ -311,6 +311,12 @@ pid_t FindInNamespace(pid_t ns_pid, const std::string& marker) {
   return found;
 }
 
+bool HasChildren(pid_t pid) {
+  std::string kids =
+      ReadFile("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  return kids.find_first_not_of(" \n") != std::string::npos;
+}
+
 size_t CountLines(const std::string& path) {
   std::string s = ReadFile(path);
   return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));

@@ -107,6 +107,9 @@ std::string ReadUntilClosed(int fd);
 // `ns_pid` and whose command line contains `marker`; -1 when none.
 pid_t FindInNamespace(pid_t ns_pid, const std::string& marker);
 
+// Whether `pid` has children (zombies included), from /proc.
+bool HasChildren(pid_t pid);
+
 // Number of lines in a file ("" when missing: 0).
 size_t CountLines(const std::string& path);
 

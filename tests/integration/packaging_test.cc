@@ -293,8 +293,9 @@ TEST_F(Package, PostinstMakesAnAPITokenOnlyTheCliGroupCanRead) {
                                      {"DPKG_ROOT=" + root.path(), "ORCH_POSTINST_DRY_RUN=1"});
   ASSERT_EQ(0, upgrade.exit_code) << upgrade.err;
   EXPECT_EQ(token, test::ReadFile(path));
-  EXPECT_TRUE(Contains(upgrade.out, "systemctl kill --kill-whom=main --signal=USR2 "
-                                    "orchestrator.service"))
+  EXPECT_TRUE(Contains(upgrade.out,
+                       "systemctl kill --kill-whom=main --signal=USR2 "
+                       "orchestrator.service"))
       << upgrade.out;
   EXPECT_TRUE(Contains(test::ReadFile(SourceDir() + "/packaging/orchestrator.toml"),
                        "token_file = \"/var/lib/orchestrator/token\""));

@@ -227,12 +227,7 @@ TEST(Pid1, DoubleForkedOrphansLeaveNoZombie) {
   ASSERT_TRUE(WaitFor([&] { return access(marker.c_str(), F_OK) == 0; }));
   pid_t daemon_pid = d.DaemonPid();
   ASSERT_NE(daemon_pid, d.pid());
-  auto zombies_or_children = [&] {
-    std::string kids = test::ReadFile("/proc/" + std::to_string(daemon_pid) + "/task/" +
-                                      std::to_string(daemon_pid) + "/children");
-    return kids.find_first_not_of(" \n") != std::string::npos;
-  };
-  EXPECT_TRUE(WaitFor([&] { return !zombies_or_children(); }, std::chrono::seconds(10)))
+  EXPECT_TRUE(WaitFor([&] { return !test::HasChildren(daemon_pid); }, std::chrono::seconds(10)))
       << "the escaped grandchild was reaped by the daemon as PID 1";
   EXPECT_EQ(0, d.Stop());
 }

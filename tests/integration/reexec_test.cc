@@ -2,6 +2,7 @@
 // `orchestrator reexec` with running jobs, clients, a PID namespace, a job
 // that exits inside the hand-over, broken new binaries and a lost hand-over.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -11,7 +12,6 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <gtest/gtest.h>
 #include <thread>
 
 #include "integration/daemon_harness.h"
@@ -34,10 +34,12 @@ std::string Incarnation(const Daemon& d) {
 bool ReexecBySignal(const Daemon& d, pid_t target) {
   std::string before = Incarnation(d);
   if (before.empty() || kill(target, SIGUSR2) != 0) return false;
-  return WaitFor([&] {
-    std::string now = Incarnation(d);
-    return !now.empty() && now != before;
-  }, std::chrono::seconds(30));
+  return WaitFor(
+      [&] {
+        std::string now = Incarnation(d);
+        return !now.empty() && now != before;
+      },
+      std::chrono::seconds(30));
 }
 
 double Metric(const Daemon& d, const std::string& name) {
@@ -56,10 +58,12 @@ json Sleeper(const std::string& marker, double sleep_s, int code) {
 }
 
 bool WaitEnded(const Daemon& d, int64_t id) {
-  return WaitFor([&] {
-    std::string s = d.Job(id).value("status", "");
-    return s == "succeeded" || s == "failed" || s == "cancelled";
-  }, std::chrono::seconds(30));
+  return WaitFor(
+      [&] {
+        std::string s = d.Job(id).value("status", "");
+        return s == "succeeded" || s == "failed" || s == "cancelled";
+      },
+      std::chrono::seconds(30));
 }
 
 int FreePort() {
@@ -85,11 +89,13 @@ TEST(Reexec, TwentyRunningJobsAreHandedOverUntouched) {
     ids.push_back(d.Submit(Sleeper(dir.File("term-" + std::to_string(i)), 2.0 + 0.1 * i, i % 4)));
   }
   // Killed by a signal of its own: its end says so after the hand-over too.
-  int64_t killed = d.Submit({{"argv", {"sh", "-c", "sleep 2.5; kill -KILL $$"}}, {"max_attempts", 1}});
+  int64_t killed =
+      d.Submit({{"argv", {"sh", "-c", "sleep 2.5; kill -KILL $$"}}, {"max_attempts", 1}});
   // Prints 0..39 every 100 ms: its log must have no gap and no repeat.
-  int64_t printer = d.Submit({{"argv", {"sh", "-c",
-                                        "i=0; while [ $i -lt 40 ]; do echo $i; i=$((i+1)); "
-                                        "sleep 0.1; done"}},
+  int64_t printer = d.Submit({{"argv",
+                               {"sh", "-c",
+                                "i=0; while [ $i -lt 40 ]; do echo $i; i=$((i+1)); "
+                                "sleep 0.1; done"}},
                               {"max_attempts", 1}});
   for (int64_t id : ids) ASSERT_TRUE(d.WaitStatus(id, "running")) << id;
   ASSERT_TRUE(d.WaitStatus(killed, "running"));
@@ -187,7 +193,8 @@ TEST(Reexec, ClientsHammeringHealthzThroughTheReexecSeeNoFailure) {
     int fresh_before = fresh_ok, kept_before = kept_ok;
     EXPECT_TRUE(ReexecBySignal(d, d.pid())) << d.Log();
     // The kept connection goes on in the new image.
-    EXPECT_TRUE(WaitFor([&] { return fresh_ok > fresh_before + 50 && kept_ok > kept_before + 50; }));
+    EXPECT_TRUE(
+        WaitFor([&] { return fresh_ok > fresh_before + 50 && kept_ok > kept_before + 50; }));
   }
   done = true;
   fresh.join();
@@ -212,21 +219,17 @@ TEST(Reexec, AsPid1ItStillReapsOrphansAndItsJobsFinish) {
   EXPECT_EQ(1, d.Get("/queue").Json()["supervisor"]["pid"].get<int>()) << "still PID 1";
 
   std::string marker = dir.File("escaped");
-  int64_t escapee = d.Submit({{"argv", {"sh", "-c", "setsid sh -c 'touch " + marker +
-                                                        "; sleep 0.5' & while [ ! -e " + marker +
-                                                        " ]; do sleep 0.01; done; exit 0"}}});
+  int64_t escapee = d.Submit({{"argv",
+                               {"sh", "-c",
+                                "setsid sh -c 'touch " + marker + "; sleep 0.5' & while [ ! -e " +
+                                    marker + " ]; do sleep 0.01; done; exit 0"}}});
   ASSERT_TRUE(d.WaitStatus(escapee, "succeeded"));
   ASSERT_TRUE(WaitEnded(d, longer));
   json job = d.Job(longer);
   ASSERT_EQ(1u, job["runs"].size());
   EXPECT_EQ(json(4), job["runs"][0]["exit_code"]) << job.dump();
   EXPECT_FALSE(std::filesystem::exists(dir.File("term")));
-  auto children = [&] {
-    std::string kids = test::ReadFile("/proc/" + std::to_string(daemon_pid) + "/task/" +
-                                      std::to_string(daemon_pid) + "/children");
-    return kids.find_first_not_of(" \n") != std::string::npos;
-  };
-  EXPECT_TRUE(WaitFor([&] { return !children(); }, std::chrono::seconds(10)))
+  EXPECT_TRUE(WaitFor([&] { return !test::HasChildren(daemon_pid); }, std::chrono::seconds(10)))
       << "the escaped grandchild was reaped by the new image as PID 1";
   EXPECT_EQ(0, d.Stop());
 }
@@ -238,8 +241,9 @@ TEST(Reexec, AJobThatExitsDuringTheHandOverIsRecordedWithItsRealStatus) {
   Daemon d(dir, "", {"ORCH_TEST_HANDOVER_DELAY_MS=1500"});
   ASSERT_TRUE(d.Start()) << d.Log();
   std::string go = dir.File("go");
-  int64_t id = d.Submit({{"argv", {"sh", "-c", "while [ ! -e " + go + " ]; do sleep 0.01; done; exit 7"}},
-                         {"max_attempts", 1}});
+  int64_t id =
+      d.Submit({{"argv", {"sh", "-c", "while [ ! -e " + go + " ]; do sleep 0.01; done; exit 7"}},
+                {"max_attempts", 1}});
   ASSERT_TRUE(d.WaitStatus(id, "running"));
   std::string before = Incarnation(d);
   ASSERT_EQ(0, kill(d.pid(), SIGUSR2));
@@ -266,20 +270,25 @@ TEST(Reexec, AnUnreadableHandOverFallsBackToRecoveryAndNoJobRunsTwice) {
   std::string go = dir.File("go");
   // One ends inside the hand-over (a zombie the new image must not lose),
   // the others after it.
-  int64_t early = d.Submit({{"argv", {"sh", "-c", "while [ ! -e " + go + " ]; do sleep 0.01; done; exit 5"}},
-                            {"max_attempts", 1}});
+  int64_t early =
+      d.Submit({{"argv", {"sh", "-c", "while [ ! -e " + go + " ]; do sleep 0.01; done; exit 5"}},
+                {"max_attempts", 1}});
   std::vector<int64_t> later;
-  for (int i = 0; i < 4; ++i) later.push_back(d.Submit(Sleeper(dir.File("term-" + std::to_string(i)), 3, i)));
+  for (int i = 0; i < 4; ++i)
+    later.push_back(d.Submit(Sleeper(dir.File("term-" + std::to_string(i)), 3, i)));
   ASSERT_TRUE(d.WaitStatus(early, "running"));
   for (int64_t id : later) ASSERT_TRUE(d.WaitStatus(id, "running"));
   std::string before = Incarnation(d);
   ASSERT_EQ(0, kill(d.pid(), SIGUSR2));
   ASSERT_TRUE(WaitFor([&] { return d.Log().find("re-exec: handing over") != std::string::npos; }));
   std::ofstream(go) << "go";
-  ASSERT_TRUE(WaitFor([&] {
-    std::string now = Incarnation(d);
-    return !now.empty() && now != before;
-  }, std::chrono::seconds(30))) << d.Log();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::string now = Incarnation(d);
+        return !now.empty() && now != before;
+      },
+      std::chrono::seconds(30)))
+      << d.Log();
   EXPECT_NE(std::string::npos, d.Log().find("cannot be read")) << d.Log();
 
   ASSERT_TRUE(WaitEnded(d, early));
@@ -339,9 +348,8 @@ TEST(Reexec, ABrokenNewBinaryIsNotExecutedAndTheOldImageGoesOn) {
            log.find("re-exec abandoned", log.find("re-exec abandoned", first + 1) + 1) !=
                std::string::npos;
   })) << d.Log();
-  test::CommandResult cli =
-      test::RunCommand({test::OrchestratorBinary(), "reexec", "--server", d.url(), "--token-file",
-                        dir.File("var/token")});
+  test::CommandResult cli = test::RunCommand({test::OrchestratorBinary(), "reexec", "--server",
+                                              d.url(), "--token-file", dir.File("var/token")});
   EXPECT_EQ(1, cli.exit_code) << cli.out << cli.err;
   EXPECT_NE(std::string::npos, cli.err.find("failed its self-check")) << cli.err;
 
@@ -353,8 +361,8 @@ TEST(Reexec, ABrokenNewBinaryIsNotExecutedAndTheOldImageGoesOn) {
 
   // A good binary again: `orchestrator reexec` upgrades and says so.
   install(test::OrchestratorBinary(), 0755);
-  cli = test::RunCommand({test::OrchestratorBinary(), "reexec", "--server", d.url(),
-                          "--token-file", dir.File("var/token")});
+  cli = test::RunCommand({test::OrchestratorBinary(), "reexec", "--server", d.url(), "--token-file",
+                          dir.File("var/token")});
   EXPECT_EQ(0, cli.exit_code) << cli.out << cli.err;
   EXPECT_NE(std::string::npos, cli.out.find("re-executed in place: pid " + std::to_string(d.pid())))
       << cli.out;
@@ -373,8 +381,8 @@ TEST(Reexec, TwiceInARowWhileJobsAreSubmittedAndClaimed) {
   std::vector<int64_t> ids;
   std::thread submitter([&] {
     for (int i = 0; i < 300 && !stop; ++i) {
-      int64_t id = d.Submit({{"argv", {"sh", "-c", "sleep 0.0" + std::to_string(i % 10)}},
-                             {"max_attempts", 1}});
+      int64_t id = d.Submit(
+          {{"argv", {"sh", "-c", "sleep 0.0" + std::to_string(i % 10)}}, {"max_attempts", 1}});
       if (id < 0) {
         refused++;
       } else {

@@ -9,8 +9,8 @@
 #include <cerrno>
 
 #include "base/log.h"
-#include "store/postgres/pg_conn.h"
 #include "base/thread_signals.h"
+#include "store/postgres/pg_conn.h"
 
 namespace orch {
 

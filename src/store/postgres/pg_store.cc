@@ -883,10 +883,10 @@ Result<std::vector<int64_t>> PgStore::ContinueRuns(const std::string& incarnatio
   std::string ids = "{";
   for (int64_t id : run_ids) ids += (ids.size() > 1 ? "," : "") + std::to_string(id);
   ids += "}";
-  ORCH_ASSIGN_OR_RETURN(PgResult r,
-                        conn_->Query("UPDATE runs SET incarnation = $1 WHERE id = ANY($2::bigint[]) "
-                                     "AND ended_at IS NULL RETURNING id",
-                                     PgParams().Add(incarnation).Add(ids)));
+  ORCH_ASSIGN_OR_RETURN(
+      PgResult r, conn_->Query("UPDATE runs SET incarnation = $1 WHERE id = ANY($2::bigint[]) "
+                               "AND ended_at IS NULL RETURNING id",
+                               PgParams().Add(incarnation).Add(ids)));
   std::vector<int64_t> open;
   for (int row = 0; row < r.rows(); ++row) open.push_back(r.Int(row, 0));
   return open;
