@@ -75,7 +75,9 @@ int RunCli(int argc, char** argv) {
                   "check that this binary would start with this config (store opened "
                   "read-only), then exit 0 or 2; a re-exec runs it first");
   // Internal: set by the daemon when it re-executes itself (SPEC §14).
+  std::string handover_from;
   serve->add_option("--handover-fd", handover_fd)->group("");
+  serve->add_option("--handover-from", handover_from)->group("");
   auto* check = app.add_subcommand("check-config", "validate and print the effective config");
   AddConfigFlags(check, &check_flags);
 
@@ -102,10 +104,11 @@ int RunCli(int argc, char** argv) {
     (void)log::Setup(loaded.config.log.level, loaded.config.log.format);
     DaemonArgs args;
     args.handover_fd = handover_fd;
+    args.handover_from = handover_from;
     for (int i = 0; i < argc; ++i) {
       std::string a = argv[i];
-      if (a.rfind("--handover-fd=", 0) == 0) continue;
-      if (a == "--handover-fd") {
+      if (a.rfind("--handover-fd=", 0) == 0 || a.rfind("--handover-from=", 0) == 0) continue;
+      if (a == "--handover-fd" || a == "--handover-from") {
         ++i;
         continue;
       }

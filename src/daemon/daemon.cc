@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -20,6 +21,8 @@
 #include <memory>
 #include <sstream>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -126,10 +129,28 @@ void SetDaemonSignalsBlocked(bool blocked) {
   pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
 }
 
+// The keys a re-exec cannot change: the handed sockets, the store and its
+// lock, the node's lease and the runs' cgroups stay what they are. The
+// self-check prints the new config's; a difference refuses the re-exec.
+constexpr std::string_view kFixedPrefix = "fixed across re-exec: ";
+
+nlohmann::json FixedAcrossReexec(const Config& c) {
+  return {{"store.backend", c.store.backend}, {"store.path", c.store.path},
+          {"store.url", c.store.url},         {"cluster.node_id", ResolveNodeId(c.cluster.node_id)},
+          {"cgroup.mode", c.cgroup.mode},     {"cgroup.root", c.cgroup.root},
+          {"server.listen", c.server.listen}, {"server.unix_socket", c.server.unix_socket}};
+}
+
 // The path this binary was started from, read at start: a package upgrade
-// replaces the file there, and a re-exec runs the new one. (Later,
-// /proc/self/exe names the old file, "(deleted)".)
-std::string OwnExecutablePath() {
+// replaces the file there (or a deploy moves a symlink), and a re-exec runs
+// the new one. argv[0] when it is a path; else (found through PATH) what
+// /proc/self/exe names now, which later names the old file, "(deleted)".
+std::string OwnExecutablePath(const std::vector<std::string>& argv) {
+  if (!argv.empty() && argv[0].find('/') != std::string::npos) {
+    if (argv[0][0] == '/') return argv[0];
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof cwd) != nullptr) return std::string(cwd) + "/" + argv[0];
+  }
   char buf[4096];
   ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
   if (n <= 0) return "";
@@ -146,6 +167,42 @@ std::string OwnExecutablePath() {
 // file vetted here is the one that runs, even after an upgrade replaces it.
 // Otherwise the reason is logged and jobs are spawned from a copy of the
 // daemon.
+bool OwnedSafely(const struct stat& st) {
+  return (st.st_uid == 0 || st.st_uid == geteuid()) && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
+// Every directory from `dir` up to "/" can be changed only by root or this
+// user; a sticky directory of root's (/tmp) lets nobody else rename what is
+// in it.
+bool DirsSafe(std::string dir) {
+  for (;; dir = dir.substr(0, dir.rfind('/'))) {
+    struct stat st {};
+    std::string at = dir.empty() ? "/" : dir;
+    if (lstat(at.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+        !(OwnedSafely(st) || (st.st_uid == 0 && (st.st_mode & S_ISVTX) != 0))) {
+      return false;
+    }
+    if (dir.empty()) return true;
+  }
+}
+
+// Why the daemon, root, must not exec the file at `path` (its link and its
+// target), or "" when only root or this user can change them.
+std::string UnsafeExecutable(const std::string& path) {
+  char real[PATH_MAX];
+  if (realpath(path.c_str(), real) == nullptr) return std::strerror(errno);
+  for (const std::string& p : {path, std::string(real)}) {
+    if (!DirsSafe(p.substr(0, p.rfind('/')))) {
+      return "a directory above " + p + " may be changed by other users";
+    }
+  }
+  struct stat st {};
+  if (stat(real, &st) != 0) return std::strerror(errno);
+  if (!S_ISREG(st.st_mode)) return std::string(real) + " is not a regular file";
+  if (!OwnedSafely(st)) return std::string(real) + " may be changed by other users";
+  return "";
+}
+
 void SetUpExecHelper() {
   char buf[4096];
   ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
@@ -153,9 +210,6 @@ void SetUpExecHelper() {
   std::string exe(buf, static_cast<size_t>(n));
   std::string dir = exe.substr(0, exe.rfind('/'));
   std::string path = dir + "/orchestrator-exec";
-  auto trusted = [](const struct stat& st) {
-    return (st.st_uid == 0 || st.st_uid == geteuid()) && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
-  };
   int fd = open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     log::Warn("exec helper not found; jobs are spawned from a copy of the daemon (slower)",
@@ -164,16 +218,7 @@ void SetUpExecHelper() {
   }
   struct stat st {};
   bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & S_IXUSR) != 0 &&
-            trusted(st);
-  // Up to "/"; a sticky directory of root's (/tmp) lets nobody else rename
-  // what is in it.
-  for (std::string d = dir; ok; d = d.substr(0, d.rfind('/'))) {
-    struct stat dst {};
-    std::string at = d.empty() ? "/" : d;
-    ok = lstat(at.c_str(), &dst) == 0 && S_ISDIR(dst.st_mode) &&
-         (trusted(dst) || (dst.st_uid == 0 && (dst.st_mode & S_ISVTX) != 0));
-    if (d.empty()) break;
-  }
+            OwnedSafely(st) && DirsSafe(dir);
   if (!ok) {
     close(fd);
     log::Warn("exec helper not used: it or a directory above it may be changed by others",
@@ -282,6 +327,7 @@ class Daemon {
   int lock_fd_ = -1;
   std::optional<Handover> handed_;  // from the image before this one
   bool handover_lost_ = false;      // started by a re-exec whose hand-over was unreadable
+  bool reexec_after_recovery_ = false;  // SIGUSR2 came during start-up recovery
   struct Reexecution {
     std::function<void(Status)> answer;  // until the self-check's verdict
     uv_process_t* preflight = nullptr;   // freed in its close callback
@@ -364,6 +410,9 @@ void Daemon::StartListening() {
 
 int Daemon::Run() {
   signal(SIGPIPE, SIG_IGN);
+  // Until its handler is in place a re-exec request must not kill the
+  // daemon (the default action), whatever sends it.
+  signal(SIGUSR2, SIG_IGN);
   struct rlimit rl {};
   std::optional<rlimit> original_nofile;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -378,7 +427,7 @@ int Daemon::Run() {
   if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
     log::Warn("cannot become a child subreaper; orphaned grandchildren go to init");
   }
-  exe_ = OwnExecutablePath();
+  exe_ = OwnExecutablePath(args_.argv);
   if (args_.handover_fd >= 0) TakeHandover();
 
   // Every running job holds a pidfd, its exec report pipe and its two log
@@ -453,7 +502,8 @@ int Daemon::Run() {
   }
   config_.cluster.node_id = ResolveNodeId(config_.cluster.node_id);
   const std::string incarnation = Supervisor::NewIncarnation();
-  auto acquired_mono = AcquireNode(incarnation, handed_ ? handed_->incarnation : "");
+  // Even without a readable hand-over, the lease is the image before's.
+  auto acquired_mono = AcquireNode(incarnation, handed_ ? handed_->incarnation : args_.handover_from);
   if (!acquired_mono.ok()) {
     log::Error("cannot start", {{"node_id", config_.cluster.node_id},
                                 {"error", acquired_mono.status().message()}});
@@ -474,7 +524,9 @@ int Daemon::Run() {
     return 2;
   }
 
-  auto cgroups = CgroupTree::SetUp({.mode = config_.cgroup.mode, .root = config_.cgroup.root});
+  auto cgroups = CgroupTree::SetUp({.mode = config_.cgroup.mode,
+                                    .root = config_.cgroup.root,
+                                    .after_reexec = args_.handover_fd >= 0});
   if (!cgroups.ok()) {
     log::Error("cannot start", {{"error", cgroups.status().message()}});
     return 2;
@@ -589,8 +641,15 @@ int Daemon::Run() {
         sigusr2_.get(),
         [](uv_signal_t* h, int) {
           if (h->data == nullptr) return;
+          auto* self = static_cast<Daemon*>(h->data);
           log::Info("re-exec requested", {{"signal", "SIGUSR2"}});
-          static_cast<Daemon*>(h->data)->Reexec(nullptr);
+          if (!self->supervisor_->recovered()) {
+            // Two upgrades in a row: the second waits for the first to settle.
+            log::Info("re-exec: it follows once start-up recovery is done");
+            self->reexec_after_recovery_ = true;
+            return;
+          }
+          self->Reexec(nullptr);
         },
         SIGUSR2);
     api_->SetReexec([this](std::function<void(Status)> answer) { Reexec(std::move(answer)); });
@@ -657,6 +716,10 @@ int Daemon::Run() {
 void Daemon::Notify(const std::string& state) { sd_notify(0, state.c_str()); }
 
 void Daemon::UpdateStatus() {
+  if (reexec_after_recovery_ && supervisor_->recovered()) {
+    reexec_after_recovery_ = false;
+    Reexec(nullptr);
+  }
   if (!ready_sent_ && supervisor_->recovered()) {
     ready_sent_ = true;
     Notify("READY=1");
@@ -726,6 +789,9 @@ void Daemon::Reexec(std::function<void(Status)> answer) {
   if (exe_.empty()) {
     return refuse(Status(Code::kInternal, "the daemon's own executable path is unknown"));
   }
+  if (std::string unsafe = UnsafeExecutable(exe_); !unsafe.empty()) {
+    return refuse(Status(Code::kInvalidArgument, "will not exec " + exe_ + ": " + unsafe));
+  }
   reexec_ = std::make_unique<Reexecution>();
   reexec_->answer = std::move(answer);
   reexec_->output = UniqueFd(memfd_create("orchestrator-self-check", MFD_CLOEXEC));
@@ -785,13 +851,13 @@ void Daemon::Reexec(std::function<void(Status)> answer) {
 
 void Daemon::OnPreflightExit(int64_t exit_status, int term_signal) {
   if (stopping_) return AbandonReexec(Status(Code::kUnavailable, "the daemon is stopping"));
+  std::string output(16384, '\0');
+  ssize_t n = pread(reexec_->output.get(), output.data(), output.size(), 0);
+  output.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  while (!output.empty() && std::isspace(static_cast<unsigned char>(output.back()))) {
+    output.pop_back();
+  }
   if (exit_status != 0 || term_signal != 0) {
-    std::string output(4096, '\0');
-    ssize_t n = pread(reexec_->output.get(), output.data(), output.size(), 0);
-    output.resize(n > 0 ? static_cast<size_t>(n) : 0);
-    while (!output.empty() && std::isspace(static_cast<unsigned char>(output.back()))) {
-      output.pop_back();
-    }
     std::string how = term_signal != 0 ? "was killed by signal " + std::to_string(term_signal)
                                        : "exited with status " + std::to_string(exit_status);
     return AbandonReexec(
@@ -799,11 +865,38 @@ void Daemon::OnPreflightExit(int64_t exit_status, int term_signal) {
                                            how + (output.empty() ? ")" : "): " + output)));
   }
   reexec_->output.Reset();
+  size_t at = output.find(kFixedPrefix);
+  nlohmann::json theirs =
+      at == std::string::npos
+          ? nlohmann::json()
+          : nlohmann::json::parse(output.substr(at + kFixedPrefix.size(),
+                                                output.find('\n', at) - at - kFixedPrefix.size()),
+                                  nullptr, false);
+  if (!theirs.is_object()) {
+    return AbandonReexec(Status(Code::kInvalidArgument,
+                                "the new binary " + exe_ +
+                                    " did not say which config it would run with (a version "
+                                    "without re-exec in place?); restart the service instead"));
+  }
+  std::string changed;
+  const nlohmann::json ours = FixedAcrossReexec(config_);
+  for (auto it = ours.begin(); it != ours.end(); ++it) {
+    std::string now = theirs.contains(it.key()) ? theirs[it.key()].dump() : "none";
+    if (now != it.value().dump()) {
+      changed += (changed.empty() ? "" : ", ") + it.key() + " " + it.value().dump() + " -> " + now;
+    }
+  }
+  if (!changed.empty()) {
+    return AbandonReexec(Status(Code::kInvalidArgument,
+                                "the config changes keys a re-exec keeps as they are (" + changed +
+                                    "); restart the service to apply them"));
+  }
   if (auto answer = std::move(reexec_->answer)) answer(Status::Ok());
   reexec_->answer = nullptr;
   log::Info("re-exec: the new binary passed its self-check; waiting for the runs to settle",
             {{"exe", exe_}, {"running", static_cast<int64_t>(supervisor_->running_count())}});
   supervisor_->BeginHandover();
+  server_->HoldRequests(true);
   reexec_->quiet_wait_from_ms = clock_.MonotonicMs();
   uv_timer_start(
       reexec_->timer.get(),
@@ -874,6 +967,7 @@ void Daemon::ExecNow() {
   std::vector<std::string> args = args_.argv;
   if (args.empty()) args.push_back(exe_);
   args.push_back("--handover-fd=" + std::to_string(memfd->get()));
+  args.push_back("--handover-from=" + h.incarnation);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -902,6 +996,7 @@ void Daemon::AbandonReexec(const Status& why) {
   if (reexec_->signals_blocked) SetDaemonSignalsBlocked(false);
   if (reexec_->preflight != nullptr) uv_process_kill(reexec_->preflight, SIGKILL);
   supervisor_->CancelHandover();
+  server_->HoldRequests(false);
   reexec_.reset();
 }
 
@@ -983,12 +1078,20 @@ int SelfCheck(const LoadedConfig& loaded, std::ostream& out, std::ostream& err) 
     }
   }
   if (const std::string& run_as = config.supervisor.run_as; !run_as.empty()) {
-    std::string user = run_as.substr(0, run_as.find(':'));
+    size_t colon = run_as.find(':');
+    std::string user = run_as.substr(0, colon);
     if (getpwnam(user.c_str()) == nullptr) {
       return fail("supervisor.run_as: no such user \"" + user + "\"");
     }
+    if (colon != std::string::npos && getgrnam(run_as.substr(colon + 1).c_str()) == nullptr) {
+      return fail("supervisor.run_as: no such group \"" + run_as.substr(colon + 1) + "\"");
+    }
   }
-  out << "self-check passed: orchestrator " << ORCH_VERSION << ", " << *store << "\n";
+  if (const std::string& g = config.server.unix_socket_group; !g.empty() && !getgrnam(g.c_str())) {
+    return fail("server.unix_socket_group: no such group \"" + g + "\"");
+  }
+  out << "self-check passed: orchestrator " << ORCH_VERSION << ", " << *store << "\n"
+      << kFixedPrefix << FixedAcrossReexec(config).dump() << "\n";
   return 0;
 }
 

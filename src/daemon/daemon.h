@@ -12,9 +12,10 @@ namespace orch {
 
 struct DaemonArgs {
   // The command line the daemon was started with (argv[0] first, without
-  // --handover-fd): a re-exec runs it again.
+  // the --handover-* options): a re-exec runs it again.
   std::vector<std::string> argv;
   int handover_fd = -1;  // --handover-fd: this image follows a re-exec (SPEC §14)
+  std::string handover_from;  // --handover-from: the incarnation before it
 };
 
 // Runs in the foreground until SIGTERM/SIGINT; returns the exit status

@@ -375,8 +375,22 @@ void HttpConnection::OnTimer(uv_timer_t* timer) {
   self->Close();
 }
 
+void HttpConnection::ApplyHold() {
+  if (!started_ || closing_ || phase_ != Phase::kReading) return;
+  if (server_->holding()) {
+    if (!parser_.in_request() && pending_off_ >= pending_.size()) StopReading();
+  } else {
+    StartReading();
+  }
+}
+
 void HttpConnection::StartReading() {
   if (reading_ || closing_) return;
+  // Between requests while the server holds them: the next one stays unread.
+  if (server_->holding() && phase_ == Phase::kReading && !parser_.in_request() &&
+      pending_off_ >= pending_.size()) {
+    return;
+  }
   int rc = uv_read_start(stream(), &HttpConnection::OnAlloc, &HttpConnection::OnRead);
   if (rc < 0) {
     Close();

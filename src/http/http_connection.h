@@ -51,6 +51,8 @@ class HttpConnection {
   // Between requests with nothing read and nothing left to write: its
   // socket can go to the daemon's next image as it is (SPEC §14).
   bool Idle() const;
+  // Stops or resumes reading as the server's HoldRequests says.
+  void ApplyHold();
   // Takes an accepted socket handed over by the previous image.
   int Open(int fd);
   int fd() const;

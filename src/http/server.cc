@@ -237,6 +237,11 @@ bool HttpServer::Quiet() const {
                      [](const HttpConnection* c) { return c->Idle() || !c->started(); });
 }
 
+void HttpServer::HoldRequests(bool hold) {
+  holding_ = hold;
+  for (HttpConnection* c : connections_) c->ApplyHold();
+}
+
 HandedSockets HttpServer::Hand() const {
   HandedSockets out;
   uv_os_fd_t fd = -1;

@@ -116,6 +116,11 @@ class HttpServer {
   // True when every connection is idle between requests (or closing): what
   // Hand() returns then loses no request.
   bool Quiet() const;
+  // While held, a connection reads no new request once its current one is
+  // answered (what clients send waits in the kernel, for the next image);
+  // new connections are accepted but not read.
+  void HoldRequests(bool hold);
+  bool holding() const { return holding_; }
   // The listeners' and the idle connections' fds, left open: the caller
   // keeps them across execve. Connections that are not idle are left out
   // (they close with the exec).
@@ -166,6 +171,7 @@ class HttpServer {
   bool socket_bound_ = false;  // we created options_.unix_socket
   uint64_t socket_dev_ = 0, socket_ino_ = 0;
   bool closing_ = false;
+  bool holding_ = false;
   std::function<void()> done_;
 };
 

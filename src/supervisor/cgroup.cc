@@ -320,6 +320,9 @@ Result<CgroupTree> CgroupTree::SetUp(const CgroupSetupOptions& o) {
   } else if (own_dir.empty()) {
     return unusable("the daemon's cgroup " + *own + " is outside the cgroup2 mount at " +
                     mount->point + " (which shows " + mount->root + ")");
+  } else if (o.after_reexec && own_dir.ends_with("/supervisor")) {
+    own_dir.resize(own_dir.size() - std::string_view("/supervisor").size());
+    t.root_ = own_dir + "/runs";
   } else {
     t.root_ = own_dir + "/runs";
   }

@@ -75,6 +75,9 @@ Status SignalCgroup(int dirfd, int sig, std::set<pid_t>* signalled = nullptr);
 struct CgroupSetupOptions {
   std::string mode = "auto";  // cgroup.mode: "auto" or "off"
   std::string root;           // cgroup.root: "" = own cgroup + /runs
+  // This image follows a re-exec: its own cgroup may be the `supervisor`
+  // leaf the first image moved into, and the runs stay beside that leaf.
+  bool after_reexec = false;
   // Inputs, replaceable in tests.
   std::string mountinfo_path = "/proc/self/mountinfo";
   std::string self_cgroup_path = "/proc/self/cgroup";

@@ -294,9 +294,14 @@ TEST_F(Package, PostinstMakesAnAPITokenOnlyTheCliGroupCanRead) {
   ASSERT_EQ(0, upgrade.exit_code) << upgrade.err;
   EXPECT_EQ(token, test::ReadFile(path));
   EXPECT_TRUE(Contains(upgrade.out,
-                       "systemctl kill --kill-whom=main --signal=USR2 "
+                       "systemctl kill --kill-who=main --signal=USR2 "
                        "orchestrator.service"))
       << upgrade.out;
+  // The command run is the one printed, and only a daemon that catches
+  // SIGUSR2 (bit 12 of SigCgt; Reexec tests check a live daemon) gets it.
+  std::string postinst = test::ReadFile(control.File("postinst"));
+  EXPECT_TRUE(Contains(postinst, "    $cmd ||")) << postinst;
+  EXPECT_TRUE(Contains(postinst, "0x$caught >> 11 & 1")) << postinst;
   EXPECT_TRUE(Contains(test::ReadFile(SourceDir() + "/packaging/orchestrator.toml"),
                        "token_file = \"/var/lib/orchestrator/token\""));
 }

@@ -36,11 +36,12 @@ bool ReexecBySignal(const Daemon& d, pid_t target) {
   std::string before = Incarnation(d);
   if (before.empty() || kill(target, SIGUSR2) != 0) return false;
   return WaitFor(
-      [&] {
-        std::string now = Incarnation(d);
-        return !now.empty() && now != before;
-      },
-      std::chrono::seconds(30));
+             [&] {
+               std::string now = Incarnation(d);
+               return !now.empty() && now != before;
+             },
+             std::chrono::seconds(30)) &&
+         WaitFor([&] { return d.Get("/readyz").status == 200; });
 }
 
 double Metric(const Daemon& d, const std::string& name) {

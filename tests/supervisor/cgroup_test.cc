@@ -193,6 +193,20 @@ TEST_F(RealCgroup, TheRootIsLockedByOneDaemon) {
   EXPECT_NE(std::string::npos, second.status().message().find("another orchestrator daemon"));
 }
 
+// The first image moved itself into <own>/supervisor to give controllers to
+// <own>/runs; after a re-exec the runs are still beside that leaf, not under it.
+TEST_F(RealCgroup, AfterAReexecTheRunsStayBesideTheSupervisorLeaf) {
+  std::string mount = test::Cgroup2Mount();
+  std::string own = root_.substr(mount.size()) + "/supervisor";
+  WriteFile(dir_.File("self-cgroup"), "0::" + own + "\n");
+  auto after = CgroupTree::SetUp({.mode = "auto",
+                                  .root = "",
+                                  .after_reexec = true,
+                                  .self_cgroup_path = dir_.File("self-cgroup")});
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ(root_ + "/runs", after->root());
+}
+
 TEST_F(RealCgroup, KillReachesAProcessThatLeftItsSessionAndListRunsFindsTheCgroup) {
   auto tree = CgroupTree::SetUp({.mode = "auto", .root = root_});
   ASSERT_TRUE(tree.ok()) << tree.status().ToString();
