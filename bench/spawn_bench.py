@@ -10,6 +10,8 @@ own CPU time over that window (utime+stime of its pid) is printed per job.
 
     python3 bench/spawn_bench.py                 # N=10000, concurrency 1,2,8
     python3 bench/spawn_bench.py --jobs 2000 --skip tsp,parallel
+    python3 bench/spawn_bench.py --binaries old/orchestrator,build-rel/orchestrator,old/orchestrator,build-rel/orchestrator
+        # two builds alternately in one run (each with the orchestrator-exec beside it)
 """
 
 import argparse
@@ -43,7 +45,7 @@ def timed(cmd, env=None, shell=False):
 
 
 def orchestrator(n, conc, argv, binary=None, log_dir=None, cgroup_mode="auto"):
-    d = ob.Daemon(f"spawn-c{conc}-{cgroup_mode}", max_concurrency=conc, binary=binary,
+    d = ob.Daemon(f"spawn-c{conc}-{cgroup_mode}-{abs(hash(binary)) % 10000}", max_concurrency=conc, binary=binary,
                   log_dir=log_dir, extra=f'[cgroup]\nmode = "{cgroup_mode}"')
     d.start()
     try:
@@ -74,6 +76,9 @@ def main():
     ap.add_argument("--cgroup-modes", default="auto",
                     help="comma list of cgroup.mode values to run the orchestrator with "
                          "(auto: a cgroup per run where possible; off: process groups)")
+    ap.add_argument("--binaries", default="",
+                    help="comma list of orchestrator binaries to run in turn (default: ORCH_BIN "
+                         "or build-rel/orchestrator)")
     a = ap.parse_args()
     n = a.jobs
     skip = set(filter(None, a.skip.split(",")))
@@ -88,13 +93,18 @@ def main():
         rows.append((f"raw posix_spawn+wait, {k} in flight", raw_rates[k], ""))
         print(f"raw inflight={k}: {raw_rates[k]:.0f}/s", flush=True)
 
-    for mode in a.cgroup_modes.split(","):
-        for c in [int(x) for x in a.conc.split(",")]:
-            r = orchestrator(n, c, ["/bin/true"], cgroup_mode=mode)
-            note = (f"submit {r['submit_rate']:.0f}/s; daemon cpu {r['cpu_ms_per_job']:.3f} "
-                    f"ms/job; rss {r['rss_kib']} KiB")
-            rows.append((f"orchestrator max_concurrency={c}, cgroup.mode={mode}", r["rate"], note))
-            print(f"orchestrator c={c} cgroup.mode={mode}: {r['rate']:.0f}/s ({note})", flush=True)
+    binaries = [b for b in a.binaries.split(",") if b] or [None]
+    for c in [int(x) for x in a.conc.split(",")]:
+        for mode in a.cgroup_modes.split(","):
+            for b in binaries:
+                r = orchestrator(n, c, ["/bin/true"], binary=b, cgroup_mode=mode)
+                note = (f"submit {r['submit_rate']:.0f}/s; daemon cpu {r['cpu_ms_per_job']:.3f} "
+                        f"ms/job; rss {r['rss_kib']} KiB")
+                name = f"orchestrator max_concurrency={c}, cgroup.mode={mode}"
+                if b:
+                    name += f", {b}"
+                rows.append((name, r["rate"], note))
+                print(f"{name}: {r['rate']:.0f}/s ({note})", flush=True)
 
     if "xargs" not in skip:
         s = timed(f"seq {n} | xargs -P2 -n1 /bin/true", shell=True)

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -413,6 +414,12 @@ int Daemon::Run() {
   // Until its handler is in place a re-exec request must not kill the
   // daemon (the default action), whatever sends it.
   signal(SIGUSR2, SIG_IGN);
+  // The store's threads free and touch again tens of KiB per job: with a
+  // fixed trim threshold glibc keeps that memory instead of returning it
+  // (madvise) and faulting it back in on every job. Fixing one threshold
+  // turns off glibc's tuning of both, so the mmap one is set as well.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  mallopt(M_TRIM_THRESHOLD, 4 << 20);
   struct rlimit rl {};
   std::optional<rlimit> original_nofile;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {

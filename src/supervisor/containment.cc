@@ -64,9 +64,15 @@ class CgroupScope final : public RunScope {
     // An exited leader no longer counts as a member: usually nothing is left.
     auto populated = CgroupPopulated(cg_.fd());
     if (!populated.ok() || *populated) (void)KillCgroup(cg_.fd());
+    // Emptied after the leader's exit, it stays empty: no member is left to
+    // fork, so the drain that follows need not read the file again.
+    emptied_ = populated.ok() && !*populated;
     KillLeaderGroupRest(l);
   }
-  Result<bool> Populated() const override { return CgroupPopulated(cg_.fd()); }
+  Result<bool> Populated() const override {
+    if (emptied_) return false;
+    return CgroupPopulated(cg_.fd());
+  }
   std::string events_path() const override { return cg_.events_path(); }
   CgroupUsage Usage() const override { return ReadCgroupUsage(cg_.fd(), memory_); }
   int cgroup_fd() const override { return cg_.fd(); }
@@ -76,6 +82,7 @@ class CgroupScope final : public RunScope {
  private:
   RunCgroup cg_;
   bool memory_;  // the memory controller is on: its files are there
+  bool emptied_ = false;
 };
 
 }  // namespace

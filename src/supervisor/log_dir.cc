@@ -58,8 +58,10 @@ std::string LogDir::PathOf(int64_t job_id, int64_t run_id, LogStream stream) con
 Result<UniqueFd> LogDir::OpenJobDir(int64_t job_id, bool create) const {
   std::string name = std::to_string(job_id);
   std::string what = path_ + "/" + name;
-  if (create && mkdirat(fd_.get(), name.c_str(), 0750) != 0 && errno != EEXIST) {
-    return FromErrno("log directory " + what);
+  bool made = false;
+  if (create) {
+    made = mkdirat(fd_.get(), name.c_str(), 0750) == 0;
+    if (!made && errno != EEXIST) return FromErrno("log directory " + what);
   }
   UniqueFd dir(openat(fd_.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!dir.valid() && create && (errno == ELOOP || errno == ENOTDIR)) {
@@ -68,14 +70,16 @@ Result<UniqueFd> LogDir::OpenJobDir(int64_t job_id, bool create) const {
     // followed.
     if (unlinkat(fd_.get(), name.c_str(), 0) != 0) return FromErrno("log directory " + what);
     if (mkdirat(fd_.get(), name.c_str(), 0750) != 0) return FromErrno("log directory " + what);
+    made = true;
     dir = UniqueFd(openat(fd_.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   }
   if (!dir.valid()) {
     if (errno == ELOOP || errno == ENOTDIR) return Refused("log directory " + what, "not a directory");
     return FromErrno("log directory " + what);
   }
-  // Only a writer takes a directory back; readers rely on the file checks.
-  if (create) {
+  // Only a writer takes a directory back (readers rely on the file checks),
+  // and only one it found there: what it made itself is already its own.
+  if (create && !made) {
     Status s = TakeBack(dir.get(), "log directory " + what);
     if (!s.ok()) return s;
   }
@@ -90,9 +94,13 @@ Result<RunLogFiles> LogDir::CreateRunLogs(int64_t job_id, int64_t run_id) {
   for (LogStream stream : {LogStream::kStdout, LogStream::kStderr}) {
     std::string name = FileName(run_id, stream);
     std::string what = "open log " + PathOf(job_id, run_id, stream);
-    if (unlinkat(dir->get(), name.c_str(), 0) != 0 && errno != ENOENT) return FromErrno(what);
-    UniqueFd fd(openat(dir->get(), name.c_str(),
-                       O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640));
+    constexpr int kFlags = O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    UniqueFd fd(openat(dir->get(), name.c_str(), kFlags, 0640));
+    if (!fd.valid() && errno == EEXIST) {
+      // Left by a run whose record was lost, or planted: replaced, never opened.
+      if (unlinkat(dir->get(), name.c_str(), 0) != 0 && errno != ENOENT) return FromErrno(what);
+      fd = UniqueFd(openat(dir->get(), name.c_str(), kFlags, 0640));
+    }
     if (!fd.valid()) return FromErrno(what);
     (stream == LogStream::kStdout ? files.out : files.err) = std::move(fd);
   }

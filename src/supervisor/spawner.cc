@@ -318,10 +318,34 @@ int AboveStdio(int fd) {
   return moved;
 }
 
-// The child's copy of an output fd the caller owns, >= 3; /dev/null for -1.
-int OutputFd(int fd) {
-  if (fd < 0) return AboveStdio(open("/dev/null", O_WRONLY | O_CLOEXEC));
-  return fcntl(fd, F_DUPFD_CLOEXEC, 3);
+// /dev/null, opened once (>= 3, CLOEXEC) for every child's stdin and
+// missing outputs; -1 with errno when it cannot be opened.
+int DevNull() {
+  static std::mutex mu;
+  static int fd = -1;
+  std::lock_guard lock(mu);
+  if (fd < 0) fd = AboveStdio(open("/dev/null", O_RDWR | O_CLOEXEC));
+  return fd;
+}
+
+// An fd the child dup2s onto 1 or 2: the caller's own when it is >= 3 (the
+// child gets a copy of the table anyway), else a copy above stdio that
+// `owned` keeps; /dev/null for -1.
+int OutputFd(int fd, UniqueFd& owned) {
+  if (fd < 0) return DevNull();
+  if (fd >= 3) return fd;
+  owned = UniqueFd(fcntl(fd, F_DUPFD_CLOEXEC, 3));
+  return owned.get();
+}
+
+// The fd limit, for the close() loop where close_range is missing: read
+// once, after the daemon raised its own limit at start.
+int MaxFd() {
+  static const int max_fd = [] {
+    long open_max = sysconf(_SC_OPEN_MAX);
+    return open_max > 0 ? static_cast<int>(std::min<long>(open_max, 1 << 20)) : 1024;
+  }();
+  return max_fd;
 }
 
 // The paths execve tries for argv[0]: itself when it has a '/', else each
@@ -506,16 +530,17 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
   for (auto& e : env_store) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  UniqueFd null_fd(AboveStdio(open("/dev/null", O_RDONLY | O_CLOEXEC)));
   auto host_errno = [](const std::string& what) {
     int err = errno;
     return HostFault(err, what + ": " + ErrText(err));
   };
-  if (null_fd.get() < 0) return host_errno("open /dev/null");
-  UniqueFd out_fd(OutputFd(req.stdout_fd));
-  if (out_fd.get() < 0) return host_errno("stdout fd");
-  UniqueFd err_fd(OutputFd(req.stderr_fd));
-  if (err_fd.get() < 0) return host_errno("stderr fd");
+  int null_fd = DevNull();
+  if (null_fd < 0) return host_errno("open /dev/null");
+  UniqueFd out_copy, err_copy;
+  int out_fd = OutputFd(req.stdout_fd, out_copy);
+  if (out_fd < 0) return host_errno("stdout fd");
+  int err_fd = OutputFd(req.stderr_fd, err_copy);
+  if (err_fd < 0) return host_errno("stderr fd");
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) < 0) return host_errno("pipe2");
   UniqueFd report_r(pipe_fds[0]);
@@ -536,13 +561,12 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
   plan.argv = argv.data();
   plan.envp = envp.data();
   plan.cwd = req.cwd.empty() ? nullptr : req.cwd.c_str();
-  plan.stdin_fd = null_fd.get();
-  plan.stdout_fd = out_fd.get();
-  plan.stderr_fd = err_fd.get();
+  plan.stdin_fd = null_fd;
+  plan.stdout_fd = out_fd;
+  plan.stderr_fd = err_fd;
   plan.report_fd = report_w.get();
   plan.gate_fd = gate_r.get();
-  long open_max = sysconf(_SC_OPEN_MAX);
-  if (open_max > 0) plan.max_fd = static_cast<int>(std::min<long>(open_max, 1 << 20));
+  plan.max_fd = MaxFd();
   if (req.nofile_limit) {
     plan.set_nofile = true;
     plan.nofile = *req.nofile_limit;
