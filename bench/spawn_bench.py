@@ -16,6 +16,7 @@ own CPU time over that window (utime+stime of its pid) is printed per job.
 
 import argparse
 import os
+import shutil
 import subprocess
 import time
 
@@ -32,10 +33,11 @@ def cpu_s(pid):
 
 
 def raw(binary, n, inflight):
-    out = subprocess.run([binary, str(n), str(inflight)], capture_output=True, text=True,
-                         check=True).stdout
+    """jobs/s of raw_spawn (or of a whole command line given as a list)."""
+    cmd = binary if isinstance(binary, list) else [binary, str(n), str(inflight)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     secs = float(out.split("seconds=")[1].split()[0])
-    return n / secs
+    return int(out.split("jobs=")[1].split()[0]) / secs
 
 
 def timed(cmd, env=None, shell=False):
@@ -72,7 +74,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=10000)
     ap.add_argument("--conc", default="1,2,8")
-    ap.add_argument("--skip", default="", help="comma list of: xargs,tsp,parallel")
+    ap.add_argument("--skip", default="", help="comma list of: floor,xargs,tsp,parallel")
     ap.add_argument("--cgroup-modes", default="auto",
                     help="comma list of cgroup.mode values to run the orchestrator with "
                          "(auto: a cgroup per run where possible; off: process groups)")
@@ -92,6 +94,37 @@ def main():
         raw_rates[k] = raw(raw_bin, n, k)
         rows.append((f"raw posix_spawn+wait, {k} in flight", raw_rates[k], ""))
         print(f"raw inflight={k}: {raw_rates[k]:.0f}/s", flush=True)
+
+    if "floor" not in skip:
+        # The launcher's own kernel work per job without the daemon
+        # (spawn_floor.c): the most this design can reach here.
+        floor_bin = ob.build_c("spawn_floor", wd)
+        helper = os.path.join(os.path.dirname(a.binaries.split(",")[0] or ob.orch_bin()),
+                              "orchestrator-exec")
+        mount = ob.cgroup2_mount()
+        for k in [int(x) for x in a.conc.split(",")]:
+            for cg, pre in [(False, False), (True, False), (False, True), (True, True)]:
+                if cg and not mount:
+                    continue
+                logs = os.path.join(wd, "floor-logs")
+                shutil.rmtree(logs, ignore_errors=True)
+                os.makedirs(logs)
+                root = os.path.join(mount, "orch-bench", "floor") if cg else ""
+                cmd = [floor_bin, str(n), str(k), helper, logs, root or "-"]
+                if pre:
+                    cmd.append("prestart")
+                if cg:
+                    os.makedirs(root, exist_ok=True)
+                try:
+                    rate = raw(cmd, None, None)
+                finally:
+                    if cg:
+                        ob.remove_cgroup_tree(root)
+                name = (f"floor: the launcher's syscalls, no daemon, {k} in flight"
+                        + (", a cgroup per job" if cg else "")
+                        + (", next process started ahead" if pre else ""))
+                rows.append((name, rate, ""))
+                print(f"{name}: {rate:.0f}/s", flush=True)
 
     binaries = [b for b in a.binaries.split(",") if b] or [None]
     for c in [int(x) for x in a.conc.split(",")]:
