@@ -14,6 +14,7 @@
 #include <vector>
 #include <condition_variable>
 #include <mutex>
+#include <filesystem>
 #include <set>
 #include <sstream>
 #include <string>
@@ -264,6 +265,48 @@ TEST_P(Spawner, NoFileDescriptorIsInherited) {
   EXPECT_LE(fds.size(), 4u) << ReadFile(req.stdout_path);
   EXPECT_EQ(0u, fds.count(77));
   EXPECT_LE(*fds.rbegin(), 3);
+}
+
+// The child dup2s /dev/null onto 0 first: an output fd the caller has at 0
+// must still reach the job's stdout (the spawner copies it above stdio).
+TEST_P(Spawner, OutputFdsBelowThreeStillReachTheJob) {
+  TestRequest req = RequestFor(dir_, {"/bin/sh", "-c", "echo out; echo err >&2"});
+  UniqueFd saved(fcntl(0, F_DUPFD_CLOEXEC, 3));
+  ASSERT_TRUE(saved.valid());
+  ASSERT_EQ(0, dup2(req.out.get(), 0));
+  req.stdout_fd = 0;
+  auto info = RunToExit(req);
+  ASSERT_EQ(0, dup2(saved.get(), 0));
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(0, info->ShellCode());
+  EXPECT_EQ("out\n", ReadFile(req.stdout_path));
+  EXPECT_EQ("err\n", ReadFile(req.stderr_path));
+}
+
+// Nothing a spawn opens stays open in the daemon: the fd count after many
+// spawns is the one after the first (which may open /dev/null for good).
+TEST_P(Spawner, SpawningLeavesNoDescriptorOpenInTheCaller) {
+  auto count_fds = [] {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+      (void)e;
+      ++n;
+    }
+    return n;
+  };
+  ASSERT_TRUE(RunToExit(RequestFor(dir_, {"/bin/true"})).has_value());
+  int before = count_fds();
+  for (int i = 0; i < 20; ++i) {
+    TestRequest req = RequestFor(dir_, {"/bin/true"});
+    req.hold_until_released = i % 2 == 0;
+    SpawnOutcome out = Spawn(req);
+    ASSERT_TRUE(out.ok) << out.failure.message;
+    if (out.process.held) {
+      ASSERT_TRUE(ReleaseHeld(*out.process.held).ok());
+    }
+    ASSERT_TRUE(WaitAndReap(out.process.pidfd).has_value());
+  }
+  EXPECT_EQ(before, count_fds());
 }
 
 TEST_P(Spawner, ChildLeadsANewSessionAndProcessGroup) {
