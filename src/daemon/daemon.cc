@@ -417,9 +417,13 @@ int Daemon::Run() {
   // The store's threads free and touch again tens of KiB per job: with a
   // fixed trim threshold glibc keeps that memory instead of returning it
   // (madvise) and faulting it back in on every job. Fixing one threshold
-  // turns off glibc's tuning of both, so the mmap one is set as well.
-  mallopt(M_MMAP_THRESHOLD, 1 << 20);
-  mallopt(M_TRIM_THRESHOLD, 4 << 20);
+  // turns off glibc's tuning of both, so the mmap one is set as well. An
+  // operator's own malloc tunables win.
+  const char* tunables = getenv("GLIBC_TUNABLES");
+  if (tunables == nullptr || strstr(tunables, "glibc.malloc.") == nullptr) {
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_TRIM_THRESHOLD, 4 << 20);
+  }
   struct rlimit rl {};
   std::optional<rlimit> original_nofile;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {

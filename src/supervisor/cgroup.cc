@@ -468,9 +468,11 @@ Status RunCgroup::Remove() const {
   // Another cgroup now has the name: this one is gone already.
   if (mine.st_ino != there.st_ino || mine.st_dev != there.st_dev) return Status::Ok();
   if (rmdir(path_.c_str()) == 0 || errno == ENOENT) return Status::Ok();
-  // Nested cgroups the job made (EBUSY) go first, deepest first.
-  if (errno == EBUSY) RemoveChildren(fd_.get(), 0);
-  if (rmdir(path_.c_str()) == 0 || errno == ENOENT) return Status::Ok();
+  if (errno == EBUSY) {
+    // Members, or nested cgroups the job made: those go first, deepest first.
+    RemoveChildren(fd_.get(), 0);
+    if (rmdir(path_.c_str()) == 0 || errno == ENOENT) return Status::Ok();
+  }
   if (errno == EBUSY) return Status(Code::kUnavailable, "rmdir " + path_ + ": still populated");
   return FromErrno("rmdir " + path_);
 }

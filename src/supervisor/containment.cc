@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <set>
+#include <utility>
 
 namespace orch {
 namespace {
@@ -64,25 +65,30 @@ class CgroupScope final : public RunScope {
     // An exited leader no longer counts as a member: usually nothing is left.
     auto populated = CgroupPopulated(cg_.fd());
     if (!populated.ok() || *populated) (void)KillCgroup(cg_.fd());
-    // Emptied after the leader's exit, it stays empty: no member is left to
-    // fork, so the drain that follows need not read the file again.
+    // Read empty just now: the drain that follows at once need not read
+    // the file again. Once only: something with the right to write
+    // cgroup.procs can put a process back later, and a stray's sweep must
+    // see it.
     emptied_ = populated.ok() && !*populated;
     KillLeaderGroupRest(l);
   }
   Result<bool> Populated() const override {
-    if (emptied_) return false;
+    if (std::exchange(emptied_, false)) return false;
     return CgroupPopulated(cg_.fd());
   }
   std::string events_path() const override { return cg_.events_path(); }
   CgroupUsage Usage() const override { return ReadCgroupUsage(cg_.fd(), memory_); }
   int cgroup_fd() const override { return cg_.fd(); }
   std::string cgroup() const override { return cg_.path(); }
-  Status Remove() override { return cg_.Remove(); }
+  Status Remove() override {
+    emptied_ = false;
+    return cg_.Remove();
+  }
 
  private:
   RunCgroup cg_;
   bool memory_;  // the memory controller is on: its files are there
-  bool emptied_ = false;
+  mutable bool emptied_ = false;  // KillRest read it empty; for one Populated()
 };
 
 }  // namespace

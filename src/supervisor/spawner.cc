@@ -318,21 +318,23 @@ int AboveStdio(int fd) {
   return moved;
 }
 
-// /dev/null, opened once (>= 3, CLOEXEC) for every child's stdin and
-// missing outputs; -1 with errno when it cannot be opened.
-int DevNull() {
+// /dev/null, opened once per mode (>= 3, CLOEXEC): read-only for every
+// child's stdin, write-only for missing outputs. -1 with errno when it
+// cannot be opened.
+int DevNull(int mode) {
   static std::mutex mu;
-  static int fd = -1;
+  static int read_fd = -1, write_fd = -1;
   std::lock_guard lock(mu);
-  if (fd < 0) fd = AboveStdio(open("/dev/null", O_RDWR | O_CLOEXEC));
+  int& fd = mode == O_RDONLY ? read_fd : write_fd;
+  if (fd < 0) fd = AboveStdio(open("/dev/null", mode | O_CLOEXEC));
   return fd;
 }
 
 // An fd the child dup2s onto 1 or 2: the caller's own when it is >= 3 (the
-// child gets a copy of the table anyway), else a copy above stdio that
+// child has a copy of the whole table anyway), else a copy above stdio that
 // `owned` keeps; /dev/null for -1.
 int OutputFd(int fd, UniqueFd& owned) {
-  if (fd < 0) return DevNull();
+  if (fd < 0) return DevNull(O_WRONLY);
   if (fd >= 3) return fd;
   owned = UniqueFd(fcntl(fd, F_DUPFD_CLOEXEC, 3));
   return owned.get();
@@ -534,7 +536,7 @@ SpawnOutcome Spawn(const SpawnRequest& req) {
     int err = errno;
     return HostFault(err, what + ": " + ErrText(err));
   };
-  int null_fd = DevNull();
+  int null_fd = DevNull(O_RDONLY);
   if (null_fd < 0) return host_errno("open /dev/null");
   UniqueFd out_copy, err_copy;
   int out_fd = OutputFd(req.stdout_fd, out_copy);

@@ -27,7 +27,7 @@ struct SpawnRequest {
   std::map<std::string, std::string> env;  // the complete environment of the child
   std::string cwd;                         // "" = the daemon's; entered as the job's user
   // Where the child's stdout/stderr go: fds the caller opened and still owns
-  // (the child gets copies). -1 = /dev/null.
+  // (the child dup2s them onto 1 and 2; they stay open here). -1 = /dev/null.
   int stdout_fd = -1;
   int stderr_fd = -1;
   // RLIMIT_NOFILE for the child: the limit the daemon started with, before

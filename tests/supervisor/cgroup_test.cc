@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -311,6 +312,39 @@ TEST_F(RealCgroup, ARecordedCgroupIsTrustedOnlyWhenItCanBeThatRunsOwn) {
   run.cgroup = cg->path();
   EXPECT_EQ("", containment.ForRecorded(run)->cgroup());
   EXPECT_TRUE(cg->Remove().ok());
+}
+
+// A run's cgroup read empty after its leader's exit answers the drain that
+// follows without another read, but only that once: a process put back in
+// later (anyone allowed to write cgroup.procs can) is seen, killed, and the
+// cgroup removed.
+TEST_F(RealCgroup, ACgroupRepopulatedAfterItWasSeenEmptyIsKilledAndRemoved) {
+  auto tree = CgroupTree::SetUp({.mode = "auto", .root = root_});
+  ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+  Containment containment(std::move(tree).value());
+  auto scope = containment.Prepare(8, {});
+  ASSERT_TRUE(scope.ok()) << scope.status().ToString();
+  RunScope& run = **scope;
+  run.KillRest(RunLeader{});
+  EXPECT_FALSE(Or(run.Populated(), true));  // the drain's answer, from KillRest's read
+  std::string procs_path = run.cgroup() + "/cgroup.procs";
+  pid_t back = fork();
+  if (back == 0) {
+    int procs = open(procs_path.c_str(), O_WRONLY);
+    if (procs < 0 || write(procs, "0", 1) != 1) _exit(126);
+    execl("/bin/sleep", "sleep", "300", nullptr);
+    _exit(127);
+  }
+  ASSERT_GT(back, 0);
+  ASSERT_TRUE(test::WaitFor([&] { return Or(CgroupProcs(run.cgroup_fd()), std::vector<pid_t>{}).size() == 1; }));
+  EXPECT_TRUE(Or(run.Populated(), false));
+  EXPECT_EQ(Code::kUnavailable, run.Remove().code());
+  run.KillRest(RunLeader{});  // what the stray sweep does
+  int status = 0;
+  ASSERT_EQ(back, waitpid(back, &status, 0));
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_TRUE(test::WaitFor([&] { return run.Remove().ok(); }));
+  EXPECT_FALSE(std::filesystem::exists(run.cgroup()));
 }
 
 TEST(ProcessGroupScope, NeverSignalsWithoutALeader) {

@@ -273,10 +273,13 @@ TEST_P(Spawner, OutputFdsBelowThreeStillReachTheJob) {
   TestRequest req = RequestFor(dir_, {"/bin/sh", "-c", "echo out; echo err >&2"});
   UniqueFd saved(fcntl(0, F_DUPFD_CLOEXEC, 3));
   ASSERT_TRUE(saved.valid());
+  struct Restore {
+    int from;
+    ~Restore() { dup2(from, 0); }
+  } restore{saved.get()};
   ASSERT_EQ(0, dup2(req.out.get(), 0));
   req.stdout_fd = 0;
   auto info = RunToExit(req);
-  ASSERT_EQ(0, dup2(saved.get(), 0));
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(0, info->ShellCode());
   EXPECT_EQ("out\n", ReadFile(req.stdout_path));
