@@ -51,8 +51,9 @@ set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://example.org/orchestrator")
 # Depends: from the binary's shared libraries (needs dpkg-shlibdeps and file).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # The maintainer scripts use useradd/groupadd (passwd) and getent (libc-bin).
-# libcurl4 is dlopen()ed by the client subcommands, so shlibdeps cannot see it.
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd, libcurl4")
+# libcurl4 is dlopen()ed by the client subcommands and libpq5 by the
+# PostgreSQL store, so shlibdeps cannot see them.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd, libcurl4, libpq5")
 
 # /etc/orchestrator/orchestrator.toml is a conffile: upgrades keep local edits.
 set(ORCH_CONFFILES ${CMAKE_BINARY_DIR}/packaging/conffiles)

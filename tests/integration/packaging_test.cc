@@ -152,8 +152,9 @@ TEST_F(Package, ControlNamesThePackageAndItsLibraryDependencies) {
   std::smatch m;
   ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(\n Depends: ([^\n]*)\n)"))) << r.out;
   std::string depends = m[1];
-  // dpkg-shlibdeps derived these from the binary's shared libraries.
-  for (const char* pkg : {"libc6", "libuv1", "libcurl4"}) {
+  // dpkg-shlibdeps derived these from the binary's shared libraries; libcurl4
+  // and libpq5 are loaded with dlopen and named by hand.
+  for (const char* pkg : {"libc6", "libuv1", "libcurl4", "libpq5"}) {
     EXPECT_TRUE(Contains(depends, pkg)) << pkg << " missing from Depends: " << depends;
   }
   // Libraries only some builds link (the store's SQLite, libsystemd for
@@ -542,6 +543,19 @@ TEST_F(Dockerfile, RuntimeStageInstallsEveryLibraryTheBinaryLinks) {
 
 namespace orch {
 namespace {
+
+// libcurl (client subcommands) and libpq (PostgreSQL store) are loaded when
+// used: a daemon on SQLite maps neither, nor the TLS, Kerberos and LDAP
+// libraries they pull in (bench/README.md, idle memory).
+TEST(Binary, LoadsLibcurlAndLibpqOnlyWhenUsed) {
+  if (!HaveTool("readelf")) GTEST_SKIP() << "readelf is not installed";
+  CommandResult r = RunCommand({"readelf", "-d", OrchestratorBinary()});
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  EXPECT_NE(std::string::npos, r.out.find("(NEEDED)")) << r.out;
+  for (const char* lib : {"libcurl", "libpq", "libssl", "libcrypto", "libgssapi"}) {
+    EXPECT_EQ(std::string::npos, r.out.find(std::string("[") + lib)) << lib << " is linked";
+  }
+}
 
 // The build the README describes (and the .deb made from it) must not carry
 // the test kill points: ORCH_TEST_HOOKS is off unless a test build asks.

@@ -44,13 +44,13 @@ Code CodeOfSqlState(const std::string& state) {
 }  // namespace
 
 Status FromPg(PGconn* conn, const PGresult* res, const std::string& what) {
-  const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
-  std::string message = FirstLine(res ? PQresultErrorMessage(res) : nullptr);
-  if (message.empty()) message = FirstLine(conn ? PQerrorMessage(conn) : nullptr);
+  const char* state = res ? pq::PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  std::string message = FirstLine(res ? pq::PQresultErrorMessage(res) : nullptr);
+  if (message.empty()) message = FirstLine(conn ? pq::PQerrorMessage(conn) : nullptr);
   Code code = Code::kIo;
   if (state != nullptr) {
     code = CodeOfSqlState(state);
-  } else if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) {
+  } else if (conn == nullptr || pq::PQstatus(conn) != CONNECTION_OK) {
     code = Code::kUnavailable;
   }
   if (message.empty()) message = "unknown PostgreSQL error";
@@ -59,18 +59,18 @@ Status FromPg(PGconn* conn, const PGresult* res, const std::string& what) {
 }
 
 int64_t PgResult::affected() const {
-  const char* n = PQcmdTuples(res_.get());
+  const char* n = pq::PQcmdTuples(res_.get());
   return (n && *n) ? std::strtoll(n, nullptr, 10) : 0;
 }
 
 int64_t PgResult::Int(int row, int col) const {
   if (IsNull(row, col)) return 0;
-  return std::strtoll(PQgetvalue(res_.get(), row, col), nullptr, 10);
+  return std::strtoll(pq::PQgetvalue(res_.get(), row, col), nullptr, 10);
 }
 
 std::string PgResult::Text(int row, int col) const {
-  return std::string(PQgetvalue(res_.get(), row, col),
-                     static_cast<size_t>(PQgetlength(res_.get(), row, col)));
+  return std::string(pq::PQgetvalue(res_.get(), row, col),
+                     static_cast<size_t>(pq::PQgetlength(res_.get(), row, col)));
 }
 
 std::optional<int64_t> PgResult::OptInt(int row, int col) const {
@@ -91,7 +91,7 @@ PgParams& PgParams::Add(const std::optional<double>& v) {
 
 std::optional<double> PgResult::OptDouble(int row, int col) const {
   if (IsNull(row, col)) return std::nullopt;
-  return std::strtod(PQgetvalue(res_.get(), row, col), nullptr);
+  return std::strtod(pq::PQgetvalue(res_.get(), row, col), nullptr);
 }
 
 std::optional<std::string> PgResult::OptText(int row, int col) const {
@@ -108,22 +108,23 @@ Result<std::unique_ptr<PgConn>> PgConn::Connect(const std::string& url,
 }
 
 PgConn::~PgConn() {
-  if (conn_) PQfinish(conn_);
+  if (conn_) pq::PQfinish(conn_);
 }
 
 Status PgConn::Open() {
   if (conn_) {
-    PQfinish(conn_);
+    pq::PQfinish(conn_);
     conn_ = nullptr;
   }
   prepared_.clear();
+  if (std::string error; !LoadLibpq(&error)) return Status(Code::kUnavailable, error);
   // A URL libpq cannot even parse is the config's fault: no point retrying.
   char* parse_error = nullptr;
-  if (PQconninfoOption* parsed = PQconninfoParse(url_.c_str(), &parse_error)) {
-    PQconninfoFree(parsed);
+  if (PQconninfoOption* parsed = pq::PQconninfoParse(url_.c_str(), &parse_error)) {
+    pq::PQconninfoFree(parsed);
   } else {
     std::string why = parse_error ? FirstLine(parse_error) : "out of memory";
-    PQfreemem(parse_error);
+    pq::PQfreemem(parse_error);
     // libpq quotes the offending token, which may be a password.
     why = std::regex_replace(why, std::regex("\"[^\"]*\""), "\"***\"");
     return Status(Code::kInvalidArgument, "store.url is not a valid PostgreSQL URL: " + why);
@@ -135,17 +136,20 @@ Status PgConn::Open() {
                         "tcp_user_timeout", "dbname", nullptr};
   const char* values[] = {"orchestrator", connect_timeout.c_str(), "1", "5", "2", "3", "15000",
                           url_.c_str(), nullptr};
-  conn_ = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  conn_ = pq::PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (conn_ == nullptr) return Status(Code::kInternal, "out of memory connecting to PostgreSQL");
-  PQsetNoticeProcessor(
-      conn_, [](void*, const char* text) { log::Debug("PostgreSQL notice", {{"text", FirstLine(text)}}); },
+  pq::PQsetNoticeProcessor(
+      conn_,
+      [](void*, const char* text) {
+        log::Debug("PostgreSQL notice", {{"text", FirstLine(text)}});
+      },
       nullptr);
-  if (PQstatus(conn_) != CONNECTION_OK) {
-    std::string message = FirstLine(PQerrorMessage(conn_));
+  if (pq::PQstatus(conn_) != CONNECTION_OK) {
+    std::string message = FirstLine(pq::PQerrorMessage(conn_));
     Code code = Code::kUnavailable;
     // A login that needed or used a password and failed was refused (the
     // message may be translated; these flags are not).
-    if (PQconnectionNeedsPassword(conn_) || PQconnectionUsedPassword(conn_) ||
+    if (pq::PQconnectionNeedsPassword(conn_) || pq::PQconnectionUsedPassword(conn_) ||
         message.find("password authentication failed") != std::string::npos ||
         message.find("no pg_hba.conf entry") != std::string::npos ||
         message.find("role \"") != std::string::npos) {
@@ -157,7 +161,7 @@ Status PgConn::Open() {
                message.find("missing \"=\"") != std::string::npos) {
       code = Code::kInvalidArgument;
     }
-    PQfinish(conn_);
+    pq::PQfinish(conn_);
     conn_ = nullptr;
     return Status(code, "cannot connect to PostgreSQL: " + message);
   }
@@ -204,16 +208,16 @@ Result<PgResult> PgConn::Query(const std::string& sql, const PgParams& params) {
   auto it = prepared_.find(sql);
   if (it == prepared_.end()) {
     std::string name = "s" + std::to_string(++next_name_);
-    PgResult prep(PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr));
-    if (PQresultStatus(prep.raw()) != PGRES_COMMAND_OK) return FromPg(conn_, prep.raw(), "");
+    PgResult prep(pq::PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr));
+    if (pq::PQresultStatus(prep.raw()) != PGRES_COMMAND_OK) return FromPg(conn_, prep.raw(), "");
     it = prepared_.emplace(sql, name).first;
   }
   const auto& vals = params.values();
   std::vector<const char*> ptrs(vals.size());
   for (size_t i = 0; i < vals.size(); ++i) ptrs[i] = vals[i] ? vals[i]->c_str() : nullptr;
-  PgResult res(PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(ptrs.size()),
-                              ptrs.data(), nullptr, nullptr, 0));
-  ExecStatusType st = PQresultStatus(res.raw());
+  PgResult res(pq::PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(ptrs.size()),
+                                  ptrs.data(), nullptr, nullptr, 0));
+  ExecStatusType st = pq::PQresultStatus(res.raw());
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
     Status failed = FromPg(conn_, res.raw(), "");
     NoteFailure(failed);
@@ -226,15 +230,15 @@ void PgConn::NoteFailure(const Status& failed) {
   // Outside any savepoint of its own, a failed statement aborts the group's
   // whole transaction: nothing after it may run, and it must not commit.
   if (in_group_ && !group_lost_ && txn_depth_ <= 1 && conn_ != nullptr &&
-      PQtransactionStatus(conn_) != PQTRANS_INTRANS) {
+      pq::PQtransactionStatus(conn_) != PQTRANS_INTRANS) {
     group_lost_ = failed;
   }
 }
 
 Status PgConn::Script(const std::string& sql) {
   if (conn_ == nullptr) return Status(Code::kUnavailable, "not connected to PostgreSQL");
-  PgResult res(PQexec(conn_, sql.c_str()));
-  ExecStatusType st = PQresultStatus(res.raw());
+  PgResult res(pq::PQexec(conn_, sql.c_str()));
+  ExecStatusType st = pq::PQresultStatus(res.raw());
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
     Status failed = FromPg(conn_, res.raw(), "");
     NoteFailure(failed);
@@ -247,11 +251,11 @@ Status PgConn::CommitTop() {
   if (conn_ == nullptr) return Status(Code::kUnavailable, "not connected to PostgreSQL");
   // COMMIT of an aborted transaction "succeeds" with a ROLLBACK: never take
   // that for a commit.
-  bool aborted = PQtransactionStatus(conn_) == PQTRANS_INERROR;
-  PgResult res(PQexec(conn_, "COMMIT"));
-  ExecStatusType st = PQresultStatus(res.raw());
+  bool aborted = pq::PQtransactionStatus(conn_) == PQTRANS_INERROR;
+  PgResult res(pq::PQexec(conn_, "COMMIT"));
+  ExecStatusType st = pq::PQresultStatus(res.raw());
   if (st != PGRES_COMMAND_OK) return FromPg(conn_, res.raw(), "COMMIT");
-  if (aborted || std::strcmp(PQcmdStatus(res.raw()), "COMMIT") != 0) {
+  if (aborted || std::strcmp(pq::PQcmdStatus(res.raw()), "COMMIT") != 0) {
     return Status(Code::kIo, "the transaction was rolled back (a statement in it failed)");
   }
   return Status::Ok();
@@ -279,7 +283,7 @@ Status PgConn::InSnapshot(const std::function<void()>& ops) {
   ops();
   --txn_depth_;
   Status s = Script("COMMIT");
-  if (!s.ok() && conn_ && PQtransactionStatus(conn_) != PQTRANS_IDLE) Script("ROLLBACK").ok();
+  if (!s.ok() && conn_ && pq::PQtransactionStatus(conn_) != PQTRANS_IDLE) Script("ROLLBACK").ok();
   return s;
 }
 
@@ -287,7 +291,7 @@ PgTransaction::~PgTransaction() { Rollback(); }
 
 Status PgTransaction::Begin() {
   PGconn* raw = conn_->conn_;
-  PGTransactionStatusType ts = raw ? PQtransactionStatus(raw) : PQTRANS_UNKNOWN;
+  PGTransactionStatusType ts = raw ? pq::PQtransactionStatus(raw) : PQTRANS_UNKNOWN;
   if (ts == PQTRANS_INTRANS) {
     if (conn_->group_lost_) return *conn_->group_lost_;
     name_ = "sp" + std::to_string(++conn_->next_name_);
@@ -337,7 +341,7 @@ void PgTransaction::Rollback() {
   open_ = false;
   --conn_->txn_depth_;
   PGconn* raw = conn_->conn_;
-  if (raw == nullptr || PQstatus(raw) != CONNECTION_OK) {
+  if (raw == nullptr || pq::PQstatus(raw) != CONNECTION_OK) {
     if (savepoint_ && !conn_->group_lost_) {
       conn_->group_lost_ = Status(Code::kUnavailable, "the connection to PostgreSQL was lost");
     }

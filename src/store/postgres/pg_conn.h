@@ -4,8 +4,6 @@
 // place, FromPg(). Not thread-safe: a PgConn belongs to one thread.
 #pragma once
 
-#include <libpq-fe.h>
-
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -15,6 +13,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "store/postgres/libpq.h"
 
 namespace orch {
 
@@ -47,10 +46,10 @@ class PgParams {
 // A query's result; rows and columns are 0-based.
 class PgResult {
  public:
-  explicit PgResult(PGresult* res) : res_(res, &PQclear) {}
-  int rows() const { return PQntuples(res_.get()); }
+  explicit PgResult(PGresult* res) : res_(res, [](PGresult* r) { pq::PQclear(r); }) {}
+  int rows() const { return pq::PQntuples(res_.get()); }
   int64_t affected() const;
-  bool IsNull(int row, int col) const { return PQgetisnull(res_.get(), row, col) != 0; }
+  bool IsNull(int row, int col) const { return pq::PQgetisnull(res_.get(), row, col) != 0; }
   int64_t Int(int row, int col) const;
   std::string Text(int row, int col) const;
   bool Bool(int row, int col) const { return Text(row, col) == "t"; }
@@ -95,7 +94,7 @@ class PgConn {
   // When the connection is dead: reconnects, at most once per backoff step
   // (100 ms doubling to 5 s); kUnavailable with the last error otherwise.
   Status EnsureConnected();
-  bool connected() const { return conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK; }
+  bool connected() const { return conn_ != nullptr && pq::PQstatus(conn_) == CONNECTION_OK; }
   PGconn* raw() const { return conn_; }
   // Reconnections made since Connect (for /metrics).
   uint64_t reconnects() const { return reconnects_; }

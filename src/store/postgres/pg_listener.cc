@@ -76,19 +76,19 @@ void PgListener::Main() {
     // Whatever was queued while no one listened.
     on_notify_();
     while (!stop_) {
-      pollfd fds[2] = {{PQsocket(raw), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+      pollfd fds[2] = {{pq::PQsocket(raw), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
       int n = poll(fds, 2, -1);
       if (n < 0 && errno == EINTR) continue;
       if (stop_ || n < 0) break;
-      if (PQconsumeInput(raw) == 0) {
+      if (pq::PQconsumeInput(raw) == 0) {
         log::Warn("lost the connection that listens for queue changes; reconnecting",
                   {{"error", FromPg(raw, nullptr, "").message()}});
         break;
       }
       uint64_t got = 0;
-      while (PGnotify* note = PQnotifies(raw)) {
+      while (PGnotify* note = pq::PQnotifies(raw)) {
         ++got;
-        PQfreemem(note);
+        pq::PQfreemem(note);
       }
       if (got > 0) {
         notifications_ += got;

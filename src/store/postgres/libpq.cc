@@ -1,0 +1,56 @@
+#include "store/postgres/libpq.h"
+
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+namespace orch {
+namespace {
+
+struct Loaded {
+  libpq::Functions functions;
+  std::string error;  // empty once loaded
+};
+
+const Loaded& Load() {
+  static const Loaded loaded = [] {
+    Loaded l;
+    void* h = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+    if (h == nullptr) {
+      const char* why = dlerror();
+      l.error = why != nullptr ? why : "dlopen failed";
+      return l;
+    }
+#define ORCH_LIBPQ_LOAD(name)                                              \
+  l.functions.name = reinterpret_cast<decltype(&::name)>(dlsym(h, #name)); \
+  if (l.functions.name == nullptr && l.error.empty()) l.error = "libpq.so.5 has no " #name;
+    ORCH_LIBPQ_FUNCTIONS(ORCH_LIBPQ_LOAD)
+#undef ORCH_LIBPQ_LOAD
+    return l;
+  }();
+  return loaded;
+}
+
+}  // namespace
+
+bool LoadLibpq(std::string* error) {
+  const Loaded& l = Load();
+  if (l.error.empty()) return true;
+  *error = "cannot load libpq (Debian package libpq5): " + l.error;
+  return false;
+}
+
+namespace libpq {
+const Functions& Get() {
+  const Loaded& l = Load();
+  if (!l.error.empty()) {
+    std::fprintf(stderr, "orchestrator: cannot load libpq: %s\n", l.error.c_str());
+    std::abort();
+  }
+  return l.functions;
+}
+}  // namespace libpq
+
+}  // namespace orch
