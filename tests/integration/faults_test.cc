@@ -192,6 +192,21 @@ TEST(ReadOnlyStore, RefusedAtStartWithExitTwo) {
   EXPECT_NE(std::string::npos, r.err.find("cannot open the store")) << r.err;
 }
 
+// libpq is loaded only for a PostgreSQL store: without it the daemon says
+// which package is missing and exits, instead of waiting for a server.
+TEST(MissingLibpq, APostgresStoreWithoutLibpqIsRefusedAtStartWithExitTwo) {
+  TempDir dir;
+  std::ofstream(dir.File("orchestrator.toml"))
+      << "[server]\nlisten = \"127.0.0.1:0\"\n"
+      << "[store]\nbackend = \"postgres\"\nurl = \"postgresql:///orch?host=" << dir.path()
+      << "\"\n";
+  auto r = test::RunCommand(
+      {test::OrchestratorBinary(), "serve", "--config", dir.File("orchestrator.toml")},
+      {"ORCH_TEST_LIBPQ=libpq-not-installed.so.5"});
+  EXPECT_EQ(2, r.exit_code) << r.err;
+  EXPECT_NE(std::string::npos, r.err.find("cannot load libpq (Debian package libpq5)")) << r.err;
+}
+
 TEST(VanishedStore, DegradedButAlive) {
   TempDir dir;
   Daemon d(dir);

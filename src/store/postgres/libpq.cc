@@ -4,7 +4,8 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
+
+#include "base/test_hooks.h"
 
 namespace orch {
 namespace {
@@ -17,7 +18,8 @@ struct Loaded {
 const Loaded& Load() {
   static const Loaded loaded = [] {
     Loaded l;
-    void* h = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+    const char* name = TestHookValue("ORCH_TEST_LIBPQ");  // a library that is not there
+    void* h = dlopen(name != nullptr ? name : "libpq.so.5", RTLD_NOW | RTLD_LOCAL);
     if (h == nullptr) {
       const char* why = dlerror();
       l.error = why != nullptr ? why : "dlopen failed";

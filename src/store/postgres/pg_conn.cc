@@ -117,7 +117,8 @@ Status PgConn::Open() {
     conn_ = nullptr;
   }
   prepared_.clear();
-  if (std::string error; !LoadLibpq(&error)) return Status(Code::kUnavailable, error);
+  // Not a server that is away: waiting would not bring the library.
+  if (std::string error; !LoadLibpq(&error)) return Status(Code::kNotFound, error);
   // A URL libpq cannot even parse is the config's fault: no point retrying.
   char* parse_error = nullptr;
   if (PQconninfoOption* parsed = pq::PQconninfoParse(url_.c_str(), &parse_error)) {
