@@ -76,14 +76,18 @@ class RecordingServer {
         if (n <= 0) break;
         request.append(buf, static_cast<size_t>(n));
       }
+      {
+        // Counted before the answer: the client may exit, and the test
+        // look, as soon as it has read it.
+        std::lock_guard<std::mutex> lock(mu_);
+        ++connections_;
+        received_ += request;
+      }
       static const std::string kAnswer =
           "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
           "Connection: close\r\n\r\n{}";
       EXPECT_EQ(static_cast<ssize_t>(kAnswer.size()), write(c, kAnswer.data(), kAnswer.size()));
       close(c);
-      std::lock_guard<std::mutex> lock(mu_);
-      ++connections_;
-      received_ += request;
     }
   }
 
