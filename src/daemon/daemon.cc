@@ -418,9 +418,10 @@ int Daemon::Run() {
   // fixed trim threshold glibc keeps that memory instead of returning it
   // (madvise) and faulting it back in on every job. Fixing one threshold
   // turns off glibc's tuning of both, so the mmap one is set as well. An
-  // operator's own malloc tunables win.
+  // operator's own thresholds win.
   const char* tunables = getenv("GLIBC_TUNABLES");
-  if (tunables == nullptr || strstr(tunables, "glibc.malloc.") == nullptr) {
+  if (tunables == nullptr || (strstr(tunables, "glibc.malloc.trim_threshold") == nullptr &&
+                              strstr(tunables, "glibc.malloc.mmap_threshold") == nullptr)) {
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, 4 << 20);
   }

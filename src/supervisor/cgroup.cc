@@ -469,7 +469,8 @@ Status RunCgroup::Remove() const {
   if (mine.st_ino != there.st_ino || mine.st_dev != there.st_dev) return Status::Ok();
   if (rmdir(path_.c_str()) == 0 || errno == ENOENT) return Status::Ok();
   if (errno == EBUSY) {
-    // Members, or nested cgroups the job made: those go first, deepest first.
+    // Still members (then this fails again), or nested cgroups the job
+    // made: those go first, deepest first.
     RemoveChildren(fd_.get(), 0);
     if (rmdir(path_.c_str()) == 0 || errno == ENOENT) return Status::Ok();
   }

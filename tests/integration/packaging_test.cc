@@ -503,6 +503,11 @@ TEST_F(Dockerfile, RuntimeStageInstallsEveryLibraryTheBinaryLinks) {
   }
   std::string runs = RuntimeRuns();
   EXPECT_TRUE(std::regex_search(runs, std::regex(R"(\bcurl\b)"))) << "for the health check";
+  // Loaded with dlopen, so not in the binary's NEEDED list below.
+  for (const char* pkg : {"libcurl4", "libpq5"}) {
+    EXPECT_TRUE(std::regex_search(runs, std::regex(std::string("(^|\\s)") + pkg + "(\\s|$)")))
+        << pkg << " (loaded with dlopen) is not installed in the runtime stage";
+  }
   // Present in every Debian image, and sanitizer runtimes of test builds.
   const std::set<std::string> kBase = {"libc6",    "libstdc++6", "libgcc-s1",
                                        "libasan8", "libubsan1",  "libtsan2"};

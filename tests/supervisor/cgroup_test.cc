@@ -336,12 +336,19 @@ TEST_F(RealCgroup, ACgroupRepopulatedAfterItWasSeenEmptyIsKilledAndRemoved) {
     _exit(127);
   }
   ASSERT_GT(back, 0);
+  struct Reaper {
+    pid_t pid;
+    ~Reaper() {
+      if (pid > 0 && kill(pid, SIGKILL) == 0) waitpid(pid, nullptr, 0);
+    }
+  } reaper{back};
   ASSERT_TRUE(test::WaitFor([&] { return Or(CgroupProcs(run.cgroup_fd()), std::vector<pid_t>{}).size() == 1; }));
   EXPECT_TRUE(Or(run.Populated(), false));
   EXPECT_EQ(Code::kUnavailable, run.Remove().code());
   run.KillRest(RunLeader{});  // what the stray sweep does
   int status = 0;
   ASSERT_EQ(back, waitpid(back, &status, 0));
+  reaper.pid = 0;
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
   EXPECT_TRUE(test::WaitFor([&] { return run.Remove().ok(); }));
   EXPECT_FALSE(std::filesystem::exists(run.cgroup()));
