@@ -266,20 +266,12 @@ TEST_F(RealCgroup, SignalReachesEveryMemberAndNoOneElse) {
   ASSERT_TRUE(tree.ok()) << tree.status().ToString();
   auto cg = RunCgroup::Create(*tree, 1, {});
   ASSERT_TRUE(cg.ok());
-  std::string procs_path = cg->path() + "/cgroup.procs";
-  auto start = [&](bool inside) {
-    pid_t pid = fork();
-    if (pid == 0) {
-      if (inside) {
-        int procs = open(procs_path.c_str(), O_WRONLY);
-        if (procs < 0 || write(procs, "0", 1) != 1) _exit(126);
-      }
-      execl("/bin/sleep", "sleep", "300", nullptr);
-      _exit(127);
-    }
-    return pid;
-  };
-  pid_t in = start(true), out = start(false);
+  pid_t in = test::ForkSleeperInCgroup(cg->path());
+  pid_t out = fork();  // a sleeper outside it
+  if (out == 0) {
+    execl("/bin/sleep", "sleep", "300", nullptr);
+    _exit(127);
+  }
   ASSERT_TRUE(test::WaitFor([&] { return Or(CgroupProcs(cg->fd()), std::vector<pid_t>{}).size() == 1; }));
   ASSERT_TRUE(SignalCgroup(cg->fd(), SIGTERM).ok());
   int status = 0;
@@ -327,14 +319,7 @@ TEST_F(RealCgroup, ACgroupRepopulatedAfterItWasSeenEmptyIsKilledAndRemoved) {
   RunScope& run = **scope;
   run.KillRest(RunLeader{});
   EXPECT_FALSE(Or(run.Populated(), true));  // the drain's answer, from KillRest's read
-  std::string procs_path = run.cgroup() + "/cgroup.procs";
-  pid_t back = fork();
-  if (back == 0) {
-    int procs = open(procs_path.c_str(), O_WRONLY);
-    if (procs < 0 || write(procs, "0", 1) != 1) _exit(126);
-    execl("/bin/sleep", "sleep", "300", nullptr);
-    _exit(127);
-  }
+  pid_t back = test::ForkSleeperInCgroup(run.cgroup());
   ASSERT_GT(back, 0);
   struct Reaper {
     pid_t pid;

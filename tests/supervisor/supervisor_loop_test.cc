@@ -504,15 +504,8 @@ TEST_F(SupervisorLoop, RecoveryKillsAndRemovesLeftoverRunCgroups) {
   for (int64_t cg_id : {run_id, int64_t{999}}) {
     auto cg = RunCgroup::Create(*tree, cg_id, {});
     ASSERT_TRUE(cg.ok()) << cg.status().ToString();
-    std::string procs_path = cg->path() + "/cgroup.procs";
-    pid_t pid = fork();
-    if (pid == 0) {
-      // Async-signal-safe only: a child of a threaded process.
-      int procs = open(procs_path.c_str(), O_WRONLY);
-      if (procs < 0 || write(procs, "0", 1) != 1) _exit(126);
-      execl("/bin/sleep", "sleep", "300", nullptr);
-      _exit(127);
-    }
+    pid_t pid = test::ForkSleeperInCgroup(cg->path());
+    ASSERT_GT(pid, 0);
     auto fd = Pidfd::Open(pid);
     ASSERT_TRUE(fd.ok());
     sleepers.push_back(std::move(fd).value());

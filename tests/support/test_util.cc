@@ -111,6 +111,18 @@ std::string TestCgroupRoot(const TempDir& dir) {
   return mount + "/orch-test/" + std::filesystem::path(dir.path()).filename().string();
 }
 
+pid_t ForkSleeperInCgroup(const std::string& cgroup_path) {
+  std::string procs_path = cgroup_path + "/cgroup.procs";
+  pid_t pid = fork();
+  if (pid == 0) {
+    int procs = open(procs_path.c_str(), O_WRONLY);
+    if (procs < 0 || write(procs, "0", 1) != 1) _exit(126);
+    execl("/bin/sleep", "sleep", "300", nullptr);
+    _exit(127);
+  }
+  return pid;
+}
+
 void DestroyCgroupTree(const std::string& root) {
   if (root.empty() || !std::filesystem::exists(root)) return;
   // cgroup.kill reaches every descendant; the directories go once empty.

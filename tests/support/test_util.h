@@ -2,6 +2,8 @@
 // condition with a deadline, running the real binary.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <functional>
 #include <string>
@@ -62,6 +64,10 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
 std::string Cgroup2Mount();
 std::string TestCgroupRoot(const TempDir& dir);
 void DestroyCgroupTree(const std::string& root);
+// Forks `sleep 300` that enters the cgroup at `cgroup_path` (by writing
+// cgroup.procs itself) before its exec; its pid, -1 when fork failed. The
+// child only makes async-signal-safe calls: callers may have threads.
+pid_t ForkSleeperInCgroup(const std::string& cgroup_path);
 // TestCgroupRoot(dir), destroyed with the guard.
 struct TestCgroupTree {
   explicit TestCgroupTree(const TempDir& dir) : root(TestCgroupRoot(dir)) {}
